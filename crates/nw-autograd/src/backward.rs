@@ -1,0 +1,240 @@
+//! Backward of every operation in one place: given an op, its output value
+//! `y` and the gradient `g` of the loss with respect to `y`, return the
+//! gradient with respect to each input. Formulas are in the comments; `*`
+//! is elementwise and gradients of broadcast inputs are summed back to the
+//! input's shape.
+
+use nw_tensor::Tensor;
+
+use crate::error::Result;
+use crate::op::Op;
+use crate::ops::{GELU_C, SQRT_2_OVER_PI, normal_cdf, sigmoid};
+use crate::var::Var;
+
+/// `g * f(x)` elementwise, where `f` is the local derivative at each input element.
+fn chain(g: &Tensor, x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Tensor> {
+    Ok(g.zip_with(x, "backward", move |g, x| g * f(x))?)
+}
+
+/// `g * f(y)` elementwise, for derivatives best written through the output.
+fn chain_out(g: &Tensor, y: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Tensor> {
+    Ok(g.zip_with(y, "backward", move |g, y| g * f(y))?)
+}
+
+/// Gradients of the inputs of `op`.
+pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
+    use Op::*;
+    let one = |v: &Var, t: Tensor| Ok(vec![(v.clone(), t)]);
+    match op {
+        // d(a + b) = g, g (summed over broadcast axes)
+        Add(a, b) => {
+            Ok(vec![(a.clone(), g.sum_to_shape(a.shape())?), (b.clone(), g.sum_to_shape(b.shape())?)])
+        }
+        // d(a - b) = g, -g
+        Sub(a, b) => {
+            Ok(vec![(a.clone(), g.sum_to_shape(a.shape())?), (b.clone(), g.neg().sum_to_shape(b.shape())?)])
+        }
+        // d(a b) = g b, g a
+        Mul(a, b) => Ok(vec![
+            (a.clone(), g.mul(b.value())?.sum_to_shape(a.shape())?),
+            (b.clone(), g.mul(a.value())?.sum_to_shape(b.shape())?),
+        ]),
+        // d(a / b) = g / b, -g a / b^2 = -g y / b
+        Div(a, b) => Ok(vec![
+            (a.clone(), g.div(b.value())?.sum_to_shape(a.shape())?),
+            (b.clone(), g.mul(y)?.div(b.value())?.neg().sum_to_shape(b.shape())?),
+        ]),
+        // d max(a, b) = g [a >= b], g [a < b]
+        Maximum(a, b) => {
+            let mask_a = a
+                .value()
+                .zip_with(b.value(), "maximum", |x, y| if x >= y || x.is_nan() { 1.0 } else { 0.0 })?;
+            let ga = g.mul(&mask_a)?;
+            let gb = g.sub(&ga)?;
+            Ok(vec![(a.clone(), ga.sum_to_shape(a.shape())?), (b.clone(), gb.sum_to_shape(b.shape())?)])
+        }
+        // d(-x) = -g
+        Neg(a) => one(a, g.neg()),
+        // d(x + s) = g
+        AddScalar(a) => one(a, g.clone()),
+        // d(s x) = s g
+        MulScalar(a, s) => one(a, g.mul_scalar(*s)),
+        // d(x^p) = p x^(p-1) g
+        PowScalar(a, p) => {
+            let p = *p;
+            one(a, chain(g, a.value(), move |x| if p == 2.0 { 2.0 * x } else { p * x.powf(p - 1.0) })?)
+        }
+        // d(e^x) = e^x g = y g
+        Exp(a) => one(a, g.mul(y)?),
+        // d(ln x) = g / x
+        Ln(a) => one(a, g.div(a.value())?),
+        // d(sqrt x) = g / (2 sqrt x) = g / (2 y)
+        Sqrt(a) => one(a, chain_out(g, y, |y| 0.5 / y)?),
+        // d|x| = sign(x) g (0 at 0)
+        Abs(a) => one(
+            a,
+            chain(g, a.value(), |x| {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            })?,
+        ),
+        // d clamp(x, lo, hi) = g where lo <= x <= hi, else 0
+        Clamp(a, lo, hi) => {
+            let (lo, hi) = (*lo, *hi);
+            one(a, chain(g, a.value(), move |x| if x >= lo && x <= hi { 1.0 } else { 0.0 })?)
+        }
+        // d tanh x = (1 - y^2) g
+        Tanh(a) => one(a, chain_out(g, y, |y| 1.0 - y * y)?),
+        // d sigmoid x = y (1 - y) g
+        Sigmoid(a) => one(a, chain_out(g, y, |y| y * (1.0 - y))?),
+        // d relu x = [x > 0] g
+        Relu(a) => one(a, chain(g, a.value(), |x| if x > 0.0 { 1.0 } else { 0.0 })?),
+        // d leaky_relu x = (x > 0 ? 1 : slope) g
+        LeakyRelu(a, s) => {
+            let s = *s;
+            one(a, chain(g, a.value(), move |x| if x > 0.0 { 1.0 } else { s })?)
+        }
+        // d elu x = (x > 0 ? 1 : alpha e^x) g
+        Elu(a, alpha) => {
+            let al = *alpha;
+            one(a, chain(g, a.value(), move |x| if x > 0.0 { 1.0 } else { al * x.exp() })?)
+        }
+        // d (x Phi(x)) = Phi(x) + x phi(x), phi(x) = e^(-x^2/2) / sqrt(2 pi)
+        GeluErf(a) => one(
+            a,
+            chain(g, a.value(), |x| {
+                let pdf = (-0.5 * x * x).exp() * 0.398_942_3;
+                normal_cdf(x) + x * pdf
+            })?,
+        ),
+        // u = sqrt(2/pi)(x + c x^3), t = tanh u:
+        // d = (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 c x^2)
+        GeluTanh(a) => one(
+            a,
+            chain(g, a.value(), |x| {
+                let t = (SQRT_2_OVER_PI * (x + GELU_C * x * x * x)).tanh();
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x)
+            })?,
+        ),
+        // d softplus x = sigmoid(beta x) (1 above the threshold)
+        Softplus(a, beta, th) => {
+            let (b, t) = (*beta, *th);
+            one(a, chain(g, a.value(), move |x| if b * x > t { 1.0 } else { sigmoid(b * x) })?)
+        }
+        // d (x s(x)) = s (1 + x (1 - s)), s = sigmoid(x)
+        Silu(a) => one(
+            a,
+            chain(g, a.value(), |x| {
+                let s = sigmoid(x);
+                s * (1.0 + x * (1.0 - s))
+            })?,
+        ),
+        // C = A B: dA = G B^T, dB = A^T G (batched: per matrix; a broadcast batch sums)
+        MatMul(a, b) => {
+            let (av, bv) = (a.value(), b.value());
+            if av.ndim() == 2 {
+                Ok(vec![(a.clone(), g.matmul(&bv.t()?)?), (b.clone(), av.t()?.matmul(g)?)])
+            } else {
+                let ga = g.matmul(&bv.transpose(1, 2)?)?.sum_to_shape(av.shape())?;
+                let gb = av.transpose(1, 2)?.matmul(g)?.sum_to_shape(bv.shape())?;
+                Ok(vec![(a.clone(), ga), (b.clone(), gb)])
+            }
+        }
+        // y = x W^T + b: dx = G W, dW = G^T x, db = sum_rows G
+        Linear(x, w, b) => {
+            let mut out = vec![(x.clone(), g.matmul(w.value())?), (w.clone(), g.t()?.matmul(x.value())?)];
+            if let Some(b) = b {
+                out.push((b.clone(), g.sum_axis(0, false)?));
+            }
+            Ok(out)
+        }
+        // d sum = g broadcast to the input
+        SumAll(a) => one(a, Tensor::full(a.shape(), g.item()?)),
+        // d mean = g / n broadcast
+        MeanAll(a) => one(a, Tensor::full(a.shape(), g.item()? / a.value().len() as f32)),
+        // d sum_axis = g repeated along the axis
+        SumAxis(a, axis, keepdim) => one(a, expand_along(g, a.shape(), *axis, *keepdim)?),
+        // d mean_axis = g / n repeated along the axis
+        MeanAxis(a, axis, keepdim) => {
+            let n = a.shape()[*axis] as f32;
+            one(a, expand_along(g, a.shape(), *axis, *keepdim)?.mul_scalar(1.0 / n))
+        }
+        // reshape back
+        Reshape(a) => one(a, g.reshape(a.shape())?),
+        // permute by the inverse permutation
+        Permute(a, axes) => {
+            let mut inv = vec![0; axes.len()];
+            for (i, &ax) in axes.iter().enumerate() {
+                inv[ax] = i;
+            }
+            one(a, g.permute(&inv)?.contiguous())
+        }
+        // narrow: g placed into zeros at start..start+len
+        Narrow(a, axis, start) => {
+            let mut z = Tensor::zeros(a.shape());
+            let idx: Vec<usize> = (*start..*start + g.shape()[*axis]).collect();
+            z.index_add_(*axis, &idx, g)?;
+            one(a, z)
+        }
+        // concat: split g back into the pieces
+        Concat(vs, axis) => {
+            let sizes: Vec<usize> = vs.iter().map(|v| v.shape()[*axis]).collect();
+            let parts = g.split(*axis, &sizes)?;
+            Ok(vs.iter().cloned().zip(parts.into_iter().map(|p| p.contiguous())).collect())
+        }
+        // index_select: scatter-add g rows back to the selected indices
+        IndexSelect(a, axis, idx) => {
+            let mut z = Tensor::zeros(a.shape());
+            z.index_add_(*axis, idx, g)?;
+            one(a, z)
+        }
+        // gather: scatter-add g back to the gathered positions
+        Gather(a, axis, idx) => {
+            let mut z = Tensor::zeros(a.shape());
+            z.scatter_add_(*axis, idx, g)?;
+            one(a, z)
+        }
+        // softmax: dx = y * (g - sum(g * y, axis))
+        Softmax(a, axis) => {
+            let gy = g.mul(y)?;
+            let s = gy.sum_axis(*axis, true)?;
+            one(a, y.mul(&g.sub(&s)?)?)
+        }
+        // log_softmax: dx = g - softmax(x) * sum(g, axis), softmax(x) = e^y
+        LogSoftmax(a, axis) => {
+            let s = g.sum_axis(*axis, true)?;
+            one(a, g.sub(&y.exp().mul(&s)?)?)
+        }
+        // loss_i = -sum_c q_ic log p_ic with q = (1 - eps) onehot + eps / C:
+        // d loss_i / d x_ic = g_i (p_ic - q_ic)
+        CrossEntropy { logits, probs, targets, smoothing } => {
+            let c = logits.shape()[1];
+            let gv = g.contiguous();
+            let gs = gv.as_slice().expect("contiguous");
+            let mut d = probs.to_vec();
+            let off = smoothing / c as f32;
+            for (i, &t) in targets.iter().enumerate() {
+                let row = &mut d[i * c..(i + 1) * c];
+                for v in row.iter_mut() {
+                    *v -= off;
+                }
+                row[t] -= 1.0 - smoothing;
+                for v in row.iter_mut() {
+                    *v *= gs[i];
+                }
+            }
+            one(logits, Tensor::from_vec(d, logits.shape())?)
+        }
+    }
+}
+
+/// Repeats `g` along `axis` to the input shape of a reduction.
+fn expand_along(g: &Tensor, shape: &[usize], axis: usize, keepdim: bool) -> Result<Tensor> {
+    let g = if keepdim { g.clone() } else { g.unsqueeze(axis)? };
+    Ok(g.broadcast_to(shape)?)
+}

@@ -1,0 +1,51 @@
+//! # nw-autograd
+//!
+//! Reverse-mode automatic differentiation over [`nw_tensor`]. A [`Var`] is a
+//! tensor that records the operation that made it; [`Var::backward`] sweeps
+//! the graph once, in iterative reverse topological order, and returns the
+//! gradients as a value: a [`Grads`] store keyed by leaf and [`Param`] ids.
+//!
+//! Main types: [`Var`], [`Param`] (a shared trainable tensor), [`Grads`],
+//! [`no_grad`] scopes, [`gradcheck`] (central differences).
+//!
+//! ```
+//! use nw_autograd::{Param, Var};
+//! use nw_tensor::Tensor;
+//!
+//! // one neuron: y = tanh(x W^T + b), loss = mean(y^2)
+//! let w = Param::new(Tensor::from_vec(vec![0.5, -0.25], &[1, 2]).unwrap());
+//! let b = Param::new(Tensor::zeros(&[1]));
+//! let x = Var::constant(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap());
+//! let y = x.linear(&Var::param(&w), Some(&Var::param(&b))).unwrap().tanh();
+//! let loss = y.square().mean();
+//! let grads = loss.backward().unwrap();
+//! assert_eq!(grads.get(&w).unwrap().shape(), &[1, 2]);
+//! assert!(grads.get(&b).unwrap().to_vec()[0] > 0.0);
+//! ```
+//!
+//! ## Invariants
+//! - Knows nothing of layers, optimizers or data: only values, operations
+//!   and their derivatives.
+//! - Gradients are returned by `backward()`, never stored in hidden global
+//!   state. The only thread-local is the [`no_grad`] switch.
+//! - One backward sweep; no recursion (deep graphs such as long recurrent
+//!   unrolls cannot overflow the stack); each node's saved tensors are freed
+//!   as soon as its backward has run.
+//! - Shapes are checked when an operation is built; a mismatch is an error
+//!   naming the operation and both shapes.
+#![deny(missing_docs)]
+
+mod backward;
+mod error;
+mod gradcheck;
+mod grads;
+mod op;
+mod ops;
+mod param;
+mod var;
+
+pub use error::{AutogradError, Result};
+pub use gradcheck::{GradcheckReport, gradcheck};
+pub use grads::Grads;
+pub use param::{NodeId, Param};
+pub use var::{NoGradGuard, Var, is_grad_enabled, no_grad};

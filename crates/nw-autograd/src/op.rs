@@ -1,0 +1,113 @@
+//! The op list: every differentiable operation, with the inputs and saved
+//! values its backward needs. Backward of all of them is in `backward.rs`.
+
+use nw_tensor::Tensor;
+
+use crate::var::Var;
+
+/// One recorded operation. Each variant holds its input [`Var`]s (which keep
+/// the inputs' values alive until backward consumes the op) and whatever
+/// else its derivative needs.
+pub(crate) enum Op {
+    // ----- elementwise binary (broadcasting) -----
+    Add(Var, Var),
+    Sub(Var, Var),
+    Mul(Var, Var),
+    Div(Var, Var),
+    Maximum(Var, Var),
+    // ----- elementwise unary -----
+    Neg(Var),
+    AddScalar(Var),
+    MulScalar(Var, f32),
+    PowScalar(Var, f32),
+    Exp(Var),
+    Ln(Var),
+    Sqrt(Var),
+    Abs(Var),
+    Clamp(Var, f32, f32),
+    Tanh(Var),
+    Sigmoid(Var),
+    Relu(Var),
+    LeakyRelu(Var, f32),
+    Elu(Var, f32),
+    GeluErf(Var),
+    GeluTanh(Var),
+    Softplus(Var, f32, f32),
+    Silu(Var),
+    // ----- linear algebra -----
+    MatMul(Var, Var),
+    /// `y = x W^T + b` with `x: [n, in]`, `W: [out, in]`, `b: [out]`.
+    Linear(Var, Var, Option<Var>),
+    // ----- reductions -----
+    SumAll(Var),
+    MeanAll(Var),
+    SumAxis(Var, usize, bool),
+    MeanAxis(Var, usize, bool),
+    // ----- layout -----
+    Reshape(Var),
+    Permute(Var, Vec<usize>),
+    Narrow(Var, usize, usize),
+    Concat(Vec<Var>, usize),
+    IndexSelect(Var, usize, Vec<usize>),
+    Gather(Var, usize, Vec<usize>),
+    // ----- normalisers -----
+    Softmax(Var, usize),
+    LogSoftmax(Var, usize),
+    // ----- fused losses -----
+    /// Per-row cross-entropy over class indices (`[n, c]` logits -> `[n]`),
+    /// with the saved softmax and the label smoothing.
+    CrossEntropy {
+        logits: Var,
+        probs: Tensor,
+        targets: Vec<usize>,
+        smoothing: f32,
+    },
+}
+
+impl Op {
+    /// The inputs of this operation.
+    pub(crate) fn parents(&self) -> Vec<&Var> {
+        use Op::*;
+        match self {
+            Add(a, b) | Sub(a, b) | Mul(a, b) | Div(a, b) | Maximum(a, b) | MatMul(a, b) => vec![a, b],
+            Neg(a)
+            | AddScalar(a)
+            | MulScalar(a, _)
+            | PowScalar(a, _)
+            | Exp(a)
+            | Ln(a)
+            | Sqrt(a)
+            | Abs(a)
+            | Clamp(a, ..)
+            | Tanh(a)
+            | Sigmoid(a)
+            | Relu(a)
+            | LeakyRelu(a, _)
+            | Elu(a, _)
+            | GeluErf(a)
+            | GeluTanh(a)
+            | Softplus(a, ..)
+            | Silu(a)
+            | SumAll(a)
+            | MeanAll(a)
+            | SumAxis(a, ..)
+            | MeanAxis(a, ..)
+            | Reshape(a)
+            | Permute(a, _)
+            | Narrow(a, ..)
+            | IndexSelect(a, ..)
+            | Gather(a, ..)
+            | Softmax(a, _)
+            | LogSoftmax(a, _) => vec![a],
+            Linear(x, w, b) => {
+                let mut v = vec![x, w];
+                if let Some(b) = b {
+                    v.push(b);
+                }
+                v
+            }
+            Concat(vs, _) => vs.iter().collect(),
+            CrossEntropy { logits, .. } => vec![logits],
+        }
+    }
+}
