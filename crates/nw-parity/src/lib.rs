@@ -20,6 +20,8 @@
 
 pub mod check;
 pub mod fixture;
+pub mod init;
+pub mod layer;
 
 use std::path::{Path, PathBuf};
 
@@ -132,7 +134,7 @@ pub type Runner = fn(&Case) -> Result<Checker, CaseError>;
 
 /// The kinds nw can run, each with its runner. A kind not listed here is
 /// reported as unsupported.
-pub const RUNNERS: &[(&str, Runner)] = &[];
+pub const RUNNERS: &[(&str, Runner)] = &[("layer", layer::run), ("init", init::run)];
 
 /// Runs one case of the given kind, returning the filled checker.
 pub fn run_case(kind: &str, case: &Value) -> Result<Checker, CaseError> {
