@@ -21,29 +21,44 @@ pub enum Targets {
 impl Targets {
     /// Class targets, checking that every label is below `n_classes`.
     pub fn classes(labels: Vec<usize>, n_classes: usize) -> Result<Self> {
-        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, l)| **l >= n_classes) {
-            return Err(invalid(
-                "Targets::classes",
-                format!("label {l} of example {i} is not below n_classes = {n_classes}"),
-            ));
-        }
-        Ok(Targets::Classes { labels, n_classes })
+        let t = Targets::Classes { labels, n_classes };
+        t.validate()?;
+        Ok(t)
     }
 
     /// Value targets; the tensor must have at least one dimension (the examples).
     pub fn values(values: Tensor) -> Result<Self> {
-        if values.ndim() == 0 {
-            return Err(invalid("Targets::values", "targets need a leading example dimension"));
-        }
-        Ok(Targets::Values(values.contiguous()))
+        let t = Targets::Values(values.contiguous());
+        t.validate()?;
+        Ok(t)
     }
 
     /// Number of examples.
     pub fn len(&self) -> usize {
         match self {
             Targets::Classes { labels, .. } => labels.len(),
-            Targets::Values(v) => v.shape()[0],
+            Targets::Values(v) => v.shape().first().copied().unwrap_or(0),
         }
+    }
+
+    /// Checks what the constructors check, for targets built from the
+    /// public variants directly.
+    fn validate(&self) -> Result<()> {
+        match self {
+            Targets::Classes { labels, n_classes } => {
+                if let Some((i, &l)) = labels.iter().enumerate().find(|(_, l)| **l >= *n_classes) {
+                    return Err(invalid(
+                        "Targets::classes",
+                        format!("label {l} of example {i} is not below n_classes = {n_classes}"),
+                    ));
+                }
+            }
+            Targets::Values(v) if v.ndim() == 0 => {
+                return Err(invalid("Targets::values", "targets need a leading example dimension"));
+            }
+            Targets::Values(_) => {}
+        }
+        Ok(())
     }
 
     /// Whether there are no examples.
@@ -132,8 +147,10 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// A data set from features `[n, ...]` and `n` targets.
+    /// A data set from features `[n, ...]` and `n` targets (class labels
+    /// must be below the class count; value targets need a leading dimension).
     pub fn new(features: Tensor, targets: Targets) -> Result<Self> {
+        targets.validate()?;
         if features.ndim() == 0 {
             return Err(invalid("Dataset::new", "features need a leading example dimension"));
         }
@@ -293,6 +310,10 @@ mod tests {
         assert!(
             Dataset::new(Tensor::scalar(1.0), Targets::Classes { labels: vec![0], n_classes: 1 }).is_err()
         );
+        // The public variants are checked too, not only the constructors.
+        let x = Tensor::zeros(&[2, 1]);
+        assert!(Dataset::new(x.clone(), Targets::Classes { labels: vec![0, 5], n_classes: 2 }).is_err());
+        assert!(Dataset::new(x, Targets::Values(Tensor::scalar(0.0))).is_err());
     }
 
     #[test]

@@ -91,13 +91,10 @@ pub(crate) fn maybe_gunzip(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
 
 /// Decodes an unsigned-byte IDX file already in memory (raw or gzip).
 ///
-/// `expected_magic`, when given, must equal the first four bytes; `path`
-/// only names the source in errors.
-pub fn parse_idx(
-    bytes: Vec<u8>,
-    expected_magic: Option<(u32, &'static str)>,
-    path: &Path,
-) -> Result<IdxArray> {
+/// `expected_magic`, when given, must equal the first four bytes (for
+/// example [`IDX_IMAGES_MAGIC`]); otherwise any unsigned-byte IDX of any rank
+/// is accepted. `path` only names the source in errors.
+pub fn parse_idx(bytes: Vec<u8>, expected_magic: Option<u32>, path: &Path) -> Result<IdxArray> {
     let bytes = maybe_gunzip(bytes, path)?;
     let got = bytes.len() as u64;
     let truncated = |expected: u64| DataError::Truncated { path: path.to_path_buf(), expected, got };
@@ -106,7 +103,12 @@ pub fn parse_idx(
     }
     let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     match expected_magic {
-        Some((expected, what)) if magic != expected => {
+        Some(expected) if magic != expected => {
+            let what = match expected {
+                IDX_IMAGES_MAGIC => "IDX images: u8, 3 dims",
+                IDX_LABELS_MAGIC => "IDX labels: u8, 1 dim",
+                _ => "IDX",
+            };
             return Err(DataError::BadMagic { path: path.to_path_buf(), expected, found: magic, what });
         }
         None if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 => {
@@ -165,14 +167,14 @@ fn images_to_tensor(a: IdxArray, layout: ImageLayout) -> Result<Tensor> {
 /// shaped by `layout`.
 pub fn read_idx_images(path: impl AsRef<Path>, layout: ImageLayout) -> Result<Tensor> {
     let path = path.as_ref();
-    let a = parse_idx(read_file(path)?, Some((IDX_IMAGES_MAGIC, "IDX images: u8, 3 dims")), path)?;
+    let a = parse_idx(read_file(path)?, Some(IDX_IMAGES_MAGIC), path)?;
     images_to_tensor(a, layout)
 }
 
 /// Reads an IDX label file (magic `0x00000801`).
 pub fn read_idx_labels(path: impl AsRef<Path>) -> Result<Vec<usize>> {
     let path = path.as_ref();
-    let a = parse_idx(read_file(path)?, Some((IDX_LABELS_MAGIC, "IDX labels: u8, 1 dim")), path)?;
+    let a = parse_idx(read_file(path)?, Some(IDX_LABELS_MAGIC), path)?;
     Ok(a.data.iter().map(|&b| b as usize).collect())
 }
 
