@@ -5,6 +5,8 @@
 //! input's shape.
 
 use nw_tensor::Tensor;
+use nw_tensor::conv::{conv_backward_bias, conv2d_backward, conv2d_backward_input, conv2d_backward_weight};
+use nw_tensor::pool::{adaptive_avg_pool2d_backward, avg_pool2d_backward, max_pool2d_backward};
 
 use crate::error::Result;
 use crate::op::Op;
@@ -241,6 +243,39 @@ pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, T
             }
             one(logits, Tensor::from_vec(d, logits.shape())?)
         }
+        // y = conv(x, W) + b (cross-correlation):
+        //   dx = col2im(W^T G) (the transposed convolution of G),
+        //   dW = sum_n G_n cols(x_n)^T,  db[o] = sum_{n, p} G[n, o, p];
+        // one fused pass when both x and W need gradients
+        Conv2d { x, weight, bias, spec } => {
+            let mut out = Vec::with_capacity(3);
+            match (x.requires_grad(), weight.requires_grad()) {
+                (true, true) => {
+                    let gr = conv2d_backward(g, x.value(), weight.value(), false, spec)?;
+                    out.push((x.clone(), gr.input));
+                    out.push((weight.clone(), gr.weight));
+                }
+                (true, false) => {
+                    out.push((x.clone(), conv2d_backward_input(g, weight.value(), x.shape(), spec)?));
+                }
+                (false, true) => {
+                    out.push((weight.clone(), conv2d_backward_weight(g, x.value(), weight.shape(), spec)?));
+                }
+                (false, false) => {}
+            }
+            if let Some(b) = bias.as_ref().filter(|b| b.requires_grad()) {
+                out.push((b.clone(), conv_backward_bias(g)?));
+            }
+            Ok(out)
+        }
+        // max pool: dx[idx] += G at the element each window chose, 0 elsewhere
+        MaxPool2d { x, indices } => one(x, max_pool2d_backward(g, indices, x.shape())?),
+        // avg pool: each element of a window receives G / divisor
+        AvgPool2d { x, kernel, stride, padding, count_include_pad } => {
+            one(x, avg_pool2d_backward(g, x.shape(), *kernel, *stride, *padding, *count_include_pad)?)
+        }
+        // adaptive avg pool: each element of a cell's window receives G / cell size
+        AdaptiveAvgPool2d(x) => one(x, adaptive_avg_pool2d_backward(g, x.shape())?),
         // l = l(x, y) elementwise: dx = g dl/dx, dy = g dl/dy, with the
         // per-loss derivatives in ops_nn.rs (PointwiseLoss::derivatives):
         //   squared 2d, -2d; absolute sign d, -sign d; smooth L1 d/beta or sign d;

@@ -8,8 +8,9 @@
 //! Main items:
 //! - [`Module`] (forward, named parameters and buffers, train/eval mode),
 //!   [`Sequential`], [`prefixed`] for hand-written containers;
-//! - layers [`Linear`], [`Embedding`], [`LayerNorm`], [`BatchNorm1d`],
-//!   [`BatchNorm2d`];
+//! - layers [`Linear`], [`Conv1d`], [`Conv2d`], [`MaxPool2d`],
+//!   [`AvgPool2d`], [`AdaptiveAvgPool2d`], [`Embedding`], [`LayerNorm`],
+//!   [`BatchNorm1d`], [`BatchNorm2d`];
 //! - activations [`Relu`], [`LeakyRelu`], [`Elu`], [`Gelu`], [`Sigmoid`],
 //!   [`Tanh`], [`Softplus`], [`Silu`], [`Softmax`], [`LogSoftmax`], [`Flatten`];
 //! - losses in [`loss`] ([`MseLoss`], [`CrossEntropyLoss`], ... and the
@@ -50,6 +51,7 @@
 #![deny(missing_docs)]
 
 mod activation;
+mod conv;
 mod embedding;
 mod error;
 pub mod init;
@@ -62,6 +64,7 @@ pub mod state;
 pub use activation::{
     Elu, Flatten, Gelu, GeluApprox, LeakyRelu, LogSoftmax, Relu, Sigmoid, Silu, Softmax, Softplus, Tanh,
 };
+pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, MaxPool2d};
 pub use embedding::Embedding;
 pub use error::{NnError, Result};
 pub use linear::Linear;
