@@ -24,8 +24,31 @@ fn chain_out(g: &Tensor, y: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Te
     Ok(g.zip_with(y, "backward", move |g, y| g * f(y))?)
 }
 
+/// The gradient of one input: a whole tensor of the input's shape, or a
+/// slice of it (what `narrow` gives back), which the sweep adds in place
+/// into the input's gradient instead of materialising zeros around it.
+pub(crate) enum InputGrad {
+    /// A gradient of the input's full shape.
+    Full(Tensor),
+    /// `grad` belongs at `start..start + len` along `axis`; zero elsewhere.
+    Slice { axis: usize, start: usize, grad: Tensor },
+}
+
 /// Gradients of the inputs of `op`.
-pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
+pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, InputGrad)>> {
+    match op {
+        // narrow: g placed at start..start+len along the axis, zeros elsewhere.
+        // Returned as a slice so that T narrows of one input (the time steps of
+        // a recurrent layer) cost O(slice) each rather than O(input).
+        Op::Narrow(a, axis, start) => {
+            Ok(vec![(a.clone(), InputGrad::Slice { axis: *axis, start: *start, grad: g.clone() })])
+        }
+        _ => Ok(dense(op, y, g)?.into_iter().map(|(v, t)| (v, InputGrad::Full(t))).collect()),
+    }
+}
+
+/// Gradients of the inputs of every op whose gradients are whole tensors.
+fn dense(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
     use Op::*;
     let one = |v: &Var, t: Tensor| Ok(vec![(v.clone(), t)]);
     match op {
@@ -188,12 +211,8 @@ pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, T
             one(a, g.permute(&inv)?.contiguous())
         }
         // narrow: g placed into zeros at start..start+len
-        Narrow(a, axis, start) => {
-            let mut z = Tensor::zeros(a.shape());
-            let idx: Vec<usize> = (*start..*start + g.shape()[*axis]).collect();
-            z.index_add_(*axis, &idx, g)?;
-            one(a, z)
-        }
+        // narrow: see backward_op (a slice gradient, added in place)
+        Narrow(..) => unreachable!("narrow is differentiated by backward_op"),
         // concat: split g back into the pieces
         Concat(vs, axis) => {
             let sizes: Vec<usize> = vs.iter().map(|v| v.shape()[*axis]).collect();

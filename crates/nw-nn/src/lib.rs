@@ -10,7 +10,7 @@
 //!   [`Sequential`], [`prefixed`] for hand-written containers;
 //! - layers [`Linear`], [`Conv1d`], [`Conv2d`], [`MaxPool2d`],
 //!   [`AvgPool2d`], [`AdaptiveAvgPool2d`], [`Embedding`], [`LayerNorm`],
-//!   [`BatchNorm1d`], [`BatchNorm2d`];
+//!   [`BatchNorm1d`], [`BatchNorm2d`], recurrent [`Rnn`], [`Lstm`], [`Gru`];
 //! - activations [`Relu`], [`LeakyRelu`], [`Elu`], [`Gelu`], [`Sigmoid`],
 //!   [`Tanh`], [`Softplus`], [`Silu`], [`Softmax`], [`LogSoftmax`], [`Flatten`];
 //! - losses in [`loss`] ([`MseLoss`], [`CrossEntropyLoss`], ... and the
@@ -59,6 +59,7 @@ mod linear;
 pub mod loss;
 mod module;
 mod norm;
+mod rnn;
 pub mod state;
 
 pub use activation::{
@@ -74,4 +75,5 @@ pub use loss::{
 };
 pub use module::{Buffer, BufferValue, Dtype, ModeFlag, Module, Sequential, prefixed};
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};
+pub use rnn::{Gru, Lstm, RecurrentLayer, Rnn, RnnConfig, RnnNonlinearity, RnnOutput, RnnState};
 pub use state::{StateError, StateMismatch};

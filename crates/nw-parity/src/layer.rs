@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use nw_autograd::{Param, Var};
 use nw_nn::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, BceLoss, BceWithLogitsLoss, BufferValue, Conv1d,
-    Conv2d, CrossEntropyLoss, Elu, Embedding, Gelu, GeluApprox, HuberLoss, L1Loss, LayerNorm, LeakyRelu,
-    Linear, LogSoftmax, Loss, MaxPool2d, Module, MseLoss, NllLoss, Reduction, Relu, Sigmoid, Silu,
-    SmoothL1Loss, Softmax, Softplus, Tanh, Target,
+    Conv2d, CrossEntropyLoss, Elu, Embedding, Gelu, GeluApprox, Gru, HuberLoss, L1Loss, LayerNorm, LeakyRelu,
+    Linear, LogSoftmax, Loss, Lstm, MaxPool2d, Module, MseLoss, NllLoss, Reduction, Relu, Rnn, RnnConfig,
+    RnnNonlinearity, Sigmoid, Silu, SmoothL1Loss, Softmax, Softplus, Tanh, Target,
 };
-use nw_tensor::Tensor;
 use nw_tensor::conv::{Conv1dSpec, Conv2dSpec};
+use nw_tensor::{Rng, Tensor};
 use serde_json::Value;
 
 use crate::check::Checker;
@@ -278,6 +278,58 @@ fn batch_norm_case(
     Ok(run)
 }
 
+/// Recurrent layers: one layer, zero initial state; the fixture names the
+/// parameters without the layer suffix (`weight_ih` is nw's `weight_ih_l0`).
+fn recurrent_case(
+    op: &str,
+    h: &Value,
+    inputs: &BTreeMap<String, JsonTensor>,
+    params: &BTreeMap<String, JsonTensor>,
+) -> Result<Run, CaseError> {
+    reject_unknown(h, &["input_size", "hidden_size", "batch_first", "num_layers", "bias"], op)?;
+    let cfg = RnnConfig::new(int(h, "input_size", 0)?, int(h, "hidden_size", 0)?)
+        .batch_first(hyper_bool(h, "batch_first", false)?)
+        .num_layers(int(h, "num_layers", 1)?)
+        .bias(hyper_bool(h, "bias", true)?);
+    let mut rng = Rng::new(0);
+    let x = leaf(need(inputs, "x", "inputs")?);
+    let (m, out): (Box<dyn Module>, _) = match op {
+        "lstm" => {
+            let m = Lstm::new(cfg, &mut rng).map_err(failed)?;
+            let set = set_all(&m, params)?;
+            let out = m.forward_with_state(&x, None).map_err(failed)?;
+            (Box::new(m), (set, out))
+        }
+        "gru" => {
+            let m = Gru::new(cfg, &mut rng).map_err(failed)?;
+            let set = set_all(&m, params)?;
+            let out = m.forward_with_state(&x, None).map_err(failed)?;
+            (Box::new(m), (set, out))
+        }
+        _ => {
+            let m = Rnn::new(cfg, RnnNonlinearity::Tanh, &mut rng).map_err(failed)?;
+            let set = set_all(&m, params)?;
+            let out = m.forward_with_state(&x, None).map_err(failed)?;
+            (Box::new(m), (set, out))
+        }
+    };
+    let (set, out) = out;
+    // every parameter of the layer must have been given by the case
+    if set.len() != m.named_parameters().len() {
+        return Err(CaseError::Malformed(format!("{op}: params {:?} do not cover the layer", params.keys())));
+    }
+    let mut outputs = vec![("output".to_string(), out.output), ("h_n".to_string(), out.h_n)];
+    if let Some(c) = out.c_n {
+        outputs.push(("c_n".to_string(), c));
+    }
+    Ok(Run { outputs, inputs: vec![("x".into(), x)], params: set, ..Run::default() })
+}
+
+/// Sets each fixture parameter `name` into the module's `name_l0`.
+fn set_all(m: &dyn Module, params: &BTreeMap<String, JsonTensor>) -> Result<Vec<(String, Param)>, CaseError> {
+    params.iter().map(|(name, t)| Ok((name.clone(), set_param(m, &format!("{name}_l0"), t)?))).collect()
+}
+
 fn build(case: &Case) -> Result<Run, CaseError> {
     let op = case.str("op")?;
     let h = case.field("hyper")?;
@@ -373,7 +425,7 @@ fn build(case: &Case) -> Result<Run, CaseError> {
             let m = AdaptiveAvgPool2d { output_size: pair(h, "output_size", 0)? };
             module_case(&m, leaf(need(&inputs, "x", "inputs")?), &params)
         }
-        "lstm" | "gru" | "rnn_tanh" => Err(CaseError::Unsupported(format!("layer op {op:?}"))),
+        "lstm" | "gru" | "rnn_tanh" => recurrent_case(op, h, &inputs, &params),
         _ => {
             let m = activation(op, h)?;
             module_case(m.as_ref(), leaf(need(&inputs, "x", "inputs")?), &params)
