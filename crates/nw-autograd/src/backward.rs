@@ -185,7 +185,7 @@ fn dense(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
                 out.push((w.clone(), g.t()?.matmul(x.value())?));
             }
             if let Some(b) = b.as_ref().filter(|b| b.requires_grad()) {
-                out.push((b.clone(), g.sum_axis(0, false)?));
+                out.push((b.clone(), sum_rows(g)?));
             }
             Ok(out)
         }
@@ -340,6 +340,21 @@ fn dense(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
             Ok(out)
         }
     }
+}
+
+/// Column sums of a matrix `[n, m] -> [m]`, accumulated in f64 row by row
+/// (in row order, so the bits do not depend on threads): the bias gradient
+/// of a linear layer. Reading whole rows keeps it at memory speed, where a
+/// strided per-column reduction is several times slower.
+fn sum_rows(g: &Tensor) -> Result<Tensor> {
+    let m = g.shape()[1];
+    let gc = g.contiguous();
+    let gs = gc.as_slice().expect("contiguous");
+    let mut acc = vec![0.0f64; m];
+    for row in gs.chunks_exact(m.max(1)) {
+        acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
+    }
+    Ok(Tensor::from_vec(acc.into_iter().map(|v| v as f32).collect(), &[m])?)
 }
 
 /// Repeats `g` along `axis` to the input shape of a reduction.
