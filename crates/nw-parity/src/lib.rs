@@ -19,7 +19,10 @@
 #![deny(missing_docs)]
 
 pub mod check;
+pub mod clip_prune;
 pub mod fixture;
+pub mod optimizer;
+pub mod schedule;
 
 use std::path::{Path, PathBuf};
 
@@ -132,7 +135,8 @@ pub type Runner = fn(&Case) -> Result<Checker, CaseError>;
 
 /// The kinds nw can run, each with its runner. A kind not listed here is
 /// reported as unsupported.
-pub const RUNNERS: &[(&str, Runner)] = &[];
+pub const RUNNERS: &[(&str, Runner)] =
+    &[("optimizer", optimizer::run), ("lr_schedule", schedule::run), ("clip_prune", clip_prune::run)];
 
 /// Runs one case of the given kind, returning the filled checker.
 pub fn run_case(kind: &str, case: &Value) -> Result<Checker, CaseError> {
