@@ -9,6 +9,7 @@ use nw_tensor::Tensor;
 use crate::error::Result;
 use crate::op::Op;
 use crate::ops::{GELU_C, SQRT_2_OVER_PI, normal_cdf, sigmoid};
+use crate::ops_nn::{norm_backward, pointwise_loss_backward};
 use crate::var::Var;
 
 /// `g * f(x)` elementwise, where `f` is the local derivative at each input element.
@@ -114,11 +115,13 @@ pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, T
         ),
         // u = sqrt(2/pi)(x + c x^3), t = tanh u:
         // d = (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 c x^2)
+        // (in f64: the two terms cancel near x = -0.75, where f32 loses digits)
         GeluTanh(a) => one(
             a,
             chain(g, a.value(), |x| {
-                let t = (SQRT_2_OVER_PI * (x + GELU_C * x * x * x)).tanh();
-                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x)
+                let (x, k, c) = (x as f64, SQRT_2_OVER_PI, GELU_C);
+                let t = (k * (x + c * x * x * x)).tanh();
+                (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * c * x * x)) as f32
             })?,
         ),
         // d softplus x = sigmoid(beta x) (1 above the threshold)
@@ -146,9 +149,17 @@ pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, T
             }
         }
         // y = x W^T + b: dx = G W, dW = G^T x, db = sum_rows G
+        // (each computed only when that input wants a gradient: the input
+        // of a first layer is data, and its GEMM would be wasted)
         Linear(x, w, b) => {
-            let mut out = vec![(x.clone(), g.matmul(w.value())?), (w.clone(), g.t()?.matmul(x.value())?)];
-            if let Some(b) = b {
+            let mut out = Vec::with_capacity(3);
+            if x.requires_grad() {
+                out.push((x.clone(), g.matmul(w.value())?));
+            }
+            if w.requires_grad() {
+                out.push((w.clone(), g.t()?.matmul(x.value())?));
+            }
+            if let Some(b) = b.as_ref().filter(|b| b.requires_grad()) {
                 out.push((b.clone(), g.sum_axis(0, false)?));
             }
             Ok(out)
@@ -229,6 +240,50 @@ pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, T
                 }
             }
             one(logits, Tensor::from_vec(d, logits.shape())?)
+        }
+        // l = l(x, y) elementwise: dx = g dl/dx, dy = g dl/dy, with the
+        // per-loss derivatives in ops_nn.rs (PointwiseLoss::derivatives):
+        //   squared 2d, -2d; absolute sign d, -sign d; smooth L1 d/beta or sign d;
+        //   Huber d or delta sign d; BCE (x - y)/max(x(1-x), 1e-12),
+        //   ln'(1-x) - ln' x clamped; BCE-with-logits sigmoid(x) - y, -x
+        PointwiseLoss(x, t, kind) => {
+            let (dx, dy) = pointwise_loss_backward(*kind, x.value(), t.value(), g)?;
+            Ok(vec![(x.clone(), dx), (t.clone(), dy)])
+        }
+        // y = xhat w + b per row of D elements, xhat = (x - mean) inv_std:
+        // dxhat = g w;  dx = inv_std (dxhat - mean(dxhat) - xhat mean(dxhat xhat));
+        // dw = sum_rows g xhat;  db = sum_rows g
+        LayerNorm { x, weight, bias, xhat, inv_std } => {
+            let d = xhat.len() / inv_std.len().max(1);
+            let wv = weight.as_ref().map(|w| w.value());
+            let (dx, dw, db) =
+                norm_backward(xhat, inv_std, wv, g, |i| i / d.max(1), |i| i % d.max(1), d, true)?;
+            let mut out = vec![(x.clone(), dx)];
+            if let Some(w) = weight {
+                out.push((w.clone(), dw.reshape(w.shape())?));
+            }
+            if let Some(b) = bias {
+                out.push((b.clone(), db.reshape(b.shape())?));
+            }
+            Ok(out)
+        }
+        // the same per channel c over its M = N * spatial values; in training the
+        // statistics depend on x:  dx = inv_std (g w - mean(g w) - xhat mean(g w xhat)),
+        // in eval they are constants:  dx = g w inv_std.  dw = sum g xhat, db = sum g
+        BatchNorm { x, weight, bias, xhat, inv_std, batch_stats } => {
+            let c = inv_std.len();
+            let s = if xhat.shape().len() > 2 { xhat.shape()[2..].iter().product() } else { 1 };
+            let ch = move |i: usize| (i / s.max(1)) % c.max(1);
+            let wv = weight.as_ref().map(|w| w.value());
+            let (dx, dw, db) = norm_backward(xhat, inv_std, wv, g, ch, ch, c, *batch_stats)?;
+            let mut out = vec![(x.clone(), dx)];
+            if let Some(w) = weight {
+                out.push((w.clone(), dw));
+            }
+            if let Some(b) = bias {
+                out.push((b.clone(), db));
+            }
+            Ok(out)
         }
     }
 }

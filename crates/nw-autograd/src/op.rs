@@ -3,6 +3,7 @@
 
 use nw_tensor::Tensor;
 
+use crate::ops_nn::PointwiseLoss;
 use crate::var::Var;
 
 /// One recorded operation. Each variant holds its input [`Var`]s (which keep
@@ -62,6 +63,29 @@ pub(crate) enum Op {
         targets: Vec<usize>,
         smoothing: f32,
     },
+    /// Elementwise loss between a prediction and a target (no reduction).
+    PointwiseLoss(Var, Var, PointwiseLoss),
+    // ----- normalisations -----
+    /// Layer norm over trailing dims; saves the normalised input and the
+    /// per-row `1 / sqrt(var + eps)`.
+    LayerNorm {
+        x: Var,
+        weight: Option<Var>,
+        bias: Option<Var>,
+        xhat: Tensor,
+        inv_std: Vec<f32>,
+    },
+    /// Batch norm over `[N, C, ...]`; saves the normalised input and the
+    /// per-channel `1 / sqrt(var + eps)`. `batch_stats`: the statistics came
+    /// from this input (training) rather than running estimates (eval).
+    BatchNorm {
+        x: Var,
+        weight: Option<Var>,
+        bias: Option<Var>,
+        xhat: Tensor,
+        inv_std: Vec<f32>,
+        batch_stats: bool,
+    },
 }
 
 impl Op {
@@ -107,6 +131,13 @@ impl Op {
                 v
             }
             Concat(vs, _) => vs.iter().collect(),
+            PointwiseLoss(a, b, _) => vec![a, b],
+            LayerNorm { x, weight, bias, .. } | BatchNorm { x, weight, bias, .. } => {
+                let mut v = vec![x];
+                v.extend(weight.iter());
+                v.extend(bias.iter());
+                v
+            }
             CrossEntropy { logits, .. } => vec![logits],
         }
     }

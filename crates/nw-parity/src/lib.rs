@@ -21,6 +21,8 @@
 pub mod check;
 pub mod clip_prune;
 pub mod fixture;
+pub mod init;
+pub mod layer;
 pub mod optimizer;
 pub mod schedule;
 
@@ -135,8 +137,13 @@ pub type Runner = fn(&Case) -> Result<Checker, CaseError>;
 
 /// The kinds nw can run, each with its runner. A kind not listed here is
 /// reported as unsupported.
-pub const RUNNERS: &[(&str, Runner)] =
-    &[("optimizer", optimizer::run), ("lr_schedule", schedule::run), ("clip_prune", clip_prune::run)];
+pub const RUNNERS: &[(&str, Runner)] = &[
+    ("layer", layer::run),
+    ("init", init::run),
+    ("optimizer", optimizer::run),
+    ("lr_schedule", schedule::run),
+    ("clip_prune", clip_prune::run),
+];
 
 /// Runs one case of the given kind, returning the filled checker.
 pub fn run_case(kind: &str, case: &Value) -> Result<Checker, CaseError> {
