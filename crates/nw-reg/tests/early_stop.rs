@@ -64,7 +64,7 @@ fn restore_at_the_end_and_mismatches() {
     assert!(es.restore(std::slice::from_ref(&w)).unwrap());
     assert_eq!(w.value().to_vec(), vec![1.0, -1.0]);
     let other = Param::new(Tensor::zeros(&[2]));
-    assert!(matches!(es.restore(&[other.clone()]), Err(RegError::ParamMismatch { .. })));
+    assert!(matches!(es.restore(std::slice::from_ref(&other)), Err(RegError::ParamMismatch { .. })));
     assert!(es.step(0.5, &[w, other]).is_err());
     assert!(EarlyStopping::new(1, -0.1, Mode::Min).is_err());
     assert!(EarlyStopping::new(1, f64::NAN, Mode::Max).is_err());
