@@ -16,7 +16,7 @@ fn rows_above_the_bound_are_scaled_onto_it() {
     let c = 3.0f32;
     assert!(before.iter().any(|&n| n > 3.0) && before.iter().any(|&n| n <= 3.0), "{before:?}");
     let p = Param::new(w0.clone());
-    MaxNorm::new(c).unwrap().apply(&[p.clone()]).unwrap();
+    MaxNorm::new(c).unwrap().apply(std::slice::from_ref(&p)).unwrap();
     let after = p.value().to_vec();
     for (r, (&nb, &na)) in before.iter().zip(&row_norms(&after, 6)).enumerate() {
         if nb > c as f64 {

@@ -14,18 +14,18 @@ fn values_and_gradients_by_hand() {
     let w = param(&[1.0, -2.0, 3.0, 0.0], &[2, 2]);
     // L2(0.1): (0.1/2) * (1 + 4 + 9) = 0.7; gradient 0.1 w
     let l2 = Penalty::l2(0.1).unwrap();
-    assert!((l2.value(&[w.clone()]) - 0.7).abs() < 1e-7);
+    assert!((l2.value(std::slice::from_ref(&w)) - 0.7).abs() < 1e-7);
     assert_eq!(l2.grad(&w.value()).to_vec(), vec![0.1, -0.2, 0.1 * 3.0, 0.0]);
     // L1(0.5): 0.5 * 6 = 3; gradient 0.5 sign(w), sign(0) = 0
     let l1 = Penalty::l1(0.5).unwrap();
-    assert_eq!(l1.value(&[w.clone()]), 3.0);
+    assert_eq!(l1.value(std::slice::from_ref(&w)), 3.0);
     assert_eq!(l1.grad(&w.value()).to_vec(), vec![0.5, -0.5, 0.5, 0.0]);
     // elastic_net(alpha 2, l1_ratio 0.25): l1 = 0.5, l2 = 1.5
     let en = Penalty::elastic_net(2.0, 0.25).unwrap();
     assert_eq!((en.l1_strength(), en.l2_strength()), (0.5, 1.5));
     // 0.5 * 6 + 0.75 * 14 = 13.5
-    assert!((en.value(&[w.clone()]) - 13.5).abs() < 1e-6);
-    let loss = en.loss(&[w.clone()]).unwrap();
+    assert!((en.value(std::slice::from_ref(&w)) - 13.5).abs() < 1e-6);
+    let loss = en.loss(std::slice::from_ref(&w)).unwrap();
     assert_eq!(loss.value().item().unwrap(), 13.5);
     assert!(Penalty::none().is_zero());
     assert_eq!(Penalty::none().loss(&[w]).unwrap().value().item().unwrap(), 0.0);
@@ -120,6 +120,6 @@ fn no_decay_on_biases_and_norms() {
     assert_eq!(by_name.value(), set.value());
 
     // a parameter in two groups is refused
-    let e = PenaltySet::new().group(&[w.clone()], decay).unwrap().group(&[w], Penalty::none());
+    let e = PenaltySet::new().group(std::slice::from_ref(&w), decay).unwrap().group(&[w], Penalty::none());
     assert!(matches!(e, Err(RegError::ParamMismatch { .. })));
 }
