@@ -20,6 +20,7 @@
 
 pub mod check;
 pub mod fixture;
+pub mod prune;
 
 use std::path::{Path, PathBuf};
 
