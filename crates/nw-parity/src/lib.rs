@@ -24,6 +24,7 @@ pub mod fixture;
 pub mod init;
 pub mod layer;
 pub mod optimizer;
+pub mod prune;
 pub mod schedule;
 
 use std::path::{Path, PathBuf};
