@@ -26,6 +26,7 @@ pub mod layer;
 pub mod optimizer;
 pub mod prune;
 pub mod schedule;
+pub mod train;
 
 use std::path::{Path, PathBuf};
 
@@ -144,6 +145,7 @@ pub const RUNNERS: &[(&str, Runner)] = &[
     ("optimizer", optimizer::run),
     ("lr_schedule", schedule::run),
     ("clip_prune", clip_prune::run),
+    ("train", train::run),
 ];
 
 /// Runs one case of the given kind, returning the filled checker.
