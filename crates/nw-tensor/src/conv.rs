@@ -25,6 +25,12 @@
 //! A 1x1 kernel with stride 1 and no padding skips im2col: the image is its
 //! own column matrix.
 //!
+//! ## Precision
+//! [`Conv2dSpec::accumulation`] picks the arithmetic: [`Accumulation::F32`]
+//! (default; f32 GEMM, like PyTorch's CPU kernels) or [`Accumulation::F64`]
+//! (operands widened, products and sums in f64, one rounding to f32 at the
+//! end; for parity against f64 references, 2-3 times slower).
+//!
 //! ## Determinism
 //! Every output element of the forward and the input gradient is computed by
 //! one task. The weight gradient is summed over a fixed partition of the batch
@@ -65,7 +71,7 @@ use rayon::prelude::*;
 
 use crate::error::{Result, TensorError};
 use crate::tensor::Tensor;
-use kernels::{col2im, gemm, im2col, with_scratch};
+use kernels::{Elem, col2im, gemm, im2col, with_scratch};
 
 /// Upper bound on the number of image ranges the weight gradient is split
 /// into (see the module docs on determinism). A constant, never the thread count.
@@ -83,12 +89,38 @@ pub struct Conv2dSpec {
     /// Number of channel groups; must divide `c_in` and `c_out`
     /// (`groups == c_in` is a depthwise convolution). Default 1.
     pub groups: usize,
+    /// How sums of products are accumulated. Default [`Accumulation::F32`].
+    pub accumulation: Accumulation,
 }
 
 impl Default for Conv2dSpec {
     fn default() -> Self {
-        Conv2dSpec { stride: (1, 1), padding: (0, 0), dilation: (1, 1), groups: 1 }
+        Conv2dSpec {
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+            accumulation: Accumulation::F32,
+        }
     }
+}
+
+/// The arithmetic a convolution's sums of products use (forward and all
+/// backward kernels; the bias gradient always sums in f64).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Accumulation {
+    /// Products and sums in f32 through the packed GEMM: the fast path, and
+    /// the arithmetic of PyTorch's own CPU kernels. Each result carries the
+    /// rounding error of an f32 sum (at most about `terms * eps * sum|products|`),
+    /// which on badly cancelling sums can exceed a `1e-5` relative tolerance
+    /// against an f64 reference (PyTorch's f32 kernels miss it too).
+    #[default]
+    F32,
+    /// Operands widened to f64, products and sums in f64 (matrixmultiply's
+    /// dgemm), each result rounded to f32 once: within one f32 rounding of
+    /// the exact value. About 2-3 times slower than `F32`; use it for parity
+    /// checks against f64 references.
+    F64,
 }
 
 /// Hyper-parameters of a 1-D convolution.
@@ -102,11 +134,13 @@ pub struct Conv1dSpec {
     pub dilation: usize,
     /// Number of channel groups. Default 1.
     pub groups: usize,
+    /// How sums of products are accumulated. Default [`Accumulation::F32`].
+    pub accumulation: Accumulation,
 }
 
 impl Default for Conv1dSpec {
     fn default() -> Self {
-        Conv1dSpec { stride: 1, padding: 0, dilation: 1, groups: 1 }
+        Conv1dSpec { stride: 1, padding: 0, dilation: 1, groups: 1, accumulation: Accumulation::F32 }
     }
 }
 
@@ -118,6 +152,7 @@ impl Conv1dSpec {
             padding: (0, self.padding),
             dilation: (1, self.dilation),
             groups: self.groups,
+            accumulation: self.accumulation,
         }
     }
 }
@@ -171,7 +206,7 @@ impl Geom {
                 reason: "weight must be 4-D [c_out, c_in / groups, kh, kw]".into(),
             });
         }
-        let Conv2dSpec { stride: (sh, sw), padding: (ph, pw), dilation: (dh, dw), groups } = *spec;
+        let Conv2dSpec { stride: (sh, sw), padding: (ph, pw), dilation: (dh, dw), groups, .. } = *spec;
         if sh == 0 || sw == 0 || dh == 0 || dw == 0 || groups == 0 {
             return Err(TensorError::InvalidArgument {
                 op,
@@ -284,19 +319,25 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, spec: &Conv2dS
     }
     let (x, weight) = (x.contiguous(), weight.contiguous());
     let bias = bias.map(Tensor::contiguous);
-    let mut out = vec![0.0f32; g.n * g.out_img()];
-    forward_kernel(
-        &g,
-        x.as_slice().expect("contiguous"),
-        weight.as_slice().expect("contiguous"),
-        bias.as_ref().map(|b| b.as_slice().expect("contiguous")),
-        &mut out,
-    );
+    let (xs, ws) = (x.as_slice().expect("contiguous"), weight.as_slice().expect("contiguous"));
+    let bs = bias.as_ref().map(|b| b.as_slice().expect("contiguous"));
+    let out = match spec.accumulation {
+        Accumulation::F32 => forward::<f32>(&g, xs, ws, bs),
+        Accumulation::F64 => forward::<f64>(&g, xs, ws, bs),
+    };
     Tensor::from_vec(out, &g.out_shape())
 }
 
+/// [`forward_kernel`] in the element type `E`, results rounded to f32.
+fn forward<E: Elem>(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (x, w, bias) = (E::widen(x), E::widen(w), bias.map(E::widen));
+    let mut out = vec![E::default(); g.n * g.out_img()];
+    forward_kernel(g, &x, &w, bias.as_deref(), &mut out);
+    E::narrow(out)
+}
+
 /// `y = conv(x, w) + b` for all images, in parallel over images.
-fn forward_kernel(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+fn forward_kernel<E: Elem>(g: &Geom, x: &[E], w: &[E], bias: Option<&[E]>, out: &mut [E]) {
     let (in_img, out_img, ohw, kg, cog) = (g.in_img(), g.out_img(), g.ohw(), g.kg(), g.cog());
     if out_img == 0 {
         return;
@@ -305,7 +346,7 @@ fn forward_kernel(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mu
     out.par_chunks_mut(out_img).enumerate().for_each(|(i, y)| {
         let xi = &x[i * in_img..(i + 1) * in_img];
         with_scratch(cols_len, |buf| {
-            let cols: &[f32] = if g.pointwise() {
+            let cols: &[E] = if g.pointwise() {
                 xi
             } else {
                 im2col(g, xi, buf);
@@ -317,14 +358,10 @@ fn forward_kernel(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mu
                     cog,
                     kg,
                     ohw,
-                    1.0,
-                    &w[grp * cog * kg..],
-                    (kg, 1),
-                    &cols[grp * kg * ohw..],
-                    (ohw, 1),
-                    0.0,
-                    &mut y[grp * cog * ohw..],
-                    (ohw, 1),
+                    (&w[grp * cog * kg..], (kg, 1)),
+                    (&cols[grp * kg * ohw..], (ohw, 1)),
+                    false,
+                    (&mut y[grp * cog * ohw..], (ohw, 1)),
                 );
             }
         });
@@ -357,15 +394,13 @@ pub fn conv2d_backward(
     check_grad_out(op, &g, grad_out)?;
     let (dy, x, w) = (grad_out.contiguous(), x.contiguous(), weight.contiguous());
     let dys = dy.as_slice().expect("contiguous");
-    let mut dx = vec![0.0f32; g.n * g.in_img()];
-    let dw = backward_kernel(
-        &g,
-        dys,
-        Some(x.as_slice().expect("contiguous")),
-        Some((w.as_slice().expect("contiguous"), &mut dx)),
-    );
+    let (xs, ws) = (Some(x.as_slice().expect("contiguous")), Some(w.as_slice().expect("contiguous")));
+    let (dx, dw) = match spec.accumulation {
+        Accumulation::F32 => backward::<f32>(&g, dys, xs, ws),
+        Accumulation::F64 => backward::<f64>(&g, dys, xs, ws),
+    };
     Ok(ConvGrads {
-        input: Tensor::from_vec(dx, x.shape())?,
+        input: Tensor::from_vec(dx.expect("input gradient requested"), x.shape())?,
         weight: Tensor::from_vec(dw.expect("weight gradient requested"), w.shape())?,
         bias: if with_bias { Some(bias_grad(g.n, g.c_out, g.ohw(), dys)) } else { None },
     })
@@ -383,14 +418,12 @@ pub fn conv2d_backward_input(
     let g = Geom::new(op, input_shape, weight.shape(), spec)?;
     check_grad_out(op, &g, grad_out)?;
     let (dy, w) = (grad_out.contiguous(), weight.contiguous());
-    let mut dx = vec![0.0f32; g.n * g.in_img()];
-    backward_kernel(
-        &g,
-        dy.as_slice().expect("contiguous"),
-        None,
-        Some((w.as_slice().expect("contiguous"), &mut dx)),
-    );
-    Tensor::from_vec(dx, input_shape)
+    let (dys, ws) = (dy.as_slice().expect("contiguous"), Some(w.as_slice().expect("contiguous")));
+    let (dx, _) = match spec.accumulation {
+        Accumulation::F32 => backward::<f32>(&g, dys, None, ws),
+        Accumulation::F64 => backward::<f64>(&g, dys, None, ws),
+    };
+    Tensor::from_vec(dx.expect("input gradient requested"), input_shape)
 }
 
 /// The weight gradient alone: `dW = sum_n grad_out_n cols(x_n)^T` for a
@@ -405,12 +438,11 @@ pub fn conv2d_backward_weight(
     let g = Geom::new(op, x.shape(), weight_shape, spec)?;
     check_grad_out(op, &g, grad_out)?;
     let (dy, x) = (grad_out.contiguous(), x.contiguous());
-    let dw = backward_kernel(
-        &g,
-        dy.as_slice().expect("contiguous"),
-        Some(x.as_slice().expect("contiguous")),
-        None,
-    );
+    let (dys, xs) = (dy.as_slice().expect("contiguous"), Some(x.as_slice().expect("contiguous")));
+    let (_, dw) = match spec.accumulation {
+        Accumulation::F32 => backward::<f32>(&g, dys, xs, None),
+        Accumulation::F64 => backward::<f64>(&g, dys, xs, None),
+    };
     Tensor::from_vec(dw.expect("weight gradient requested"), weight_shape)
 }
 
@@ -446,6 +478,23 @@ fn bias_grad(n: usize, c_out: usize, plane: usize, dy: &[f32]) -> Tensor {
     Tensor::from_vec(db, &[c_out]).expect("c_out elements")
 }
 
+/// [`backward_kernel`] in the element type `E`: with `w`, the input
+/// gradient; with `x`, the weight gradient; both rounded to f32.
+fn backward<E: Elem>(
+    g: &Geom,
+    dy: &[f32],
+    x: Option<&[f32]>,
+    w: Option<&[f32]>,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let dy = E::widen(dy);
+    let x = x.map(E::widen);
+    let w = w.map(E::widen);
+    let mut dx = w.as_ref().map(|_| vec![E::default(); g.n * g.in_img()]);
+    let w_dx = w.as_deref().zip(dx.as_deref_mut());
+    let dw = backward_kernel(g, &dy, x.as_deref(), w_dx);
+    (dx.map(E::narrow), dw.map(E::narrow))
+}
+
 /// The shared backward pass. With `x`, returns the weight gradient; with
 /// `w_dx = (w, dx)`, writes the input gradient into `dx` (zeroed by the caller).
 ///
@@ -454,12 +503,12 @@ fn bias_grad(n: usize, c_out: usize, plane: usize, dy: &[f32]) -> Tensor {
 /// wanted, one image each otherwise). Each range is one task: it writes the
 /// input gradient of its own images and sums the weight gradient of its images
 /// in order into its own buffer; the buffers are then added in range order.
-fn backward_kernel(
+fn backward_kernel<E: Elem>(
     g: &Geom,
-    dy: &[f32],
-    x: Option<&[f32]>,
-    w_dx: Option<(&[f32], &mut [f32])>,
-) -> Option<Vec<f32>> {
+    dy: &[E],
+    x: Option<&[E]>,
+    w_dx: Option<(&[E], &mut [E])>,
+) -> Option<Vec<E>> {
     let (in_img, out_img, ohw, kg, cog) = (g.in_img(), g.out_img(), g.ohw(), g.kg(), g.cog());
     let dw_len = g.c_out * kg;
     let n = g.n;
@@ -472,7 +521,7 @@ fn backward_kernel(
         None => (None, None),
     };
     // Split dx into the slots' disjoint pieces.
-    let mut pieces: Vec<Option<&mut [f32]>> = Vec::with_capacity(slots);
+    let mut pieces: Vec<Option<&mut [E]>> = Vec::with_capacity(slots);
     let mut rest = dx;
     for s in 0..slots {
         let len = (bounds[s + 1] - bounds[s]) * in_img;
@@ -485,18 +534,18 @@ fn backward_kernel(
     let pointwise = g.pointwise();
     let cols_len = if pointwise { 0 } else { g.cols_len() };
     let scratch = if want_dw { cols_len } else { 0 } + if w.is_some() { cols_len } else { 0 };
-    let partials: Vec<Vec<f32>> = pieces
+    let partials: Vec<Vec<E>> = pieces
         .into_par_iter()
         .enumerate()
         .map(|(s, mut dx_piece)| {
-            let mut pdw = vec![0.0f32; if want_dw { dw_len } else { 0 }];
+            let mut pdw = vec![E::default(); if want_dw { dw_len } else { 0 }];
             with_scratch(scratch, |buf| {
                 let (cols, dcols) = buf.split_at_mut(if want_dw { cols_len } else { 0 });
                 for i in bounds[s]..bounds[s + 1] {
                     let dyi = &dy[i * out_img..(i + 1) * out_img];
                     if let Some(x) = x {
                         let xi = &x[i * in_img..(i + 1) * in_img];
-                        let cols: &[f32] = if pointwise {
+                        let cols: &[E] = if pointwise {
                             xi
                         } else {
                             im2col(g, xi, cols);
@@ -508,14 +557,10 @@ fn backward_kernel(
                                 cog,
                                 ohw,
                                 kg,
-                                1.0,
-                                &dyi[grp * cog * ohw..],
-                                (ohw, 1),
-                                &cols[grp * kg * ohw..],
-                                (1, ohw),
-                                1.0,
-                                &mut pdw[grp * cog * kg..],
-                                (kg, 1),
+                                (&dyi[grp * cog * ohw..], (ohw, 1)),
+                                (&cols[grp * kg * ohw..], (1, ohw)),
+                                true,
+                                (&mut pdw[grp * cog * kg..], (kg, 1)),
                             );
                         }
                     }
@@ -524,20 +569,16 @@ fn backward_kernel(
                         let dxi = &mut piece[j * in_img..(j + 1) * in_img];
                         // dcols_g [kg, ohw] = W_g^T [kg, cog] x dy_g [cog, ohw]; with a
                         // pointwise kernel dcols is dx itself.
-                        let target: &mut [f32] = if pointwise { dxi } else { dcols };
+                        let target: &mut [E] = if pointwise { dxi } else { dcols };
                         for grp in 0..g.groups {
                             gemm(
                                 kg,
                                 cog,
                                 ohw,
-                                1.0,
-                                &w[grp * cog * kg..],
-                                (1, kg),
-                                &dyi[grp * cog * ohw..],
-                                (ohw, 1),
-                                0.0,
-                                &mut target[grp * kg * ohw..],
-                                (ohw, 1),
+                                (&w[grp * cog * kg..], (1, kg)),
+                                (&dyi[grp * cog * ohw..], (ohw, 1)),
+                                false,
+                                (&mut target[grp * kg * ohw..], (ohw, 1)),
                             );
                         }
                         if !pointwise {
@@ -553,9 +594,9 @@ fn backward_kernel(
         return None;
     }
     let mut it = partials.into_iter();
-    let mut dw = it.next().unwrap_or_else(|| vec![0.0f32; dw_len]);
+    let mut dw = it.next().unwrap_or_else(|| vec![E::default(); dw_len]);
     for p in it {
-        dw.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+        dw.iter_mut().zip(&p).for_each(|(a, &b)| *a += b);
     }
     Some(dw)
 }

@@ -42,7 +42,7 @@ pub mod pool;
 mod rng;
 mod tensor;
 
-pub use conv::{Conv1dSpec, Conv2dSpec, ConvGrads};
+pub use conv::{Accumulation, Conv1dSpec, Conv2dSpec, ConvGrads};
 pub use error::{Result, TensorError};
 pub use rng::Rng;
 pub use tensor::Tensor;

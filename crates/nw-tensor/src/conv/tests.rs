@@ -28,7 +28,7 @@ fn out_len(size: usize, k: usize, s: usize, p: usize, d: usize) -> Option<usize>
 fn for_each_tap(c: &Cfg, mut f: impl FnMut(usize, usize, usize)) -> [usize; 4] {
     let [n, c_in, h, w] = c.x;
     let [c_out, cig, kh, kw] = c.w;
-    let Conv2dSpec { stride: (sh, sw), padding: (ph, pw), dilation: (dh, dw), groups } = c.spec;
+    let Conv2dSpec { stride: (sh, sw), padding: (ph, pw), dilation: (dh, dw), groups, .. } = c.spec;
     let oh = out_len(h, kh, sh, ph, dh).unwrap();
     let ow = out_len(w, kw, sw, pw, dw).unwrap();
     let cog = c_out / groups;
@@ -99,22 +99,37 @@ fn abs(v: &[f64]) -> Vec<f64> {
     v.iter().map(|x| x.abs()).collect()
 }
 
-/// Checks an f32 result against the exact (f64) value with the standard
-/// error bound of a floating-point sum of `terms` products:
-/// `|got - want| <= (terms + 1) * eps_f32 * sum|products|`, where the sum of
-/// absolute products `scale` comes from the same naive kernel run on |inputs|.
+/// Checks a result against the exact (f64) value with the standard error
+/// bound of a floating-point sum of `terms` products,
+/// `(terms + 1) * eps * sum|products|`, where the sum of absolute products
+/// `scale` comes from the same naive kernel run on |inputs|:
+/// - [`Accumulation::F32`]: `|got - want| <= (terms + 1) * eps_f32 * scale`;
+/// - [`Accumulation::F64`]: the f64 sum's bound plus the final rounding to
+///   f32, `|got - want| <= eps_f32 / 2 * |want| + (terms + 1) * eps_f64 * scale`.
 fn check(what: &str, c: &Cfg, got: &Tensor, want: &[f64], scale: &[f64], terms: usize) {
     let got = got.to_vec();
     assert_eq!(got.len(), want.len(), "{what} {c:?}");
     for (j, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
-        let tol = (terms as f64 + 1.0) * f32::EPSILON as f64 * s;
+        let tol = match c.spec.accumulation {
+            Accumulation::F32 => (terms as f64 + 1.0) * f32::EPSILON as f64 * s,
+            Accumulation::F64 => {
+                f32::EPSILON as f64 / 2.0 * w.abs() + (terms as f64 + 1.0) * f64::EPSILON * s
+            }
+        };
         assert!((g as f64 - w).abs() <= tol, "{what} [{j}] {g} vs {w} (tol {tol}) in {c:?}");
     }
 }
 
-/// Runs forward and all backward kernels on random data and checks them
-/// against the naive reference.
+/// Runs forward and all backward kernels on random data, with both
+/// accumulations, and checks them against the naive reference.
 fn check_config(c: &Cfg, rng: &mut Rng) {
+    for accumulation in [Accumulation::F32, Accumulation::F64] {
+        let spec = Conv2dSpec { accumulation, ..c.spec };
+        check_one(&Cfg { spec, ..*c }, rng);
+    }
+}
+
+fn check_one(c: &Cfg, rng: &mut Rng) {
     let x = Tensor::randn(&c.x, 0.0, 1.0, rng);
     let w = Tensor::randn(&c.w, 0.0, 1.0, rng);
     let b = Tensor::randn(&[c.w[0]], 0.0, 1.0, rng);
@@ -150,7 +165,13 @@ fn naive_reference_is_self_adjoint() {
     let c = Cfg {
         x: [2, 4, 7, 6],
         w: [6, 2, 3, 2],
-        spec: Conv2dSpec { stride: (2, 1), padding: (1, 2), dilation: (1, 2), groups: 2 },
+        spec: Conv2dSpec {
+            stride: (2, 1),
+            padding: (1, 2),
+            dilation: (1, 2),
+            groups: 2,
+            ..Default::default()
+        },
     };
     let x: Vec<f64> = (0..c.x.iter().product()).map(|_| rng.normal()).collect();
     let w: Vec<f64> = (0..c.w.iter().product()).map(|_| rng.normal()).collect();
@@ -176,7 +197,7 @@ fn im2col_matches_naive_over_many_configs() {
                             let c = Cfg {
                                 x: [n, 4, h, w],
                                 w: [8, 4 / groups, kh, kw],
-                                spec: Conv2dSpec { stride, padding, dilation, groups },
+                                spec: Conv2dSpec { stride, padding, dilation, groups, ..Default::default() },
                             };
                             let fits = out_len(h, kh, stride.0, padding.0, dilation.0).is_some()
                                 && out_len(w, kw, stride.1, padding.1, dilation.1).is_some();
@@ -206,7 +227,7 @@ fn depthwise_and_pointwise() {
     for &stride in &[(1, 1), (2, 2), (2, 1)] {
         for &padding in &[(0, 0), (1, 1), (2, 0)] {
             // depthwise: groups == c_in == c_out
-            let spec = Conv2dSpec { stride, padding, dilation: (1, 1), groups: 5 };
+            let spec = Conv2dSpec { stride, padding, groups: 5, ..Default::default() };
             check_config(&Cfg { x: [3, 5, 6, 7], w: [5, 1, 3, 3], spec }, &mut rng);
             // 1x1 (the pointwise path when stride 1 and no padding)
             let spec = Conv2dSpec { stride, padding, ..Default::default() };
@@ -245,18 +266,21 @@ fn strided_views_and_no_bias() {
 #[test]
 fn bits_do_not_depend_on_thread_count() {
     let mut rng = Rng::new(11);
-    let spec = Conv2dSpec { stride: (1, 2), padding: (1, 1), dilation: (1, 1), groups: 2 };
+    let spec = Conv2dSpec { stride: (1, 2), padding: (1, 1), groups: 2, ..Default::default() };
     let x = Tensor::randn(&[37, 6, 12, 11], 0.0, 1.0, &mut rng);
     let w = Tensor::randn(&[8, 3, 3, 3], 0.0, 1.0, &mut rng);
     let b = Tensor::randn(&[8], 0.0, 1.0, &mut rng);
     let dy = Tensor::randn(&conv2d_output_shape(x.shape(), w.shape(), &spec).unwrap(), 0.0, 1.0, &mut rng);
+    let spec64 = Conv2dSpec { accumulation: Accumulation::F64, ..spec };
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let y = conv2d(&x, &w, Some(&b), &spec).unwrap();
-            let g = conv2d_backward(&dy, &x, &w, true, &spec).unwrap();
-            let gw = conv2d_backward_weight(&dy, &x, w.shape(), &spec).unwrap();
-            (y, g, gw)
+            [spec, spec64].map(|spec| {
+                let y = conv2d(&x, &w, Some(&b), &spec).unwrap();
+                let g = conv2d_backward(&dy, &x, &w, true, &spec).unwrap();
+                let gw = conv2d_backward_weight(&dy, &x, w.shape(), &spec).unwrap();
+                (y, g, gw)
+            })
         })
     };
     let one = run(1);
@@ -267,7 +291,7 @@ fn bits_do_not_depend_on_thread_count() {
 #[test]
 fn conv1d_matches_2d_with_height_one() {
     let mut rng = Rng::new(9);
-    let spec = Conv1dSpec { stride: 2, padding: 2, dilation: 2, groups: 2 };
+    let spec = Conv1dSpec { stride: 2, padding: 2, dilation: 2, groups: 2, ..Default::default() };
     let x = Tensor::randn(&[3, 4, 11], 0.0, 1.0, &mut rng);
     let w = Tensor::randn(&[6, 2, 3], 0.0, 1.0, &mut rng);
     let b = Tensor::randn(&[6], 0.0, 1.0, &mut rng);
