@@ -4,7 +4,8 @@
 //! pass and of forward + backward (input, weight and bias gradients) at 1 and
 //! 2 threads, for each accumulation.
 //!
-//! Run: `cargo run --release -p nw-tensor --example conv_bench [-- REPEATS]`
+//! Run: `cargo run --release -p nw-tensor --example conv_bench [-- REPEATS [f32|f64]]`
+//! (both accumulations unless one is named).
 
 use std::time::Instant;
 
@@ -35,7 +36,13 @@ fn main() {
     let w = Tensor::randn(&[64, 32, 3, 3], 0.0, 0.1, &mut rng);
     let b = Tensor::zeros(&[64]);
     let dy = Tensor::randn(&[64, 64, 28, 28], 0.0, 1.0, &mut rng);
-    for accumulation in [Accumulation::F32, Accumulation::F64] {
+    let which = std::env::args().nth(2).unwrap_or_default();
+    let modes = match which.as_str() {
+        "f32" => vec![Accumulation::F32],
+        "f64" => vec![Accumulation::F64],
+        _ => vec![Accumulation::F32, Accumulation::F64],
+    };
+    for accumulation in modes {
         let spec = Conv2dSpec { padding: (1, 1), accumulation, ..Default::default() };
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");

@@ -20,7 +20,7 @@
 //! - input gradient: per image `dcols_g = W_g^T dy_g`, then col2im adds each
 //!   column element back where im2col read it (overlaps accumulate);
 //! - weight gradient: `dW_g = sum_n dy_{n,g} cols_{n,g}^T`;
-//! - bias gradient: `db[o] = sum_{n, oy, ox} dy[n, o, oy, ox]` (in f64).
+//! - bias gradient: `db[o] = sum_{n, oy, ox} dy[n, o, oy, ox]` (in f64, fixed order).
 //!
 //! A 1x1 kernel with stride 1 and no padding skips im2col: the image is its
 //! own column matrix.
@@ -447,7 +447,7 @@ pub fn conv2d_backward_weight(
 }
 
 /// The bias gradient of a 1-D or 2-D convolution: `grad_out` summed over every
-/// axis but 1 (the channels), accumulated in f64 in index order.
+/// axis but 1 (the channels), accumulated in f64 in a fixed order.
 pub fn conv_backward_bias(grad_out: &Tensor) -> Result<Tensor> {
     if grad_out.ndim() < 2 {
         return Err(TensorError::InvalidShape {
@@ -462,7 +462,8 @@ pub fn conv_backward_bias(grad_out: &Tensor) -> Result<Tensor> {
 }
 
 /// `db[o] = sum_{i, p} dy[i, o, p]` over `n` images of `c_out` planes of
-/// `plane` elements, in f64 and index order, in parallel over `o`.
+/// `plane` elements, in f64 (see [`sum_f64`]; images in order), in parallel
+/// over `o`.
 fn bias_grad(n: usize, c_out: usize, plane: usize, dy: &[f32]) -> Tensor {
     let db: Vec<f32> = (0..c_out)
         .into_par_iter()
@@ -470,12 +471,28 @@ fn bias_grad(n: usize, c_out: usize, plane: usize, dy: &[f32]) -> Tensor {
             let mut s = 0.0f64;
             for i in 0..n {
                 let start = (i * c_out + o) * plane;
-                s += dy[start..start + plane].iter().map(|&v| v as f64).sum::<f64>();
+                s += sum_f64(&dy[start..start + plane]);
             }
             s as f32
         })
         .collect();
     Tensor::from_vec(db, &[c_out]).expect("c_out elements")
+}
+
+/// The sum of `v` in f64 with eight interleaved accumulators (lane `j` adds
+/// elements `j, j + 8, ...`; the lanes are then added in order, then the
+/// tail): a fixed order that does not depend on threads, and eight
+/// independent add chains instead of one.
+fn sum_f64(v: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let chunks = v.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += x as f64;
+        }
+    }
+    lanes.iter().sum::<f64>() + tail.iter().map(|&x| x as f64).sum::<f64>()
 }
 
 /// [`backward_kernel`] in the element type `E`: with `w`, the input

@@ -374,3 +374,13 @@ fn empty_batch() {
     assert_eq!(g.weight.to_vec(), vec![0.0; 54]);
     assert_eq!(g.bias.unwrap().to_vec(), vec![0.0; 3]);
 }
+
+#[test]
+fn lane_sum_is_exact_on_integers() {
+    // Small integers sum exactly in f64 in any order, so every length
+    // (full chunks of 8 and tails) must give the closed form n (n - 1) / 2.
+    for n in 0..40usize {
+        let v: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        assert_eq!(sum_f64(&v), (n * n.saturating_sub(1) / 2) as f64, "n = {n}");
+    }
+}
