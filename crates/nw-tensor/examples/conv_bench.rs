@@ -1,8 +1,12 @@
 //! Rust side of the conv2d benchmark (the PyTorch side is
 //! `benches/torch/conv.py`): input 64x32x28x28, 64 output channels, 3x3
-//! kernel, padding 1, with bias. Prints the median milliseconds of the forward
-//! pass and of forward + backward (input, weight and bias gradients) at 1 and
-//! 2 threads, for each accumulation.
+//! kernel, padding 1, with bias. Prints the median (and minimum) milliseconds
+//! of the forward pass and of forward + backward (input, weight and bias
+//! gradients) at 1 and 2 threads, for each accumulation, and the median CPU
+//! time the process spent per call (all threads, from
+//! `/proc/self/task/*/schedstat`; Linux only). On a shared, loaded machine
+//! the CPU time at 1 thread is the steadiest figure; at 2 threads it is the
+//! total work of both.
 //!
 //! Run: `cargo run --release -p nw-tensor --example conv_bench [-- REPEATS [f32|f64]]`
 //! (both accumulations unless one is named).
@@ -15,22 +19,57 @@ use nw_tensor::conv::{
 };
 use nw_tensor::{Rng, Tensor};
 
-fn median_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
+/// Nanoseconds on CPU of all threads of this process so far, if the kernel
+/// exposes them.
+fn cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median and minimum wall time and median CPU time of `f` in milliseconds,
+/// after two warm-up calls.
+fn median_ms(repeats: usize, mut f: impl FnMut()) -> Ms {
     f();
     f();
-    let mut t: Vec<f64> = (0..repeats)
-        .map(|_| {
-            let t0 = Instant::now();
-            f();
-            t0.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        let (t0, c0) = (Instant::now(), cpu_ns());
+        f();
+        wall.push(t0.elapsed().as_secs_f64() * 1e3);
+        if let (Some(c0), Some(c1)) = (c0, cpu_ns()) {
+            cpu.push((c1 - c0) as f64 / 1e6);
+        }
+    }
+    let min = wall.iter().copied().fold(f64::INFINITY, f64::min);
+    Ms(median(wall), min, (!cpu.is_empty()).then(|| median(cpu)))
+}
+
+/// (median, minimum, median CPU) milliseconds.
+#[derive(Clone, Copy)]
+struct Ms(f64, f64, Option<f64>);
+
+impl std::fmt::Display for Ms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} ms (min {:.2}", self.0, self.1)?;
+        match self.2 {
+            Some(c) => write!(f, ", cpu {c:.2})"),
+            None => write!(f, ")"),
+        }
+    }
 }
 
 fn main() {
-    let repeats: usize = std::env::args().nth(1).map_or(20, |a| a.parse().expect("REPEATS is a number"));
+    let repeats: usize =
+        std::env::args().nth(1).map_or(20, |a| a.parse().expect("REPEATS is a number")).max(1);
     let mut rng = Rng::new(0);
     let x = Tensor::randn(&[64, 32, 28, 28], 0.0, 1.0, &mut rng);
     let w = Tensor::randn(&[64, 32, 3, 3], 0.0, 0.1, &mut rng);
@@ -59,7 +98,7 @@ fn main() {
             });
             println!(
                 "conv2d 64x32x28x28 -> 64 3x3 pad 1, {accumulation:?}, {threads} thread(s): \
-                 fwd {f:.2} ms, fwd+bwd {fb:.2} ms"
+                 fwd {f}, fwd+bwd {fb}"
             );
             if threads == 1 {
                 let parts = pool.install(|| {
@@ -76,7 +115,7 @@ fn main() {
                     ]
                 });
                 println!(
-                    "    (1 thread, each alone: input grad {:.2} ms, weight grad {:.2} ms, bias grad {:.2} ms)",
+                    "    (1 thread, each alone: input grad {}, weight grad {}, bias grad {})",
                     parts[0], parts[1], parts[2]
                 );
             }

@@ -13,12 +13,14 @@
 //! where `g = o / (c_out / groups)`, `cig = c_in / groups`, and positions
 //! outside the input read 0.
 //!
-//! ## Kernels
+//! ## Kernels (`passes.rs`; the loops in `kernels.rs`)
 //! - forward: per image (in parallel over images) im2col into `cols`
 //!   `[c_in kh kw, oh ow]`, then per group one GEMM `y_g = W_g cols_g`
 //!   (`[c_out/g, cig kh kw] x [cig kh kw, oh ow]`), then `+ b`;
 //! - input gradient: per image `dcols_g = W_g^T dy_g`, then col2im adds each
-//!   column element back where im2col read it (overlaps accumulate);
+//!   column element back where im2col read it (overlaps accumulate); or, with
+//!   stride 1 and fewer output than input channels, the same gradient as the
+//!   forward convolution of `dy` with the flipped, channel-swapped kernel;
 //! - weight gradient: `dW_g = sum_n dy_{n,g} cols_{n,g}^T`;
 //! - bias gradient: `db[o] = sum_{n, oy, ox} dy[n, o, oy, ox]` (in f64, fixed order).
 //!
@@ -64,14 +66,13 @@
 //! ```
 
 mod kernels;
+mod passes;
 #[cfg(test)]
 mod tests;
 
-use rayon::prelude::*;
-
 use crate::error::{Result, TensorError};
 use crate::tensor::Tensor;
-use kernels::{Elem, col2im, gemm, im2col, with_scratch};
+use passes::{backward, bias_grad, forward};
 
 /// Upper bound on the number of image ranges the weight gradient is split
 /// into (see the module docs on determinism). A constant, never the thread count.
@@ -279,6 +280,29 @@ impl Geom {
     fn pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
     }
+
+    /// The convolution whose forward pass is this one's input gradient, when
+    /// there is one (stride 1, `p <= d (k - 1)` on both axes): input `dy`
+    /// (`c_out` channels, `oh x ow`), output `dx` (`c_in` channels, `h x w`),
+    /// padding `d (k - 1) - p`, same kernel size, dilation and groups. Its
+    /// weight is the flipped, channel-swapped `W` (see `passes::flip_transpose`).
+    fn adjoint(&self) -> Option<Geom> {
+        let (span_h, span_w) = (self.dh * (self.kh - 1), self.dw * (self.kw - 1));
+        if self.sh != 1 || self.sw != 1 || self.ph > span_h || self.pw > span_w {
+            return None;
+        }
+        Some(Geom {
+            c_in: self.c_out,
+            h: self.oh,
+            w: self.ow,
+            c_out: self.c_in,
+            oh: self.h,
+            ow: self.w,
+            ph: span_h - self.ph,
+            pw: span_w - self.pw,
+            ..*self
+        })
+    }
 }
 
 /// Output shape `[n, c_out, oh, ow]` of [`conv2d`] for these operand shapes,
@@ -328,57 +352,12 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, spec: &Conv2dS
     Tensor::from_vec(out, &g.out_shape())
 }
 
-/// [`forward_kernel`] in the element type `E`, results rounded to f32.
-fn forward<E: Elem>(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    let (x, w, bias) = (E::widen(x), E::widen(w), bias.map(E::widen));
-    let mut out = vec![E::default(); g.n * g.out_img()];
-    forward_kernel(g, &x, &w, bias.as_deref(), &mut out);
-    E::narrow(out)
-}
-
-/// `y = conv(x, w) + b` for all images, in parallel over images.
-fn forward_kernel<E: Elem>(g: &Geom, x: &[E], w: &[E], bias: Option<&[E]>, out: &mut [E]) {
-    let (in_img, out_img, ohw, kg, cog) = (g.in_img(), g.out_img(), g.ohw(), g.kg(), g.cog());
-    if out_img == 0 {
-        return;
-    }
-    let cols_len = if g.pointwise() { 0 } else { g.cols_len() };
-    out.par_chunks_mut(out_img).enumerate().for_each(|(i, y)| {
-        let xi = &x[i * in_img..(i + 1) * in_img];
-        with_scratch(cols_len, |buf| {
-            let cols: &[E] = if g.pointwise() {
-                xi
-            } else {
-                im2col(g, xi, buf);
-                buf
-            };
-            for grp in 0..g.groups {
-                // y_g [cog, ohw] = W_g [cog, kg] x cols_g [kg, ohw]
-                gemm(
-                    cog,
-                    kg,
-                    ohw,
-                    (&w[grp * cog * kg..], (kg, 1)),
-                    (&cols[grp * kg * ohw..], (ohw, 1)),
-                    false,
-                    (&mut y[grp * cog * ohw..], (ohw, 1)),
-                );
-            }
-        });
-        if let Some(b) = bias {
-            for (row, &bo) in y.chunks_mut(ohw).zip(b) {
-                row.iter_mut().for_each(|v| *v += bo);
-            }
-        }
-    });
-}
-
 /// All three gradients of `sum(conv2d(x, weight, bias) * grad_out)`: input,
-/// weight, and (when `with_bias`) bias. One pass over the batch computes the
-/// input and weight gradients together, sharing the work split.
+/// weight, and (when `with_bias`) bias.
 ///
 /// ```text
-/// dx    = col2im(W^T dy)            per image and group
+/// dx    = col2im(W^T dy)            per image and group (or the equivalent
+///                                   convolution of dy with the flipped kernel)
 /// dW    = sum_n dy_n cols(x_n)^T    over a fixed partition of the batch
 /// db[o] = sum_{n, oy, ox} dy[n, o, oy, ox]
 /// ```
@@ -459,163 +438,6 @@ pub fn conv_backward_bias(grad_out: &Tensor) -> Result<Tensor> {
     let s = grad_out.shape();
     let dy = grad_out.contiguous();
     Ok(bias_grad(s[0], s[1], s[2..].iter().product(), dy.as_slice().expect("contiguous")))
-}
-
-/// `db[o] = sum_{i, p} dy[i, o, p]` over `n` images of `c_out` planes of
-/// `plane` elements, in f64 (see [`sum_f64`]; images in order), in parallel
-/// over `o`.
-fn bias_grad(n: usize, c_out: usize, plane: usize, dy: &[f32]) -> Tensor {
-    let db: Vec<f32> = (0..c_out)
-        .into_par_iter()
-        .map(|o| {
-            let mut s = 0.0f64;
-            for i in 0..n {
-                let start = (i * c_out + o) * plane;
-                s += sum_f64(&dy[start..start + plane]);
-            }
-            s as f32
-        })
-        .collect();
-    Tensor::from_vec(db, &[c_out]).expect("c_out elements")
-}
-
-/// The sum of `v` in f64 with eight interleaved accumulators (lane `j` adds
-/// elements `j, j + 8, ...`; the lanes are then added in order, then the
-/// tail): a fixed order that does not depend on threads, and eight
-/// independent add chains instead of one.
-fn sum_f64(v: &[f32]) -> f64 {
-    let mut lanes = [0.0f64; 8];
-    let chunks = v.chunks_exact(8);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (l, &x) in lanes.iter_mut().zip(c) {
-            *l += x as f64;
-        }
-    }
-    lanes.iter().sum::<f64>() + tail.iter().map(|&x| x as f64).sum::<f64>()
-}
-
-/// [`backward_kernel`] in the element type `E`: with `w`, the input
-/// gradient; with `x`, the weight gradient; both rounded to f32.
-fn backward<E: Elem>(
-    g: &Geom,
-    dy: &[f32],
-    x: Option<&[f32]>,
-    w: Option<&[f32]>,
-) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
-    let dy = E::widen(dy);
-    let x = x.map(E::widen);
-    let w = w.map(E::widen);
-    let mut dx = w.as_ref().map(|_| vec![E::default(); g.n * g.in_img()]);
-    let w_dx = w.as_deref().zip(dx.as_deref_mut());
-    let dw = backward_kernel(g, &dy, x.as_deref(), w_dx);
-    (dx.map(E::narrow), dw.map(E::narrow))
-}
-
-/// The shared backward pass. With `x`, returns the weight gradient; with
-/// `w_dx = (w, dx)`, writes the input gradient into `dx` (zeroed by the caller).
-///
-/// Work split: the batch is cut into contiguous image ranges, a fixed function
-/// of the batch size (at most [`WGRAD_SLOTS`] when the weight gradient is
-/// wanted, one image each otherwise). Each range is one task: it writes the
-/// input gradient of its own images and sums the weight gradient of its images
-/// in order into its own buffer; the buffers are then added in range order.
-fn backward_kernel<E: Elem>(
-    g: &Geom,
-    dy: &[E],
-    x: Option<&[E]>,
-    w_dx: Option<(&[E], &mut [E])>,
-) -> Option<Vec<E>> {
-    let (in_img, out_img, ohw, kg, cog) = (g.in_img(), g.out_img(), g.ohw(), g.kg(), g.cog());
-    let dw_len = g.c_out * kg;
-    let n = g.n;
-    let want_dw = x.is_some();
-    let slots = if want_dw { n.min(WGRAD_SLOTS) } else { n };
-    // Image range of slot s: s*n/slots .. (s+1)*n/slots.
-    let bounds: Vec<usize> = (0..=slots).map(|s| s * n / slots.max(1)).collect();
-    let (w, dx) = match w_dx {
-        Some((w, dx)) => (Some(w), Some(dx)),
-        None => (None, None),
-    };
-    // Split dx into the slots' disjoint pieces.
-    let mut pieces: Vec<Option<&mut [E]>> = Vec::with_capacity(slots);
-    let mut rest = dx;
-    for s in 0..slots {
-        let len = (bounds[s + 1] - bounds[s]) * in_img;
-        pieces.push(rest.take().map(|r| {
-            let (a, b) = r.split_at_mut(len);
-            rest = Some(b);
-            a
-        }));
-    }
-    let pointwise = g.pointwise();
-    let cols_len = if pointwise { 0 } else { g.cols_len() };
-    let scratch = if want_dw { cols_len } else { 0 } + if w.is_some() { cols_len } else { 0 };
-    let partials: Vec<Vec<E>> = pieces
-        .into_par_iter()
-        .enumerate()
-        .map(|(s, mut dx_piece)| {
-            let mut pdw = vec![E::default(); if want_dw { dw_len } else { 0 }];
-            with_scratch(scratch, |buf| {
-                let (cols, dcols) = buf.split_at_mut(if want_dw { cols_len } else { 0 });
-                for i in bounds[s]..bounds[s + 1] {
-                    let dyi = &dy[i * out_img..(i + 1) * out_img];
-                    if let Some(x) = x {
-                        let xi = &x[i * in_img..(i + 1) * in_img];
-                        let cols: &[E] = if pointwise {
-                            xi
-                        } else {
-                            im2col(g, xi, cols);
-                            cols
-                        };
-                        for grp in 0..g.groups {
-                            // dW_g [cog, kg] += dy_g [cog, ohw] x cols_g^T [ohw, kg]
-                            gemm(
-                                cog,
-                                ohw,
-                                kg,
-                                (&dyi[grp * cog * ohw..], (ohw, 1)),
-                                (&cols[grp * kg * ohw..], (1, ohw)),
-                                true,
-                                (&mut pdw[grp * cog * kg..], (kg, 1)),
-                            );
-                        }
-                    }
-                    if let (Some(w), Some(piece)) = (w, dx_piece.as_deref_mut()) {
-                        let j = i - bounds[s];
-                        let dxi = &mut piece[j * in_img..(j + 1) * in_img];
-                        // dcols_g [kg, ohw] = W_g^T [kg, cog] x dy_g [cog, ohw]; with a
-                        // pointwise kernel dcols is dx itself.
-                        let target: &mut [E] = if pointwise { dxi } else { dcols };
-                        for grp in 0..g.groups {
-                            gemm(
-                                kg,
-                                cog,
-                                ohw,
-                                (&w[grp * cog * kg..], (1, kg)),
-                                (&dyi[grp * cog * ohw..], (ohw, 1)),
-                                false,
-                                (&mut target[grp * kg * ohw..], (ohw, 1)),
-                            );
-                        }
-                        if !pointwise {
-                            col2im(g, dcols, dxi);
-                        }
-                    }
-                }
-            });
-            pdw
-        })
-        .collect();
-    if !want_dw {
-        return None;
-    }
-    let mut it = partials.into_iter();
-    let mut dw = it.next().unwrap_or_else(|| vec![E::default(); dw_len]);
-    for p in it {
-        dw.iter_mut().zip(&p).for_each(|(a, &b)| *a += b);
-    }
-    Some(dw)
 }
 
 // ----- 1-D ------------------------------------------------------------------

@@ -1,5 +1,7 @@
 //! im2col + GEMM against a direct f64 convolution, over many awkward configs.
 
+use super::kernels::Elem;
+use super::passes::{input_grad_via, sum_f64};
 use super::*;
 use crate::rng::Rng;
 
@@ -149,6 +151,24 @@ fn check_one(c: &Cfg, rng: &mut Rng) {
     let cog = c_out / c.spec.groups;
     let spatial_terms = y.shape()[0] * y.shape()[2] * y.shape()[3];
     check("grad input", c, &g.input, &dx, &sx, cog * kh * kw);
+    // Both forms of the input gradient, whichever one conv2d_backward chose.
+    let geom = Geom::new("test", &c.x, &c.w, &c.spec).unwrap();
+    let forms = match geom.adjoint() {
+        Some(a) => vec![Some(a), None],
+        None => vec![None],
+    };
+    for adjoint in forms.iter().map(Option::as_ref) {
+        let (dyv, wv) = (dy.to_vec(), w.to_vec());
+        let v = match c.spec.accumulation {
+            Accumulation::F32 => input_grad_via::<f32>(&geom, &dyv, &wv, adjoint),
+            Accumulation::F64 => {
+                let (dy64, w64) = (f64::widen(&dyv), f64::widen(&wv));
+                f64::narrow(input_grad_via::<f64>(&geom, &dy64, &w64, adjoint))
+            }
+        };
+        let what = if adjoint.is_some() { "grad input (adjoint conv)" } else { "grad input (col2im)" };
+        check(what, c, &Tensor::from_vec(v, &c.x).unwrap(), &dx, &sx, cog * kh * kw);
+    }
     check("grad weight", c, &g.weight, &dw, &sw, spatial_terms);
     check("grad bias", c, g.bias.as_ref().unwrap(), &db, &sb, spatial_terms);
     // The single-gradient entry points give the same bits as the fused pass.
@@ -239,6 +259,12 @@ fn depthwise_and_pointwise() {
     // kernel as large as the padded input: a 1x1 output
     let spec = Conv2dSpec { padding: (1, 0), ..Default::default() };
     check_config(&Cfg { x: [2, 3, 3, 4], w: [2, 3, 5, 4], spec }, &mut rng);
+    // enough channels per group for conv2d_backward to pick the adjoint
+    // convolution for the input gradient (see passes::prefer_adjoint)
+    for &(padding, dilation, groups) in &[((1, 1), (1, 1), 1), ((0, 2), (1, 2), 2), ((2, 1), (2, 1), 1)] {
+        let spec = Conv2dSpec { padding, dilation, groups, ..Default::default() };
+        check_config(&Cfg { x: [2, 32, 6, 5], w: [24, 32 / groups, 3, 2], spec }, &mut rng);
+    }
     // batch larger than WGRAD_SLOTS with uneven ranges
     let spec = Conv2dSpec { padding: (1, 1), ..Default::default() };
     check_config(&Cfg { x: [19, 2, 4, 5], w: [3, 2, 3, 3], spec }, &mut rng);
