@@ -171,7 +171,7 @@ pub struct ConvGrads {
 
 /// The checked geometry of one convolution.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Geom {
+struct Geom {
     n: usize,
     c_in: usize,
     h: usize,
@@ -238,8 +238,20 @@ impl Geom {
                 reason: "kernel height and width must be positive".into(),
             });
         }
-        let (ekh, ekw) = (dh * (kh - 1) + 1, dw * (kw - 1) + 1);
-        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+        // Spans and padded sizes; absurd values that overflow are rejected.
+        let span = |d: usize, k: usize| d.checked_mul(k - 1).and_then(|v| v.checked_add(1));
+        let padded = |s: usize, p: usize| p.checked_mul(2).and_then(|v| v.checked_add(s));
+        let (Some(ekh), Some(ekw), Some(hp), Some(wp)) =
+            (span(dh, kh), span(dw, kw), padded(h, ph), padded(w, pw))
+        else {
+            return Err(TensorError::InvalidArgument {
+                op,
+                reason: format!(
+                    "padding {:?} or dilation {:?} overflows for input {x:?} and weight {wt:?}",
+                    spec.padding, spec.dilation
+                ),
+            });
+        };
         if ekh > hp || ekw > wp {
             return Err(TensorError::InvalidArgument {
                 op,

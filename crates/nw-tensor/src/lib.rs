@@ -1,11 +1,13 @@
 //! # nw-tensor
 //!
 //! f32 N-dimensional tensors and the CPU kernels every other nw crate is built
-//! on: GEMM, elementwise math, reductions, softmax, indexing, and the seeded
-//! random generator.
+//! on: GEMM, convolution and pooling ([`conv`], [`pool`], each with its
+//! backward kernels), elementwise math, reductions, softmax, indexing, and the
+//! seeded random generator.
 //!
 //! Main types: [`Tensor`] (reference-counted, copy-on-write, strided views),
-//! [`Rng`] (xoshiro256++, explicit and serialisable), [`TensorError`].
+//! [`Rng`] (xoshiro256++, explicit and serialisable), [`TensorError`],
+//! [`Conv2dSpec`] / [`Conv1dSpec`] (convolution hyper-parameters).
 //!
 //! ```
 //! use nw_tensor::{Rng, Tensor};

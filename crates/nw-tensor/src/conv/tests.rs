@@ -374,6 +374,9 @@ fn bad_shapes_and_specs_are_errors() {
     assert!(err(&Tensor::zeros(&[4, 5, 5]), &w, None, ok).starts_with("conv2d: invalid shape [4, 5, 5]"));
     assert!(err(&x, &Tensor::zeros(&[6, 2, 3]), None, ok).starts_with("conv2d: invalid shape [6, 2, 3]"));
     assert!(err(&x, &Tensor::zeros(&[6, 2, 0, 3]), None, ok).contains("kernel height and width"));
+    let e = err(&x, &w, None, Conv2dSpec { padding: (usize::MAX / 2, 0), ..ok });
+    assert!(e.starts_with("conv2d: padding") && e.contains("overflows"), "{e}");
+    assert!(err(&x, &w, None, Conv2dSpec { dilation: (usize::MAX, 1), ..ok }).contains("overflows"));
     let dy = Tensor::zeros(&[2, 6, 3, 4]);
     assert_eq!(
         conv2d_backward(&dy, &x, &w, true, &ok).unwrap_err().to_string(),
