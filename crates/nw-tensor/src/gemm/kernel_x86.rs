@@ -113,19 +113,16 @@ unsafe fn tile_avx512(
     if csc == 1 {
         let va = _mm512_set1_ps(alpha);
         let vb = _mm512_set1_ps(beta);
-        let masks = [lane_mask(cols), lane_mask(cols.saturating_sub(16))];
-        for (i, row) in acc.iter().enumerate() {
-            if i >= rows {
-                break;
-            }
-            for h in 0..2 {
-                let mask = masks[h];
-                // SAFETY: row i < rows and the lanes selected by `mask` are
-                // columns < cols of the tile; masked-off lanes are neither read
+        let (m0, m1) = (lane_mask(cols), lane_mask(cols.saturating_sub(16)));
+        // One row of the tile: 16 columns at `p` under `mask`.
+        macro_rules! store_half {
+            ($v:expr, $p:expr, $mask:expr) => {{
+                let (p, mask) = ($p, $mask);
+                let mut v = _mm512_mul_ps(va, $v);
+                // SAFETY: the lanes selected by `mask` are columns < cols of a
+                // row < rows of the tile; masked-off lanes are neither read
                 // nor written (AVX-512 masked accesses suppress their faults).
                 unsafe {
-                    let p = c.wrapping_offset(i as isize * rsc).wrapping_add(16 * h);
-                    let mut v = _mm512_mul_ps(va, row[h]);
                     if mask == 0xffff {
                         if beta == 1.0 {
                             v = _mm512_add_ps(v, _mm512_loadu_ps(p));
@@ -142,8 +139,19 @@ unsafe fn tile_avx512(
                         _mm512_mask_storeu_ps(p, mask, v);
                     }
                 }
-            }
+            }};
         }
+        // Rows unrolled with constant indices so `acc` stays in registers.
+        macro_rules! store_rows {
+            ($($i:literal)*) => {$(
+                if $i < rows {
+                    let p = c.wrapping_offset($i * rsc);
+                    store_half!(acc[$i][0], p, m0);
+                    store_half!(acc[$i][1], p.wrapping_add(16), m1);
+                }
+            )*};
+        }
+        store_rows!(0 1 2 3 4 5 6 7 8 9 10 11);
     } else {
         let mut tmp = [0.0f32; MR512 * NR512];
         for (i, row) in acc.iter().enumerate() {
@@ -195,15 +203,12 @@ unsafe fn tile_avx2(
     if csc == 1 && cols == NR256 {
         let va = _mm256_set1_ps(alpha);
         let vb = _mm256_set1_ps(beta);
-        for (i, row) in acc.iter().enumerate() {
-            if i >= rows {
-                break;
-            }
-            for h in 0..2 {
-                // SAFETY: row i < rows, and all NR256 columns are in the tile.
+        macro_rules! store_half {
+            ($v:expr, $p:expr) => {{
+                let p = $p;
+                let mut v = _mm256_mul_ps(va, $v);
+                // SAFETY: a row < rows of the tile, all NR256 columns in range.
                 unsafe {
-                    let p = c.offset(i as isize * rsc).add(8 * h);
-                    let mut v = _mm256_mul_ps(va, row[h]);
                     if beta == 1.0 {
                         v = _mm256_add_ps(v, _mm256_loadu_ps(p));
                     } else if beta != 0.0 {
@@ -211,8 +216,19 @@ unsafe fn tile_avx2(
                     }
                     _mm256_storeu_ps(p, v);
                 }
-            }
+            }};
         }
+        // Rows unrolled with constant indices so `acc` stays in registers.
+        macro_rules! store_rows {
+            ($($i:literal)*) => {$(
+                if $i < rows {
+                    let p = c.wrapping_offset($i * rsc);
+                    store_half!(acc[$i][0], p);
+                    store_half!(acc[$i][1], p.wrapping_add(8));
+                }
+            )*};
+        }
+        store_rows!(0 1 2 3 4 5);
     } else {
         let mut tmp = [0.0f32; MR256 * NR256];
         for (i, row) in acc.iter().enumerate() {

@@ -66,8 +66,11 @@ use rayon::prelude::*;
 use driver::{Blocking, MicroKernel};
 
 /// Products with fewer floating-point operations (`2 m n k`) than this run
-/// single-threaded: below it, waking a second thread costs more than it saves.
-pub const PAR_MIN_FLOPS: usize = 2 * 96 * 96 * 96;
+/// single-threaded: about 40 us of one core's work with the AVX-512 kernel,
+/// below which waking and joining a second thread costs about as much as it
+/// saves (a 128 x 128 x 128 product stays on one thread; 128 x 512 x 256
+/// and everything larger is split).
+pub const PAR_MIN_FLOPS: usize = 2 * 128 * 128 * 256;
 
 /// A micro-kernel instruction set. [`Kernel::detect`] picks the best one the
 /// CPU supports; tests and benchmarks force others through [`sgemm_with`].

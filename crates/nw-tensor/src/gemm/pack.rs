@@ -97,6 +97,27 @@ unsafe fn pack_w<const W: usize>(
                 let row = unsafe { std::slice::from_raw_parts(s.offset(p as isize * ds), W) };
                 d.copy_from_slice(row);
             }
+        } else if cfg!(target_arch = "x86_64") && width == W && ds == 1 && W.is_multiple_of(4) {
+            // Each line contiguous in depth (row-major A, transposed B): SSE
+            // 4 x 4 transposes, then the last kc % 4 depths one by one.
+            let full = kc / 4 * 4;
+            #[cfg(target_arch = "x86_64")]
+            for p0 in (0..full).step_by(4) {
+                for i0 in (0..W).step_by(4) {
+                    // SAFETY: lines i0..i0+4 < W = width and depths
+                    // p0..p0+4 <= kc are in range; the destination rows
+                    // p0..p0+4 of this panel hold W floats each.
+                    unsafe {
+                        transpose4x4(s.offset(i0 as isize * ls + p0 as isize), ls, &mut dst[p0 * W + i0..], W)
+                    };
+                }
+            }
+            for p in full..kc {
+                for i in 0..W {
+                    // SAFETY: line i, depth p is in range.
+                    dst[p * W + i] = unsafe { *s.offset(i as isize * ls + p as isize) };
+                }
+            }
         } else if width == W && ds == 1 {
             // Each line contiguous in depth: transpose in 8-deep chunks so the
             // reads stay sequential and the writes fill whole panel rows.
@@ -128,5 +149,35 @@ unsafe fn pack_w<const W: usize>(
                 d[width..].fill(0.0);
             }
         }
+    }
+}
+
+/// Transposes the 4 x 4 block of 4 lines (stride `ls`) by 4 contiguous
+/// depths at `src` into `dst[q * w + i]` (depth `q`, line `i`).
+///
+/// # Safety
+/// `src + i * ls + q` is readable for `i, q < 4`; `dst` holds `3 * w + 4`
+/// floats.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn transpose4x4(src: *const f32, ls: isize, dst: &mut [f32], w: usize) {
+    use std::arch::x86_64::*;
+    assert!(dst.len() >= 3 * w + 4);
+    // SAFETY: four 4-float loads inside the block and four 4-float stores
+    // inside `dst` (length checked above); SSE is part of x86-64.
+    unsafe {
+        let r0 = _mm_loadu_ps(src);
+        let r1 = _mm_loadu_ps(src.offset(ls));
+        let r2 = _mm_loadu_ps(src.offset(2 * ls));
+        let r3 = _mm_loadu_ps(src.offset(3 * ls));
+        let t0 = _mm_unpacklo_ps(r0, r1); // r0[0] r1[0] r0[1] r1[1]
+        let t1 = _mm_unpacklo_ps(r2, r3); // r2[0] r3[0] r2[1] r3[1]
+        let t2 = _mm_unpackhi_ps(r0, r1); // r0[2] r1[2] r0[3] r1[3]
+        let t3 = _mm_unpackhi_ps(r2, r3); // r2[2] r3[2] r2[3] r3[3]
+        let d = dst.as_mut_ptr();
+        _mm_storeu_ps(d, _mm_movelh_ps(t0, t1));
+        _mm_storeu_ps(d.add(w), _mm_movehl_ps(t1, t0));
+        _mm_storeu_ps(d.add(2 * w), _mm_movelh_ps(t2, t3));
+        _mm_storeu_ps(d.add(3 * w), _mm_movehl_ps(t3, t2));
     }
 }

@@ -377,7 +377,7 @@ fn bit_identical_for_1_2_3_4_threads() {
         (best, 131, 301, 203, Layout::Padded, Layout::Reversed),
     ];
     let small =
-        Kernel::available().into_iter().map(|k| (k, 97, 120, 150, Layout::RowMajor, Layout::RowMajor));
+        Kernel::available().into_iter().map(|k| (k, 121, 160, 250, Layout::RowMajor, Layout::RowMajor));
     for (i, (kernel, m, k, n, la, lb)) in cases.into_iter().chain(small).enumerate() {
         assert!(2 * m * n * k >= PAR_MIN_FLOPS, "case {i} would not be threaded");
         let (mr, nr) = kernel.tile();
