@@ -42,10 +42,16 @@
 //! # Threads and reproducibility
 //! The tiles of `C` form a fixed grid of `MR x NR` tiles from `C[0, 0]`. With
 //! `T = rayon::current_num_threads()` threads and enough work, the grid is
-//! cut into `tm x tn = T` rectangles of whole tiles (chosen to balance tiles
-//! and keep the larger operand packed once: a short wide product such as
-//! `128 x 784 x 512` is split over N). Each rectangle runs the loops above on
-//! its own. `K` is never split and `kc` does not depend on `T`, so every
+//! cut into `tm x tn <= T` rectangles of whole tiles, chosen by a cost model
+//! (tiles of the slowest rectangle plus its packing; see [`partition`]). Each
+//! rectangle runs the loops above on its own, in one parallel region with no
+//! barrier inside, packing only the A rows and B columns it needs. So with a
+//! split over N alone every column of B is packed exactly once, by the thread
+//! that uses it, and each thread packs all of A; a split over M packs B once
+//! per row of rectangles. A short, wide training product such as
+//! `128 x 784 x 512` (11 x 16 tiles of 12 x 32) is split over N, giving each
+//! of two threads 11 x 8 full-height tiles rather than half of 128 rows.
+//! `K` is never split and `kc` does not depend on `T`, so every
 //! element of `C` sees the same operations in the same order whatever `T`
 //! is: results are bit-identical for any thread count. Products under
 //! [`PAR_MIN_FLOPS`] run on the calling thread.
@@ -324,12 +330,13 @@ fn split(total: usize, parts: usize, part: usize) -> (usize, usize) {
 const PACK_COST: usize = 8;
 
 /// Chooses the `tm x tn` grid of thread regions over a `tiles_m x tiles_n`
-/// tile grid: among all grids with `tm * tn <= threads` (and no more regions
-/// than tiles along either side), the one with the least estimated time of
-/// its slowest region (that region's multiply-adds plus its packing),
-/// preferring splits over N on ties. Depends only on the shape and the
-/// thread count, never on timing.
-pub(crate) fn partition(
+/// grid of `mr x nr` tiles, for a product of depth `k` on `threads` threads:
+/// among all grids with `tm * tn <= threads` (and no more regions than tiles
+/// along either side), the one with the least estimated time of its slowest
+/// region (that region's multiply-adds plus its packing), preferring splits
+/// over N on ties. Depends only on the shape and the thread count, never on
+/// timing, and never splits K.
+pub fn partition(
     tiles_m: usize,
     tiles_n: usize,
     k: usize,
