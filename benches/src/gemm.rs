@@ -2,7 +2,7 @@
 //! of an MLP's two Linear layers, with their operands in the layouts a
 //! Linear layer really uses (transposed views, no copies).
 
-use nw_tensor::gemm::sgemm;
+use nw_tensor::gemm::{Kernel, sgemm_with};
 
 /// One GEMM to measure: `C[m, n] = A[m, k] B[k, n]` where `A` (`B`) is a
 /// transposed view of a row-major buffer when `ta` (`tb`) is set.
@@ -111,15 +111,25 @@ impl GemmBuffers {
         }
     }
 
-    /// Runs `C = A B` once with nw's GEMM on the current rayon pool.
+    /// Runs `C = A B` once with nw's GEMM (the detected kernel) on the
+    /// current rayon pool.
     pub fn run(&mut self) {
+        self.run_with(Kernel::detect());
+    }
+
+    /// [`run`](Self::run) with a chosen micro-kernel.
+    ///
+    /// # Panics
+    /// If the CPU does not support `kernel`.
+    pub fn run_with(&mut self, kernel: Kernel) {
         let GemmCase { m, k, n, ta, tb, .. } = self.case;
         let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
         let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
         // SAFETY: A holds m * k floats laid out by (rsa, csa), B k * n floats
         // by (rsb, csb), C m * n row-major floats in a separate buffer.
         unsafe {
-            sgemm(
+            sgemm_with(
+                kernel,
                 m,
                 k,
                 n,

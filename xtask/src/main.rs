@@ -2,8 +2,10 @@
 //! with clap subcommands (see `cargo xtask --help`).
 //!
 //! Commands:
-//! - `bench gemm [--threads N] [--torch PYTHON] [--json]`: GEMM throughput,
-//!   side by side with `torch.matmul` when a Python with PyTorch is given.
+//! - `bench gemm [--threads N] [--torch PYTHON] [--json] [--only NAME]
+//!   [--kernel avx512|avx2|scalar]`: GEMM throughput, side by side with
+//!   `torch.matmul` (timed alternately in the same run) when a Python with
+//!   PyTorch is given. Results: `docs/BENCHMARKS.md`.
 //!
 //! Add a command by adding a variant to [`Command`] and a module; add a
 //! benchmark target under `bench/` (see `bench/mod.rs`).

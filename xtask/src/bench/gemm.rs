@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use nw_benches::gemm::{GemmBuffers, cases};
+use nw_tensor::gemm::Kernel;
 
 use super::torch::Torch;
 use super::{Timer, alternate, calibrate, machine, time_iters};
@@ -27,6 +28,23 @@ pub struct Args {
     /// Only cases whose name contains this (e.g. `fc1`, `512`).
     #[arg(long)]
     only: Option<String>,
+    /// Force nw's micro-kernel: avx512, avx2 or scalar (default: the best
+    /// this CPU supports).
+    #[arg(long, value_parser = parse_kernel)]
+    kernel: Option<Kernel>,
+}
+
+fn parse_kernel(s: &str) -> Result<Kernel, String> {
+    let k = match s.to_ascii_lowercase().as_str() {
+        "avx512" => Kernel::Avx512,
+        "avx2" => Kernel::Avx2,
+        "scalar" => Kernel::Scalar,
+        _ => return Err(format!("unknown kernel `{s}` (avx512, avx2, scalar)")),
+    };
+    if !k.is_available() {
+        return Err(format!("this CPU cannot run the {k:?} kernel"));
+    }
+    Ok(k)
 }
 
 /// One measured row.
@@ -41,10 +59,11 @@ pub fn run(args: Args) -> Result<()> {
         Some(t) => vec![t],
         None => vec![1, 2],
     };
+    let kernel = args.kernel.unwrap_or_else(Kernel::detect);
     let mut torch = args.torch.as_deref().map(Torch::start).transpose()?;
     let header = format!(
         "# nw GEMM ({:?} kernel) | {}{}",
-        nw_tensor::gemm::Kernel::detect(),
+        kernel,
         machine(),
         match torch.as_mut() {
             Some(t) => format!(" | {}", t.info()?),
@@ -71,8 +90,9 @@ pub fn run(args: Args) -> Result<()> {
                 continue;
             }
             let mut bufs = GemmBuffers::new(&case);
-            let mut nw_timer =
-                |iters: u64| -> Result<f64> { Ok(pool.install(|| time_iters(iters, || bufs.run()))) };
+            let mut nw_timer = |iters: u64| -> Result<f64> {
+                Ok(pool.install(|| time_iters(iters, || bufs.run_with(kernel))))
+            };
             let row = match torch.as_mut() {
                 None => {
                     let n = calibrate(&mut nw_timer)?;
@@ -101,7 +121,7 @@ pub fn run(args: Args) -> Result<()> {
             let ratio = row.torch.map(|tg| row.nw / tg);
             if args.json {
                 println!(
-                    "{{\"case\":\"{}\",\"layout\":\"{}\",\"m\":{},\"n\":{},\"k\":{},\"threads\":{},\"nw_gflops\":{:.2},\"torch_gflops\":{},\"ratio\":{}}}",
+                    "{{\"case\":\"{}\",\"kernel\":\"{kernel:?}\",\"layout\":\"{}\",\"m\":{},\"n\":{},\"k\":{},\"threads\":{},\"nw_gflops\":{:.2},\"torch_gflops\":{},\"ratio\":{}}}",
                     case.name,
                     case.layout(),
                     case.m,
