@@ -5,6 +5,8 @@
 //! input's shape.
 
 use nw_tensor::Tensor;
+use nw_tensor::conv::{conv_backward_bias, conv2d_backward, conv2d_backward_input, conv2d_backward_weight};
+use nw_tensor::pool::{adaptive_avg_pool2d_backward, avg_pool2d_backward, max_pool2d_backward};
 
 use crate::error::Result;
 use crate::op::Op;
@@ -22,8 +24,31 @@ fn chain_out(g: &Tensor, y: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Te
     Ok(g.zip_with(y, "backward", move |g, y| g * f(y))?)
 }
 
+/// The gradient of one input: a whole tensor of the input's shape, or a
+/// slice of it (what `narrow` gives back), which the sweep adds in place
+/// into the input's gradient instead of materialising zeros around it.
+pub(crate) enum InputGrad {
+    /// A gradient of the input's full shape.
+    Full(Tensor),
+    /// `grad` belongs at `start..start + len` along `axis`; zero elsewhere.
+    Slice { axis: usize, start: usize, grad: Tensor },
+}
+
 /// Gradients of the inputs of `op`.
-pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
+pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, InputGrad)>> {
+    match op {
+        // narrow: g placed at start..start+len along the axis, zeros elsewhere.
+        // Returned as a slice so that T narrows of one input (the time steps of
+        // a recurrent layer) cost O(slice) each rather than O(input).
+        Op::Narrow(a, axis, start) => {
+            Ok(vec![(a.clone(), InputGrad::Slice { axis: *axis, start: *start, grad: g.clone() })])
+        }
+        _ => Ok(dense(op, y, g)?.into_iter().map(|(v, t)| (v, InputGrad::Full(t))).collect()),
+    }
+}
+
+/// Gradients of the inputs of every op whose gradients are whole tensors.
+fn dense(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
     use Op::*;
     let one = |v: &Var, t: Tensor| Ok(vec![(v.clone(), t)]);
     match op {
@@ -186,12 +211,8 @@ pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, T
             one(a, g.permute(&inv)?.contiguous())
         }
         // narrow: g placed into zeros at start..start+len
-        Narrow(a, axis, start) => {
-            let mut z = Tensor::zeros(a.shape());
-            let idx: Vec<usize> = (*start..*start + g.shape()[*axis]).collect();
-            z.index_add_(*axis, &idx, g)?;
-            one(a, z)
-        }
+        // narrow: see backward_op (a slice gradient, added in place)
+        Narrow(..) => unreachable!("narrow is differentiated by backward_op"),
         // concat: split g back into the pieces
         Concat(vs, axis) => {
             let sizes: Vec<usize> = vs.iter().map(|v| v.shape()[*axis]).collect();
@@ -241,6 +262,39 @@ pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, T
             }
             one(logits, Tensor::from_vec(d, logits.shape())?)
         }
+        // y = conv(x, W) + b (cross-correlation):
+        //   dx = col2im(W^T G) (the transposed convolution of G),
+        //   dW = sum_n G_n cols(x_n)^T,  db[o] = sum_{n, p} G[n, o, p];
+        // one fused pass when both x and W need gradients
+        Conv2d { x, weight, bias, spec } => {
+            let mut out = Vec::with_capacity(3);
+            match (x.requires_grad(), weight.requires_grad()) {
+                (true, true) => {
+                    let gr = conv2d_backward(g, x.value(), weight.value(), false, spec)?;
+                    out.push((x.clone(), gr.input));
+                    out.push((weight.clone(), gr.weight));
+                }
+                (true, false) => {
+                    out.push((x.clone(), conv2d_backward_input(g, weight.value(), x.shape(), spec)?));
+                }
+                (false, true) => {
+                    out.push((weight.clone(), conv2d_backward_weight(g, x.value(), weight.shape(), spec)?));
+                }
+                (false, false) => {}
+            }
+            if let Some(b) = bias.as_ref().filter(|b| b.requires_grad()) {
+                out.push((b.clone(), conv_backward_bias(g)?));
+            }
+            Ok(out)
+        }
+        // max pool: dx[idx] += G at the element each window chose, 0 elsewhere
+        MaxPool2d { x, indices } => one(x, max_pool2d_backward(g, indices, x.shape())?),
+        // avg pool: each element of a window receives G / divisor
+        AvgPool2d { x, kernel, stride, padding, count_include_pad } => {
+            one(x, avg_pool2d_backward(g, x.shape(), *kernel, *stride, *padding, *count_include_pad)?)
+        }
+        // adaptive avg pool: each element of a cell's window receives G / cell size
+        AdaptiveAvgPool2d(x) => one(x, adaptive_avg_pool2d_backward(g, x.shape())?),
         // l = l(x, y) elementwise: dx = g dl/dx, dy = g dl/dy, with the
         // per-loss derivatives in ops_nn.rs (PointwiseLoss::derivatives):
         //   squared 2d, -2d; absolute sign d, -sign d; smooth L1 d/beta or sign d;

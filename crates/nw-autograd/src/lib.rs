@@ -41,6 +41,7 @@ mod gradcheck;
 mod grads;
 mod op;
 mod ops;
+mod ops_conv;
 mod ops_nn;
 mod param;
 mod var;

@@ -2,6 +2,7 @@
 //! values its backward needs. Backward of all of them is in `backward.rs`.
 
 use nw_tensor::Tensor;
+use nw_tensor::conv::Conv2dSpec;
 
 use crate::ops_nn::PointwiseLoss;
 use crate::var::Var;
@@ -86,6 +87,29 @@ pub(crate) enum Op {
         inv_std: Vec<f32>,
         batch_stats: bool,
     },
+    // ----- convolution and pooling -----
+    /// 2-D convolution with its hyper-parameters.
+    Conv2d {
+        x: Var,
+        weight: Var,
+        bias: Option<Var>,
+        spec: Conv2dSpec,
+    },
+    /// 2-D max pooling; saves the in-plane index of each chosen element.
+    MaxPool2d {
+        x: Var,
+        indices: Vec<usize>,
+    },
+    /// 2-D average pooling with its window.
+    AvgPool2d {
+        x: Var,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        count_include_pad: bool,
+    },
+    /// Adaptive average pooling (the output size is the gradient's).
+    AdaptiveAvgPool2d(Var),
 }
 
 impl Op {
@@ -122,8 +146,11 @@ impl Op {
             | IndexSelect(a, ..)
             | Gather(a, ..)
             | Softmax(a, _)
-            | LogSoftmax(a, _) => vec![a],
-            Linear(x, w, b) => {
+            | LogSoftmax(a, _)
+            | MaxPool2d { x: a, .. }
+            | AvgPool2d { x: a, .. }
+            | AdaptiveAvgPool2d(a) => vec![a],
+            Linear(x, w, b) | Conv2d { x, weight: w, bias: b, .. } => {
                 let mut v = vec![x, w];
                 if let Some(b) = b {
                     v.push(b);

@@ -137,3 +137,27 @@ fn batch_stats_by_hand() {
     assert!((y.value().to_vec()[0] + 1.341_640_8).abs() < 1e-6);
     assert!(Var::constant(Tensor::ones(&[1, 3])).batch_norm_train(None, None, 1e-5).is_err());
 }
+
+#[test]
+fn many_narrows_of_one_input_accumulate() {
+    // every time step of a [2, 5, 3] input narrowed out and used twice:
+    // the slice gradients are added in place into one buffer
+    let x = input(&[2, 5, 3], 20);
+    check(
+        "narrow_steps",
+        |v| {
+            let mut parts = Vec::new();
+            for t in 0..5 {
+                let s = v[0].narrow(1, t, 1)?;
+                parts.push(s.mul(&s)?.add(&v[0].narrow(1, 4 - t, 1)?)?);
+            }
+            Var::concat(&parts, 1)
+        },
+        &[x],
+    );
+    // d/dx of sum(narrow(x, 0, 1, 2)) + sum(x): 2 on the narrowed columns, 1 elsewhere
+    let x = Var::leaf(Tensor::zeros(&[2, 3]), true);
+    let l = x.narrow(1, 1, 2).unwrap().sum().add(&x.sum()).unwrap();
+    let g = l.backward().unwrap();
+    assert_eq!(g.wrt(&x).unwrap().to_vec(), vec![1.0, 2.0, 2.0, 1.0, 2.0, 2.0]);
+}

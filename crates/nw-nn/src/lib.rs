@@ -8,8 +8,9 @@
 //! Main items:
 //! - [`Module`] (forward, named parameters and buffers, train/eval mode),
 //!   [`Sequential`], [`prefixed`] for hand-written containers;
-//! - layers [`Linear`], [`Embedding`], [`LayerNorm`], [`BatchNorm1d`],
-//!   [`BatchNorm2d`];
+//! - layers [`Linear`], [`Conv1d`], [`Conv2d`], [`MaxPool2d`],
+//!   [`AvgPool2d`], [`AdaptiveAvgPool2d`], [`Embedding`], [`LayerNorm`],
+//!   [`BatchNorm1d`], [`BatchNorm2d`], recurrent [`Rnn`], [`Lstm`], [`Gru`];
 //! - activations [`Relu`], [`LeakyRelu`], [`Elu`], [`Gelu`], [`Sigmoid`],
 //!   [`Tanh`], [`Softplus`], [`Silu`], [`Softmax`], [`LogSoftmax`], [`Flatten`];
 //! - losses in [`loss`] ([`MseLoss`], [`CrossEntropyLoss`], ... and the
@@ -50,6 +51,7 @@
 #![deny(missing_docs)]
 
 mod activation;
+mod conv;
 mod embedding;
 mod error;
 pub mod init;
@@ -57,11 +59,13 @@ mod linear;
 pub mod loss;
 mod module;
 mod norm;
+mod rnn;
 pub mod state;
 
 pub use activation::{
     Elu, Flatten, Gelu, GeluApprox, LeakyRelu, LogSoftmax, Relu, Sigmoid, Silu, Softmax, Softplus, Tanh,
 };
+pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, MaxPool2d};
 pub use embedding::Embedding;
 pub use error::{NnError, Result};
 pub use linear::Linear;
@@ -71,4 +75,5 @@ pub use loss::{
 };
 pub use module::{Buffer, BufferValue, Dtype, ModeFlag, Module, Sequential, prefixed};
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};
+pub use rnn::{Gru, Lstm, RecurrentLayer, Rnn, RnnConfig, RnnNonlinearity, RnnOutput, RnnState};
 pub use state::{StateError, StateMismatch};

@@ -9,11 +9,13 @@ use std::collections::BTreeMap;
 
 use nw_autograd::{Param, Var};
 use nw_nn::{
-    BatchNorm1d, BatchNorm2d, BceLoss, BceWithLogitsLoss, BufferValue, CrossEntropyLoss, Elu, Embedding,
-    Gelu, GeluApprox, HuberLoss, L1Loss, LayerNorm, LeakyRelu, Linear, LogSoftmax, Loss, Module, MseLoss,
-    NllLoss, Reduction, Relu, Sigmoid, Silu, SmoothL1Loss, Softmax, Softplus, Tanh, Target,
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, BceLoss, BceWithLogitsLoss, BufferValue, Conv1d,
+    Conv2d, CrossEntropyLoss, Elu, Embedding, Gelu, GeluApprox, Gru, HuberLoss, L1Loss, LayerNorm, LeakyRelu,
+    Linear, LogSoftmax, Loss, Lstm, MaxPool2d, Module, MseLoss, NllLoss, Reduction, Relu, Rnn, RnnConfig,
+    RnnNonlinearity, Sigmoid, Silu, SmoothL1Loss, Softmax, Softplus, Tanh, Target,
 };
-use nw_tensor::Tensor;
+use nw_tensor::conv::{Conv1dSpec, Conv2dSpec};
+use nw_tensor::{Rng, Tensor};
 use serde_json::Value;
 
 use crate::check::Checker;
@@ -136,6 +138,35 @@ fn activation(op: &str, h: &Value) -> Result<Box<dyn Module>, CaseError> {
     Ok(m)
 }
 
+/// A non-negative integer hyper-parameter, with a default.
+fn int(h: &Value, key: &str, default: usize) -> Result<usize, CaseError> {
+    match h.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| CaseError::Malformed(format!("hyper {key:?} is not a non-negative integer"))),
+    }
+}
+
+/// A `(height, width)` hyper-parameter given as one integer or a pair.
+fn pair(h: &Value, key: &str, default: usize) -> Result<(usize, usize), CaseError> {
+    match h.get(key) {
+        Some(Value::Array(a)) if a.len() == 2 => {
+            let get = |v: &Value| {
+                v.as_u64()
+                    .map(|x| x as usize)
+                    .ok_or_else(|| CaseError::Malformed(format!("hyper {key:?}: {v}")))
+            };
+            Ok((get(&a[0])?, get(&a[1])?))
+        }
+        _ => {
+            let v = int(h, key, default)?;
+            Ok((v, v))
+        }
+    }
+}
+
 fn reduction(h: &Value) -> Result<Reduction, CaseError> {
     match h.get("reduction") {
         None | Some(Value::Null) => Ok(Reduction::Mean),
@@ -247,6 +278,58 @@ fn batch_norm_case(
     Ok(run)
 }
 
+/// Recurrent layers: one layer, zero initial state; the fixture names the
+/// parameters without the layer suffix (`weight_ih` is nw's `weight_ih_l0`).
+fn recurrent_case(
+    op: &str,
+    h: &Value,
+    inputs: &BTreeMap<String, JsonTensor>,
+    params: &BTreeMap<String, JsonTensor>,
+) -> Result<Run, CaseError> {
+    reject_unknown(h, &["input_size", "hidden_size", "batch_first", "num_layers", "bias"], op)?;
+    let cfg = RnnConfig::new(int(h, "input_size", 0)?, int(h, "hidden_size", 0)?)
+        .batch_first(hyper_bool(h, "batch_first", false)?)
+        .num_layers(int(h, "num_layers", 1)?)
+        .bias(hyper_bool(h, "bias", true)?);
+    let mut rng = Rng::new(0);
+    let x = leaf(need(inputs, "x", "inputs")?);
+    let (m, out): (Box<dyn Module>, _) = match op {
+        "lstm" => {
+            let m = Lstm::new(cfg, &mut rng).map_err(failed)?;
+            let set = set_all(&m, params)?;
+            let out = m.forward_with_state(&x, None).map_err(failed)?;
+            (Box::new(m), (set, out))
+        }
+        "gru" => {
+            let m = Gru::new(cfg, &mut rng).map_err(failed)?;
+            let set = set_all(&m, params)?;
+            let out = m.forward_with_state(&x, None).map_err(failed)?;
+            (Box::new(m), (set, out))
+        }
+        _ => {
+            let m = Rnn::new(cfg, RnnNonlinearity::Tanh, &mut rng).map_err(failed)?;
+            let set = set_all(&m, params)?;
+            let out = m.forward_with_state(&x, None).map_err(failed)?;
+            (Box::new(m), (set, out))
+        }
+    };
+    let (set, out) = out;
+    // every parameter of the layer must have been given by the case
+    if set.len() != m.named_parameters().len() {
+        return Err(CaseError::Malformed(format!("{op}: params {:?} do not cover the layer", params.keys())));
+    }
+    let mut outputs = vec![("output".to_string(), out.output), ("h_n".to_string(), out.h_n)];
+    if let Some(c) = out.c_n {
+        outputs.push(("c_n".to_string(), c));
+    }
+    Ok(Run { outputs, inputs: vec![("x".into(), x)], params: set, ..Run::default() })
+}
+
+/// Sets each fixture parameter `name` into the module's `name_l0`.
+fn set_all(m: &dyn Module, params: &BTreeMap<String, JsonTensor>) -> Result<Vec<(String, Param)>, CaseError> {
+    params.iter().map(|(name, t)| Ok((name.clone(), set_param(m, &format!("{name}_l0"), t)?))).collect()
+}
+
 fn build(case: &Case) -> Result<Run, CaseError> {
     let op = case.str("op")?;
     let h = case.field("hyper")?;
@@ -288,10 +371,61 @@ fn build(case: &Case) -> Result<Run, CaseError> {
                 ..Run::default()
             })
         }
-        "conv1d" | "conv2d" | "max_pool2d" | "avg_pool2d" | "adaptive_avg_pool2d" => {
-            Err(CaseError::Unsupported(format!("layer op {op:?} (waiting for the conv/pool kernels)")))
+        "conv2d" => {
+            reject_unknown(h, &["stride", "padding", "dilation", "groups"], op)?;
+            let spec = Conv2dSpec {
+                stride: pair(h, "stride", 1)?,
+                padding: pair(h, "padding", 0)?,
+                dilation: pair(h, "dilation", 1)?,
+                groups: int(h, "groups", 1)?,
+            };
+            let w = need(&params, "weight", "params")?.to_tensor();
+            let m = Conv2d::from_tensors(w, params.get("bias").map(JsonTensor::to_tensor), spec)
+                .map_err(failed)?;
+            module_case(&m, leaf(need(&inputs, "x", "inputs")?), &params)
         }
-        "lstm" | "gru" | "rnn_tanh" => Err(CaseError::Unsupported(format!("layer op {op:?}"))),
+        "conv1d" => {
+            reject_unknown(h, &["stride", "padding", "dilation", "groups"], op)?;
+            let spec = Conv1dSpec {
+                stride: int(h, "stride", 1)?,
+                padding: int(h, "padding", 0)?,
+                dilation: int(h, "dilation", 1)?,
+                groups: int(h, "groups", 1)?,
+            };
+            let w = need(&params, "weight", "params")?.to_tensor();
+            let m = Conv1d::from_tensors(w, params.get("bias").map(JsonTensor::to_tensor), spec)
+                .map_err(failed)?;
+            module_case(&m, leaf(need(&inputs, "x", "inputs")?), &params)
+        }
+        "max_pool2d" | "avg_pool2d" => {
+            let known: &[&str] = if op == "max_pool2d" {
+                &["kernel_size", "stride", "padding"]
+            } else {
+                &["kernel_size", "stride", "padding", "count_include_pad"]
+            };
+            reject_unknown(h, known, op)?;
+            let kernel = pair(h, "kernel_size", 0)?;
+            if kernel.0 == 0 || kernel.1 == 0 {
+                return Err(CaseError::Malformed(format!("{op} needs a kernel_size")));
+            }
+            // torch: stride defaults to the kernel size
+            let stride =
+                if h.get("stride").is_none_or(Value::is_null) { kernel } else { pair(h, "stride", 1)? };
+            let padding = pair(h, "padding", 0)?;
+            let m: Box<dyn Module> = if op == "max_pool2d" {
+                Box::new(MaxPool2d { kernel, stride, padding })
+            } else {
+                let count_include_pad = hyper_bool(h, "count_include_pad", true)?;
+                Box::new(AvgPool2d { kernel, stride, padding, count_include_pad })
+            };
+            module_case(m.as_ref(), leaf(need(&inputs, "x", "inputs")?), &params)
+        }
+        "adaptive_avg_pool2d" => {
+            reject_unknown(h, &["output_size"], op)?;
+            let m = AdaptiveAvgPool2d { output_size: pair(h, "output_size", 0)? };
+            module_case(&m, leaf(need(&inputs, "x", "inputs")?), &params)
+        }
+        "lstm" | "gru" | "rnn_tanh" => recurrent_case(op, h, &inputs, &params),
         _ => {
             let m = activation(op, h)?;
             module_case(m.as_ref(), leaf(need(&inputs, "x", "inputs")?), &params)
