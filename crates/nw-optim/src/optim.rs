@@ -1,0 +1,353 @@
+//! The [`Optimizer`] trait and [`Optim`], the engine every optimizer config
+//! runs in: parameter groups, lazily created per-parameter state, the step
+//! loop, the learning-rate hook for schedules, and state save/load.
+
+use std::collections::HashSet;
+
+use nw_autograd::{Grads, Param};
+
+use crate::error::{OptimError, check_lr};
+use crate::group::{ParamGroup, WeightDecay};
+use crate::state::{ParamState, StateDict};
+
+/// The hyper-parameters of one group at one step (after overrides and schedules).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupHyper {
+    /// The group's learning rate now.
+    pub lr: f64,
+    /// The group's weight decay.
+    pub weight_decay: WeightDecay,
+}
+
+/// An optimizer's update rule: the config struct (`Adam`, `Sgd`, ...) with its
+/// hyper-parameters, the names of its per-parameter buffers and the fused
+/// elementwise update. [`Optim`] runs a rule over parameter groups.
+pub trait Rule: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// The torch.optim class name (`"Adam"`); also the state dict's tag.
+    const NAME: &'static str;
+
+    /// The default learning rate (groups may override it).
+    fn lr(&self) -> f64;
+
+    /// The default weight decay (groups may override its coefficient).
+    fn weight_decay(&self) -> WeightDecay;
+
+    /// Checks every hyper-parameter's range.
+    fn validate(&self) -> Result<(), OptimError>;
+
+    /// Names of the per-parameter buffers (torch's state keys), in storage order.
+    fn buffer_names(&self) -> &'static [&'static str];
+
+    /// The value buffer `k` starts at (torch: zeros, except Adagrad's
+    /// accumulator and Rprop's step sizes).
+    fn buffer_init(&self, _k: usize, _group_lr: f64) -> f32 {
+        0.0
+    }
+
+    /// One step of one parameter: `st.step` has already been incremented (it
+    /// is 1 at the first step). `p`, `g` and every buffer have one length.
+    fn update(&self, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]);
+
+    /// Recomputes [`ParamState::cache`] from `st.step` after a load.
+    fn restore(&self, _st: &mut ParamState) {}
+}
+
+/// What every optimizer offers to a training loop.
+pub trait Optimizer: Send {
+    /// The torch.optim class name.
+    fn name(&self) -> &'static str;
+
+    /// One update of every parameter that has a gradient in `grads`
+    /// (parameters without one are skipped, as torch skips `grad is None`).
+    /// A gradient whose shape differs from its parameter's is an error, and
+    /// then nothing is updated.
+    fn step(&mut self, grads: &Grads) -> Result<(), OptimError>;
+
+    /// The learning rate last set (initially the config's `lr`).
+    fn lr(&self) -> f64;
+
+    /// Sets the learning rate, as a schedule does: every group's rate becomes
+    /// `lr × group_initial_lr / config_lr`, so a group built with half the
+    /// default rate keeps half of whatever the schedule sets. (When the
+    /// config's `lr` is 0 every group gets `lr`.) A negative or NaN rate is
+    /// reported by the next `step`.
+    fn set_lr(&mut self, lr: f64);
+
+    /// The groups, with every override resolved to the value in force.
+    fn param_groups(&self) -> &[ParamGroup];
+
+    /// The state as named tensors and group hyper-parameters.
+    fn state_dict(&self) -> StateDict;
+
+    /// Restores a state saved by [`Optimizer::state_dict`] of an optimizer of
+    /// the same kind over parameters of the same shapes, grouped the same
+    /// way. On error nothing changes.
+    fn load_state_dict(&mut self, sd: &StateDict) -> Result<(), OptimError>;
+}
+
+/// A rule running over parameter groups: what `Adam { .. }.build(params)` returns.
+///
+/// Memory: the state buffers are owned `Vec<f32>`s allocated once, at the
+/// first step that sees a gradient for the parameter, then updated in place.
+/// Parameters are updated in place through [`Param::update`]; if something
+/// else still shares the parameter's storage (a graph built from it that is
+/// still alive, or a gradient made from its value), that first write copies
+/// it once (copy-on-write) so the other holder keeps the old value. Drop the
+/// graph before `step` to avoid the copy.
+#[derive(Debug, Clone)]
+pub struct Optim<R: Rule> {
+    config: R,
+    groups: Vec<ParamGroup>,
+    initial_lrs: Vec<f64>,
+    states: Vec<Vec<Option<ParamState>>>,
+    lr: f64,
+}
+
+impl<R: Rule> Optim<R> {
+    /// Builds an optimizer over `groups` (each group's `None` fields take the
+    /// config's values). Checks every hyper-parameter and that no parameter
+    /// appears twice.
+    pub fn new(config: R, groups: Vec<ParamGroup>) -> Result<Self, OptimError> {
+        config.validate()?;
+        let wd = config.weight_decay();
+        let mut seen = HashSet::new();
+        let mut resolved = Vec::with_capacity(groups.len());
+        for (gi, g) in groups.into_iter().enumerate() {
+            let lr = g.lr.unwrap_or(config.lr());
+            check_lr(R::NAME, lr)?;
+            let c = g.weight_decay.unwrap_or(wd.coefficient());
+            wd.with_coefficient(c).validate(R::NAME)?;
+            for (i, p) in g.params.iter().enumerate() {
+                if !seen.insert(p.id()) {
+                    return Err(OptimError::DuplicateParam {
+                        optimizer: R::NAME,
+                        param: format!("{p:?}"),
+                        group: gi,
+                        index: i,
+                    });
+                }
+            }
+            resolved.push(ParamGroup { params: g.params, lr: Some(lr), weight_decay: Some(c) });
+        }
+        let initial_lrs = resolved.iter().map(|g| g.lr.expect("resolved")).collect();
+        let states = resolved.iter().map(|g| vec![None; g.params.len()]).collect();
+        let lr = config.lr();
+        Ok(Optim { config, groups: resolved, initial_lrs, states, lr })
+    }
+
+    /// The config (hyper-parameter defaults).
+    pub fn config(&self) -> &R {
+        &self.config
+    }
+
+    /// The state of parameter `index` of group `group` (`None` before its first gradient).
+    pub fn param_state(&self, group: usize, index: usize) -> Option<&ParamState> {
+        self.states.get(group)?.get(index)?.as_ref()
+    }
+
+    fn hyper(&self, gi: usize) -> GroupHyper {
+        let g = &self.groups[gi];
+        GroupHyper {
+            lr: g.lr.expect("resolved"),
+            weight_decay: self.config.weight_decay().with_coefficient(g.weight_decay.expect("resolved")),
+        }
+    }
+
+    fn check(&self, grads: &Grads) -> Result<(), OptimError> {
+        for (gi, group) in self.groups.iter().enumerate() {
+            check_lr(R::NAME, group.lr.expect("resolved"))?;
+            for (i, p) in group.params.iter().enumerate() {
+                if let Some(g) = grads.get(p)
+                    && !p.update(|t| t.shape() == g.shape())
+                {
+                    return Err(OptimError::GradShape {
+                        optimizer: R::NAME,
+                        group: gi,
+                        index: i,
+                        param: p.shape(),
+                        grad: g.shape().to_vec(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Rule> Optimizer for Optim<R> {
+    fn name(&self) -> &'static str {
+        R::NAME
+    }
+
+    fn step(&mut self, grads: &Grads) -> Result<(), OptimError> {
+        self.check(grads)?;
+        let names = self.config.buffer_names();
+        for gi in 0..self.groups.len() {
+            let h = self.hyper(gi);
+            for (i, p) in self.groups[gi].params.iter().enumerate() {
+                let Some(g) = grads.get(p) else { continue };
+                let owned;
+                let gs = match g.as_slice() {
+                    Some(s) => s,
+                    None => {
+                        owned = g.to_vec();
+                        &owned
+                    }
+                };
+                let config = &self.config;
+                let st = self.states[gi][i].get_or_insert_with(|| ParamState {
+                    step: 0,
+                    buffers: (0..names.len()).map(|k| vec![config.buffer_init(k, h.lr); gs.len()]).collect(),
+                    cache: 0.0,
+                });
+                st.step += 1;
+                p.update(|t| config.update(&h, st, t.as_slice_mut(), gs));
+            }
+        }
+        Ok(())
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+        let base = self.config.lr();
+        for (g, &init) in self.groups.iter_mut().zip(&self.initial_lrs) {
+            g.lr = Some(if base > 0.0 { lr * (init / base) } else { lr });
+        }
+    }
+
+    fn param_groups(&self) -> &[ParamGroup] {
+        &self.groups
+    }
+
+    fn state_dict(&self) -> StateDict {
+        let mut sd = StateDict { optimizer: R::NAME.to_string(), ..Default::default() };
+        sd.scalars.insert("lr".into(), self.lr);
+        let names = self.config.buffer_names();
+        for (gi, group) in self.groups.iter().enumerate() {
+            let pre = format!("param_groups.{gi}.");
+            sd.scalars.insert(pre.clone() + "lr", group.lr.expect("resolved"));
+            sd.scalars.insert(pre.clone() + "initial_lr", self.initial_lrs[gi]);
+            sd.scalars.insert(pre.clone() + "weight_decay", group.weight_decay.expect("resolved"));
+            sd.scalars.insert(pre + "params", group.params.len() as f64);
+            for (i, p) in group.params.iter().enumerate() {
+                let Some(st) = &self.states[gi][i] else { continue };
+                let shape = p.shape();
+                let key = format!("state.{gi}.{i}.");
+                let step = nw_tensor::Tensor::from_vec(vec![st.step as f32], &[1]).expect("one element");
+                sd.tensors.insert(key.clone() + "step", step);
+                for (name, buf) in names.iter().zip(&st.buffers) {
+                    let t = nw_tensor::Tensor::from_vec(buf.clone(), &shape)
+                        .expect("buffer has the param's length");
+                    sd.tensors.insert(key.clone() + name, t);
+                }
+            }
+        }
+        sd
+    }
+
+    fn load_state_dict(&mut self, sd: &StateDict) -> Result<(), OptimError> {
+        let err = |reason: String| OptimError::State { owner: R::NAME, reason };
+        if sd.optimizer != R::NAME {
+            return Err(err(format!("state dict is for {:?}", sd.optimizer)));
+        }
+        let scalar = |k: &str| sd.scalar(k).ok_or_else(|| err(format!("missing scalar {k:?}")));
+        let lr = scalar("lr")?;
+        let ng = self.groups.len();
+        if sd.scalars.contains_key(&format!("param_groups.{ng}.params")) {
+            return Err(err(format!("state dict has more than {ng} groups")));
+        }
+        let names = self.config.buffer_names();
+        let mut used: HashSet<String> = HashSet::new();
+        let mut hypers = Vec::with_capacity(ng);
+        let mut states = Vec::with_capacity(ng);
+        for (gi, group) in self.groups.iter().enumerate() {
+            let pre = format!("param_groups.{gi}.");
+            let n = scalar(&(pre.clone() + "params"))?;
+            if n != group.params.len() as f64 {
+                return Err(err(format!(
+                    "group {gi} has {} parameters, state dict has {n}",
+                    group.params.len()
+                )));
+            }
+            let glr = scalar(&(pre.clone() + "lr"))?;
+            let init = scalar(&(pre.clone() + "initial_lr"))?;
+            let wd = scalar(&(pre + "weight_decay"))?;
+            check_lr(R::NAME, glr)?;
+            self.config.weight_decay().with_coefficient(wd).validate(R::NAME)?;
+            hypers.push((glr, init, wd));
+            let mut gstates = Vec::with_capacity(group.params.len());
+            for (i, p) in group.params.iter().enumerate() {
+                let key = format!("state.{gi}.{i}.");
+                let Some(step) = sd.tensor(&(key.clone() + "step")) else {
+                    gstates.push(None);
+                    continue;
+                };
+                used.insert(key.clone() + "step");
+                let step = step.item().map_err(|e| err(format!("{key}step: {e}")))?;
+                if !(step >= 0.0 && step.fract() == 0.0) {
+                    return Err(err(format!("{key}step = {step} is not a step count")));
+                }
+                let shape = p.shape();
+                let mut buffers = Vec::with_capacity(names.len());
+                for name in names {
+                    let k = key.clone() + name;
+                    let t = sd.tensor(&k).ok_or_else(|| err(format!("missing tensor {k:?}")))?;
+                    used.insert(k.clone());
+                    if t.shape() != shape.as_slice() {
+                        return Err(err(format!("{k} has shape {:?}, the parameter {shape:?}", t.shape())));
+                    }
+                    buffers.push(t.to_vec());
+                }
+                let mut st = ParamState { step: step as u64, buffers, cache: 0.0 };
+                self.config.restore(&mut st);
+                gstates.push(Some(st));
+            }
+            states.push(gstates);
+        }
+        if used.len() != sd.tensors.len() {
+            let extra: Vec<&String> = sd.tensors.keys().filter(|k| !used.contains(k.as_str())).collect();
+            return Err(err(format!("unexpected tensors {extra:?}")));
+        }
+        for (gi, (glr, init, wd)) in hypers.into_iter().enumerate() {
+            self.groups[gi].lr = Some(glr);
+            self.groups[gi].weight_decay = Some(wd);
+            self.initial_lrs[gi] = init;
+        }
+        self.states = states;
+        self.lr = lr;
+        Ok(())
+    }
+}
+
+/// Adds `build` and `build_groups` to a rule's config struct.
+macro_rules! impl_build {
+    ($t:ty) => {
+        impl $t {
+            /// An optimizer over `params` (one group with this config's defaults).
+            pub fn build(
+                self,
+                params: Vec<nw_autograd::Param>,
+            ) -> Result<$crate::Optim<$t>, $crate::OptimError> {
+                $crate::Optim::new(self, vec![$crate::ParamGroup::new(params)])
+            }
+
+            /// An optimizer over parameter groups, each overriding the defaults it names.
+            pub fn build_groups(
+                self,
+                groups: Vec<$crate::ParamGroup>,
+            ) -> Result<$crate::Optim<$t>, $crate::OptimError> {
+                $crate::Optim::new(self, groups)
+            }
+        }
+    };
+}
+pub(crate) use impl_build;
+
+/// All parameters of an optimizer, in group order (for clipping or penalties).
+pub fn all_params(opt: &dyn Optimizer) -> Vec<Param> {
+    opt.param_groups().iter().flat_map(|g| g.params.iter().cloned()).collect()
+}
