@@ -26,7 +26,8 @@ fn check(name: &str, f: impl Fn(&[Var]) -> Result<Var>, inputs: &[Tensor]) {
 #[test]
 fn conv2d_all_operands() {
     let x = input(&[2, 4, 5, 6], 1);
-    let spec = Conv2dSpec { stride: (2, 1), padding: (1, 2), dilation: (1, 2), groups: 2 };
+    let spec =
+        Conv2dSpec { stride: (2, 1), padding: (1, 2), dilation: (1, 2), groups: 2, ..Default::default() };
     check(
         "conv2d",
         |v| v[0].conv2d(&v[1], Some(&v[2]), &spec),
@@ -52,7 +53,7 @@ fn conv2d_one_operand_paths() {
 
 #[test]
 fn conv1d_all_operands() {
-    let spec = Conv1dSpec { stride: 2, padding: 1, dilation: 1, groups: 1 };
+    let spec = Conv1dSpec { stride: 2, padding: 1, dilation: 1, groups: 1, ..Default::default() };
     check(
         "conv1d",
         |v| v[0].conv1d(&v[1], Some(&v[2]), &spec),

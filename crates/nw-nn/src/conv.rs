@@ -110,7 +110,7 @@ impl Module for Conv2d {
 
     fn describe(&self) -> String {
         let s = self.weight.shape();
-        let Conv2dSpec { stride, padding, dilation, groups } = self.spec;
+        let Conv2dSpec { stride, padding, dilation, groups, .. } = self.spec;
         format!(
             "Conv2d({}, {}, kernel_size=({}, {}), stride={stride:?}, padding={padding:?}, dilation={dilation:?}, groups={groups}, bias={})",
             s[1] * groups,
@@ -175,7 +175,7 @@ impl Module for Conv1d {
 
     fn describe(&self) -> String {
         let s = self.weight.shape();
-        let Conv1dSpec { stride, padding, dilation, groups } = self.spec;
+        let Conv1dSpec { stride, padding, dilation, groups, .. } = self.spec;
         format!(
             "Conv1d({}, {}, kernel_size={}, stride={stride}, padding={padding}, dilation={dilation}, groups={groups}, bias={})",
             s[1] * groups,

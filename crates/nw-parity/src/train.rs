@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use nw_autograd::Var;
-use nw_nn::{Flatten, Linear, Module, Relu, Sequential, Sigmoid, Tanh, loss};
+use nw_nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, Relu, Sequential, Sigmoid, Tanh, loss};
+use nw_tensor::conv::Conv2dSpec;
 use nw_tensor::{Rng, Tensor};
 use serde_json::Value;
 
@@ -39,6 +40,32 @@ fn layer(spec: &Value, rng: &mut Rng) -> Result<Box<dyn Module>, CaseError> {
             crate::fixture::reject_unknown(h, &["in", "out", "bias"], "linear")?;
             let bias = h.get("bias").and_then(Value::as_bool).unwrap_or(true);
             Box::new(Linear::with_bias(usize_of(h, "in", kind)?, usize_of(h, "out", kind)?, bias, rng))
+        }
+        "conv2d" => {
+            crate::fixture::reject_unknown(
+                h,
+                &["in", "out", "kernel", "stride", "padding", "bias"],
+                "conv2d",
+            )?;
+            let k = usize_of(h, "kernel", kind)?;
+            let opt = |key: &str, d: usize| h.get(key).and_then(Value::as_u64).map_or(d, |v| v as usize);
+            let spec = Conv2dSpec {
+                stride: (opt("stride", 1), opt("stride", 1)),
+                padding: (opt("padding", 0), opt("padding", 0)),
+                ..Default::default()
+            };
+            let bias = h.get("bias").and_then(Value::as_bool).unwrap_or(true);
+            let c = Conv2d::new(usize_of(h, "in", kind)?, usize_of(h, "out", kind)?, (k, k), spec, bias, rng)
+                .map_err(|e| CaseError::Failed(e.to_string()))?;
+            Box::new(c)
+        }
+        "max_pool2d" => {
+            crate::fixture::reject_unknown(h, &["kernel", "stride"], "max_pool2d")?;
+            let mut m = MaxPool2d::new(usize_of(h, "kernel", kind)?);
+            if let Some(s) = h.get("stride").and_then(Value::as_u64) {
+                m.stride = (s as usize, s as usize);
+            }
+            Box::new(m)
         }
         "relu" => no_options(h, kind).map(|_| Box::new(Relu) as Box<dyn Module>)?,
         "tanh" => no_options(h, kind).map(|_| Box::new(Tanh) as Box<dyn Module>)?,
