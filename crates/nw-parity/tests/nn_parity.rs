@@ -9,13 +9,8 @@ use std::path::Path;
 
 use nw_parity::{CaseReport, FixtureFile, Outcome, report_case};
 
-/// Cases that cannot pass yet, and why.
-const PENDING: &[(&str, &str)] = &[(
-    "conv2d_2",
-    "the weight gradient sums 84 products in f32 GEMM and cancels: 3e-5 relative error against the \
-         f64 reference (rtol 1e-5); needs the conv kernels' f64 accumulation (branch conv, \
-         Accumulation::F64), not merged into main yet",
-)];
+/// Cases that cannot pass yet, and why (none at present).
+const PENDING: &[(&str, &str)] = &[];
 
 fn run_file(name: &str) -> Vec<CaseReport> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference").join(name);
