@@ -6,6 +6,7 @@
 //! the fused softmax/log-likelihood operation [`Var::cross_entropy_rows`].
 
 use nw_autograd::{PointwiseLoss, Var};
+use nw_tensor::Tensor;
 
 use crate::error::{NnError, Result};
 
@@ -112,6 +113,123 @@ pub fn cross_entropy(
     Ok(reduction.apply(logits.cross_entropy_rows(targets, label_smoothing)?))
 }
 
+/// Cross-entropy with per-class weights and an ignored class (torch
+/// `cross_entropy(weight=, ignore_index=, label_smoothing=)`):
+///
+/// ```text
+/// nll_i    = -w[t_i] logp[i, t_i]            (0 where t_i == ignore_index)
+/// smooth_i = -sum_c w[c] logp[i, c]          (0 where t_i == ignore_index)
+/// loss_i   = (1 - eps) nll_i + eps / C smooth_i
+/// ```
+///
+/// `Mean` divides the summed losses by `sum_i w[t_i]` over the rows not
+/// ignored (torch's normalisation; NaN when every row is ignored), `Sum`
+/// adds them, `None` returns `loss_i`. Without weights `w = 1`. Targets equal
+/// to `ignore_index` may lie outside `0..C`.
+pub fn cross_entropy_weighted(
+    logits: &Var,
+    targets: &[usize],
+    weight: Option<&Tensor>,
+    ignore_index: Option<usize>,
+    label_smoothing: f32,
+    reduction: Reduction,
+) -> Result<Var> {
+    let logp = class_log_probs("cross_entropy", logits, targets)?;
+    if !(0.0..=1.0).contains(&label_smoothing) {
+        return Err(NnError::config(
+            "cross_entropy",
+            format!("label smoothing {label_smoothing} is outside [0, 1]"),
+        ));
+    }
+    weighted_class_loss("cross_entropy", &logp, targets, weight, ignore_index, label_smoothing, reduction)
+}
+
+/// NLL with per-class weights and an ignored class (torch `nll_loss(weight=,
+/// ignore_index=)`): `loss_i = -w[t_i] input[i, t_i]`, 0 for ignored rows;
+/// `Mean` divides by `sum_i w[t_i]` over the rows not ignored.
+pub fn nll_loss_weighted(
+    log_probs: &Var,
+    targets: &[usize],
+    weight: Option<&Tensor>,
+    ignore_index: Option<usize>,
+    reduction: Reduction,
+) -> Result<Var> {
+    check_rows("nll_loss", log_probs, targets)?;
+    weighted_class_loss("nll_loss", log_probs, targets, weight, ignore_index, 0.0, reduction)
+}
+
+fn check_rows(what: &'static str, x: &Var, targets: &[usize]) -> Result<()> {
+    let s = x.shape();
+    if s.len() != 2 || s[0] != targets.len() {
+        return Err(NnError::input(
+            what,
+            format!("input {:?} needs shape [n, classes] with n = {} targets", s, targets.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn class_log_probs(what: &'static str, logits: &Var, targets: &[usize]) -> Result<Var> {
+    check_rows(what, logits, targets)?;
+    Ok(logits.log_softmax(1)?)
+}
+
+/// The shared body of the weighted class losses over log-probabilities.
+fn weighted_class_loss(
+    what: &'static str,
+    logp: &Var,
+    targets: &[usize],
+    weight: Option<&Tensor>,
+    ignore_index: Option<usize>,
+    eps: f32,
+    reduction: Reduction,
+) -> Result<Var> {
+    let (n, c) = (logp.shape()[0], logp.shape()[1]);
+    let w: Vec<f32> = match weight {
+        Some(w) if w.shape() != [c] => {
+            return Err(NnError::input(
+                what,
+                format!("weight {:?} must be [{c}] (one per class)", w.shape()),
+            ));
+        }
+        Some(w) => w.to_vec(),
+        None => vec![1.0; c],
+    };
+    // per row: the class to read (0 for ignored rows, masked out) and its weight
+    let mut safe = Vec::with_capacity(n);
+    let mut row_w = Vec::with_capacity(n);
+    let mut mask = Vec::with_capacity(n);
+    for &t in targets {
+        if Some(t) == ignore_index {
+            safe.push(0);
+            row_w.push(0.0);
+            mask.push(0.0);
+        } else if t >= c {
+            return Err(NnError::input(what, format!("target {t} is out of range for {c} classes")));
+        } else {
+            safe.push(t);
+            row_w.push(w[t]);
+            mask.push(1.0);
+        }
+    }
+    let denom: f64 = row_w.iter().map(|&v| v as f64).sum();
+    let row_w = Var::constant(Tensor::from_vec(row_w, &[n])?);
+    let picked = logp.gather(1, &safe, &[n, 1])?.reshape(&[n])?;
+    let nll = picked.mul(&row_w)?.neg();
+    let per_row = if eps > 0.0 {
+        let wl = logp.mul(&Var::constant(Tensor::from_vec(w, &[c])?))?.sum_axis(1, false)?;
+        let smooth = wl.mul(&Var::constant(Tensor::from_vec(mask, &[n])?))?.neg();
+        nll.mul_scalar(1.0 - eps).add(&smooth.mul_scalar(eps / c as f32))?
+    } else {
+        nll
+    };
+    Ok(match reduction {
+        Reduction::Mean => per_row.sum().mul_scalar((1.0 / denom) as f32),
+        Reduction::Sum => per_row.sum(),
+        Reduction::None => per_row,
+    })
+}
+
 /// Negative log-likelihood of `[n, classes]` log-probabilities against class
 /// indices: `-input[i, target_i]`, reduced.
 pub fn nll_loss(log_probs: &Var, targets: &[usize], reduction: Reduction) -> Result<Var> {
@@ -179,33 +297,52 @@ value_loss!(
     BceWithLogitsLoss {} => |s, i, t| binary_cross_entropy_with_logits(i, t, s.reduction)
 );
 
-/// Cross-entropy over class indices (torch `nn.CrossEntropyLoss` without
-/// class weights or `ignore_index`).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// Cross-entropy over class indices (torch `nn.CrossEntropyLoss`). Without
+/// weights or an ignored class it runs the fused softmax/log-likelihood
+/// operation; with them, [`cross_entropy_weighted`].
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CrossEntropyLoss {
     /// How row losses are combined.
     pub reduction: Reduction,
     /// Label smoothing in `[0, 1]` (default 0).
     pub label_smoothing: f32,
+    /// Per-class weights `[classes]` (default none: all 1).
+    pub weight: Option<Tensor>,
+    /// Rows whose target is this class contribute nothing (default none).
+    pub ignore_index: Option<usize>,
 }
 
 impl Loss for CrossEntropyLoss {
     fn loss(&self, input: &Var, target: &Target) -> Result<Var> {
-        cross_entropy(input, classes("CrossEntropyLoss", target)?, self.label_smoothing, self.reduction)
+        let t = classes("CrossEntropyLoss", target)?;
+        if self.weight.is_none() && self.ignore_index.is_none() {
+            cross_entropy(input, t, self.label_smoothing, self.reduction)
+        } else {
+            let w = self.weight.as_ref();
+            cross_entropy_weighted(input, t, w, self.ignore_index, self.label_smoothing, self.reduction)
+        }
     }
 }
 
-/// Negative log-likelihood over class indices (torch `nn.NLLLoss` without
-/// class weights or `ignore_index`).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// Negative log-likelihood over class indices (torch `nn.NLLLoss`).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct NllLoss {
     /// How row losses are combined.
     pub reduction: Reduction,
+    /// Per-class weights `[classes]` (default none: all 1).
+    pub weight: Option<Tensor>,
+    /// Rows whose target is this class contribute nothing (default none).
+    pub ignore_index: Option<usize>,
 }
 
 impl Loss for NllLoss {
     fn loss(&self, input: &Var, target: &Target) -> Result<Var> {
-        nll_loss(input, classes("NllLoss", target)?, self.reduction)
+        let t = classes("NllLoss", target)?;
+        if self.weight.is_none() && self.ignore_index.is_none() {
+            nll_loss(input, t, self.reduction)
+        } else {
+            nll_loss_weighted(input, t, self.weight.as_ref(), self.ignore_index, self.reduction)
+        }
     }
 }
 
@@ -237,6 +374,36 @@ mod tests {
         assert_eq!(nll_loss(&lp, &[1, 0], Reduction::Mean).unwrap().value().item().unwrap(), 2.5);
         assert!(nll_loss(&lp, &[1], Reduction::Mean).is_err());
         assert!(nll_loss(&lp, &[1, 2], Reduction::Mean).is_err());
+    }
+
+    #[test]
+    fn weighted_nll_by_hand() {
+        // rows [-1, -2], [-3, -4], [-5, -6] with targets 1, 0, 1, weights [2, 3]
+        // and class 0 ignored: row losses 3 * 2 = 6, 0, 3 * 6 = 18; mean over
+        // the weights of the rows kept: 24 / (3 + 3) = 4
+        let lp = v(&[-1.0, -2.0, -3.0, -4.0, -5.0, -6.0], &[3, 2]);
+        let w = Tensor::from_vec(vec![2.0, 3.0], &[2]).unwrap();
+        let l = nll_loss_weighted(&lp, &[1, 0, 1], Some(&w), Some(0), Reduction::None).unwrap();
+        assert_eq!(l.value().to_vec(), vec![6.0, 0.0, 18.0]);
+        let l = nll_loss_weighted(&lp, &[1, 0, 1], Some(&w), Some(0), Reduction::Mean).unwrap();
+        assert_eq!(l.value().item().unwrap(), 4.0);
+        // an ignored target may be out of range; others may not
+        assert!(nll_loss_weighted(&lp, &[1, 7, 1], None, Some(7), Reduction::Sum).is_ok());
+        assert!(nll_loss_weighted(&lp, &[1, 7, 1], None, None, Reduction::Sum).is_err());
+        assert!(nll_loss_weighted(&lp, &[1, 0, 1], Some(&Tensor::ones(&[3])), None, Reduction::Sum).is_err());
+    }
+
+    #[test]
+    fn unweighted_paths_agree() {
+        // the weighted path with weights 1 and no ignored class is the fused path
+        let x = Var::constant(Tensor::randn(&[4, 3], 0.0, 1.0, &mut nw_tensor::Rng::new(0)));
+        let t = [2, 0, 1, 1];
+        let a = cross_entropy(&x, &t, 0.3, Reduction::None).unwrap().value().to_vec();
+        let b =
+            cross_entropy_weighted(&x, &t, Some(&Tensor::ones(&[3])), None, 0.3, Reduction::None).unwrap();
+        for (p, q) in a.iter().zip(b.value().to_vec()) {
+            assert!((p - q).abs() < 1e-6, "{p} vs {q}");
+        }
     }
 
     #[test]

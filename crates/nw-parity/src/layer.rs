@@ -12,7 +12,7 @@ use nw_nn::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, BceLoss, BceWithLogitsLoss, BufferValue, Conv1d,
     Conv2d, CrossEntropyLoss, Elu, Embedding, Gelu, GeluApprox, Gru, HuberLoss, L1Loss, LayerNorm, LeakyRelu,
     Linear, LogSoftmax, Loss, Lstm, MaxPool2d, Module, MseLoss, NllLoss, Reduction, Relu, Rnn, RnnConfig,
-    RnnNonlinearity, Sigmoid, Silu, SmoothL1Loss, Softmax, Softplus, Tanh, Target,
+    RnnNonlinearity, RnnState, Sigmoid, Silu, SmoothL1Loss, Softmax, Softplus, Tanh, Target,
 };
 use nw_tensor::conv::{Accumulation, Conv1dSpec, Conv2dSpec};
 
@@ -156,6 +156,14 @@ fn int(h: &Value, key: &str, default: usize) -> Result<usize, CaseError> {
     }
 }
 
+/// An optional non-negative integer hyper-parameter.
+fn opt_int(h: &Value, key: &str) -> Result<Option<usize>, CaseError> {
+    match h.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => int(h, key, 0).map(Some),
+    }
+}
+
 /// A `(height, width)` hyper-parameter given as one integer or a pair.
 fn pair(h: &Value, key: &str, default: usize) -> Result<(usize, usize), CaseError> {
     match h.get(key) {
@@ -216,16 +224,23 @@ fn loss_case(op: &str, h: &Value, inputs: &BTreeMap<String, JsonTensor>) -> Resu
             (Box::new(BceWithLogitsLoss { reduction: reduction(h)? }), false)
         }
         "cross_entropy" | "cross_entropy_label_smoothing" | "cross_entropy_sum" => {
-            reject_unknown(h, &["reduction", "label_smoothing"], op)?;
+            reject_unknown(h, &["reduction", "label_smoothing", "ignore_index"], op)?;
             let l = CrossEntropyLoss {
                 reduction: reduction(h)?,
                 label_smoothing: hyper_f64(h, "label_smoothing", 0.0)? as f32,
+                weight: inputs.get("weight").map(JsonTensor::to_tensor),
+                ignore_index: opt_int(h, "ignore_index")?,
             };
             (Box::new(l), true)
         }
         "nll" => {
-            reject_unknown(h, &["reduction"], op)?;
-            (Box::new(NllLoss { reduction: reduction(h)? }), true)
+            reject_unknown(h, &["reduction", "ignore_index"], op)?;
+            let l = NllLoss {
+                reduction: reduction(h)?,
+                weight: inputs.get("weight").map(JsonTensor::to_tensor),
+                ignore_index: opt_int(h, "ignore_index")?,
+            };
+            (Box::new(l), true)
         }
         _ => return Ok(None),
     };
@@ -246,19 +261,24 @@ fn batch_norm_case(
     inputs: &BTreeMap<String, JsonTensor>,
     params: &BTreeMap<String, JsonTensor>,
 ) -> Result<Run, CaseError> {
-    reject_unknown(h, &["training", "momentum", "eps"], "batch_norm")?;
+    reject_unknown(h, &["training", "momentum", "eps", "num_batches_tracked"], "batch_norm")?;
     let training = hyper_bool(h, "training", true)?;
     let eps = hyper_f64(h, "eps", 1e-5)? as f32;
-    let momentum = hyper_f64(h, "momentum", 0.1)? as f32;
+    // absent: torch's default 0.1; null: None, the cumulative average
+    let momentum = match h.get("momentum") {
+        None => Some(0.1),
+        Some(Value::Null) => None,
+        Some(_) => Some(hyper_f64(h, "momentum", 0.1)? as f32),
+    };
     let xj = need(inputs, "x", "inputs")?;
     if xj.shape.len() < 2 {
         return Err(CaseError::Malformed(format!("batch_norm input {:?}", xj.shape)));
     }
     let c = xj.shape[1];
     let module: Box<dyn Module> = if xj.shape.len() == 4 {
-        Box::new(BatchNorm2d::with_options(c, eps, Some(momentum), true, true))
+        Box::new(BatchNorm2d::with_options(c, eps, momentum, true, true))
     } else {
-        Box::new(BatchNorm1d::with_options(c, eps, Some(momentum), true, true))
+        Box::new(BatchNorm1d::with_options(c, eps, momentum, true, true))
     };
     let buffers = module.named_buffers();
     let buf = |name: &str| {
@@ -270,6 +290,8 @@ fn batch_norm_case(
         let t = need(&start, name, if training { "state_before" } else { "inputs" })?;
         buf(name).set(BufferValue::F32(t.to_tensor())).map_err(failed)?;
     }
+    let seen = int(h, "num_batches_tracked", 0)? as i64;
+    buf("num_batches_tracked").set(BufferValue::I64 { shape: vec![], data: vec![seen] }).map_err(failed)?;
     module.set_training(training);
     let mut run = module_case(module.as_ref(), leaf(xj), params)?;
     if training {
@@ -300,23 +322,28 @@ fn recurrent_case(
         .bias(hyper_bool(h, "bias", true)?);
     let mut rng = Rng::new(0);
     let x = leaf(need(inputs, "x", "inputs")?);
+    // optional initial states, differentiated like the input
+    let h0 = inputs.get("h0").map(leaf);
+    let c0 = inputs.get("c0").map(leaf);
+    let state = h0.clone().map(|h| RnnState { h, c: c0.clone() });
     let (m, out): (Box<dyn Module>, _) = match op {
         "lstm" => {
             let m = Lstm::new(cfg, &mut rng).map_err(failed)?;
             let set = set_all(&m, params)?;
-            let out = m.forward_with_state(&x, None).map_err(failed)?;
+            let out = m.forward_with_state(&x, state.as_ref()).map_err(failed)?;
             (Box::new(m), (set, out))
         }
         "gru" => {
             let m = Gru::new(cfg, &mut rng).map_err(failed)?;
             let set = set_all(&m, params)?;
-            let out = m.forward_with_state(&x, None).map_err(failed)?;
+            let out = m.forward_with_state(&x, state.as_ref()).map_err(failed)?;
             (Box::new(m), (set, out))
         }
         _ => {
-            let m = Rnn::new(cfg, RnnNonlinearity::Tanh, &mut rng).map_err(failed)?;
+            let nl = if op == "rnn_relu" { RnnNonlinearity::Relu } else { RnnNonlinearity::Tanh };
+            let m = Rnn::new(cfg, nl, &mut rng).map_err(failed)?;
             let set = set_all(&m, params)?;
-            let out = m.forward_with_state(&x, None).map_err(failed)?;
+            let out = m.forward_with_state(&x, state.as_ref()).map_err(failed)?;
             (Box::new(m), (set, out))
         }
     };
@@ -329,12 +356,26 @@ fn recurrent_case(
     if let Some(c) = out.c_n {
         outputs.push(("c_n".to_string(), c));
     }
-    Ok(Run { outputs, inputs: vec![("x".into(), x)], params: set, ..Run::default() })
+    let mut ins = vec![("x".to_string(), x)];
+    ins.extend(h0.map(|h| ("h0".to_string(), h)));
+    ins.extend(c0.map(|c| ("c0".to_string(), c)));
+    Ok(Run { outputs, inputs: ins, params: set, ..Run::default() })
 }
 
-/// Sets each fixture parameter `name` into the module's `name_l0`.
+/// Sets each fixture parameter into the module: torch's full names
+/// (`weight_ih_l1`) as they are, the reference set's short ones (`weight_ih`)
+/// as layer 0's.
 fn set_all(m: &dyn Module, params: &BTreeMap<String, JsonTensor>) -> Result<Vec<(String, Param)>, CaseError> {
-    params.iter().map(|(name, t)| Ok((name.clone(), set_param(m, &format!("{name}_l0"), t)?))).collect()
+    params
+        .iter()
+        .map(|(name, t)| {
+            let has_layer = name
+                .rsplit_once("_l")
+                .is_some_and(|(_, k)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));
+            let full = if has_layer { name.clone() } else { format!("{name}_l0") };
+            Ok((name.clone(), set_param(m, &full, t)?))
+        })
+        .collect()
 }
 
 fn build(case: &Case) -> Result<Run, CaseError> {
@@ -434,7 +475,7 @@ fn build(case: &Case) -> Result<Run, CaseError> {
             let m = AdaptiveAvgPool2d { output_size: pair(h, "output_size", 0)? };
             module_case(&m, leaf(need(&inputs, "x", "inputs")?), &params)
         }
-        "lstm" | "gru" | "rnn_tanh" => recurrent_case(op, h, &inputs, &params),
+        "lstm" | "gru" | "rnn_tanh" | "rnn_relu" => recurrent_case(op, h, &inputs, &params),
         _ => {
             let m = activation(op, h)?;
             module_case(m.as_ref(), leaf(need(&inputs, "x", "inputs")?), &params)
