@@ -6,7 +6,11 @@
 //! gradients as a value: a [`Grads`] store keyed by leaf and [`Param`] ids.
 //!
 //! Main types: [`Var`], [`Param`] (a shared trainable tensor), [`Grads`],
-//! [`no_grad`] scopes, [`gradcheck`] (central differences).
+//! [`no_grad`] scopes, [`gradcheck`] (central differences). Besides the
+//! elementwise, linear-algebra, reduction and layout operations, `Var` has
+//! the fused network operations that nw-nn's layers use: elementwise losses
+//! ([`Var::pointwise_loss`], [`PointwiseLoss`]), cross-entropy, layer and
+//! batch normalisation ([`BatchStats`]), convolution and pooling.
 //!
 //! ```
 //! use nw_autograd::{Param, Var};

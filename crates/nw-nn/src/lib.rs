@@ -13,8 +13,10 @@
 //!   [`BatchNorm1d`], [`BatchNorm2d`], recurrent [`Rnn`], [`Lstm`], [`Gru`];
 //! - activations [`Relu`], [`LeakyRelu`], [`Elu`], [`Gelu`], [`Sigmoid`],
 //!   [`Tanh`], [`Softplus`], [`Silu`], [`Softmax`], [`LogSoftmax`], [`Flatten`];
-//! - losses in [`loss`] ([`MseLoss`], [`CrossEntropyLoss`], ... and the
-//!   functional forms);
+//! - losses in [`loss`] ([`MseLoss`], [`L1Loss`], [`SmoothL1Loss`],
+//!   [`HuberLoss`], [`BceLoss`], [`BceWithLogitsLoss`], [`CrossEntropyLoss`]
+//!   and [`NllLoss`] with class weights, `ignore_index` and label smoothing,
+//!   reductions mean/sum/none, and the functional forms);
 //! - initialisers in [`init`] (`torch.nn.init` semantics);
 //! - state in [`state`] (safetensors and bincode, all-or-nothing loading);
 //! - errors: [`NnError`].
