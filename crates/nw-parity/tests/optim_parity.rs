@@ -53,3 +53,17 @@ fn prune_cases_are_reported_unsupported_not_skipped() {
         assert!(r.line().contains("unsupported: prune op"), "{}", r.line());
     }
 }
+
+#[test]
+fn extra_option_cases_match_pytorch() {
+    // fixtures/optim-extra: options the shared set leaves out (maximize, three-phase
+    // one-cycle, plateau max/abs, p = 3 clipping, ...), made by its generate.py
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/optim-extra");
+    let reports = nw_parity::run_dir(&dir).unwrap();
+    for r in &reports {
+        println!("{}", r.line());
+    }
+    let failed: Vec<String> = reports.iter().filter(|r| !r.passed()).map(|r| r.line()).collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    assert_eq!(reports.len(), 12 + 9 + 2);
+}
