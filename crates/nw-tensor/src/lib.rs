@@ -33,13 +33,16 @@
 //!   the operation and the shapes.
 #![deny(missing_docs)]
 
+pub mod conv;
 mod error;
 pub mod gemm;
 mod matmul;
 pub mod ops;
+pub mod pool;
 mod rng;
 mod tensor;
 
+pub use conv::{Conv1dSpec, Conv2dSpec, ConvGrads};
 pub use error::{Result, TensorError};
 pub use rng::Rng;
 pub use tensor::Tensor;

@@ -1,0 +1,54 @@
+"""PyTorch side of the conv2d benchmark: input 64x32x28x28, 64 output channels,
+3x3 kernel, padding 1, with bias. Prints the median milliseconds of the forward
+pass and of forward + backward (input, weight and bias gradients) at 1 and 2
+threads. Run: /tmp/torch/bin/python benches/torch/conv.py [--repeats N]
+The Rust side is `cargo run --release -p nw-tensor --example conv_bench`."""
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def median_ms(fn, repeats):
+    fn()  # warm-up
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=20)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    x = torch.randn(64, 32, 28, 28, requires_grad=True)
+    w = (torch.randn(64, 32, 3, 3) * 0.1).requires_grad_()
+    b = torch.zeros(64, requires_grad=True)
+    dy = torch.randn(64, 64, 28, 28)
+
+    def fwd():
+        with torch.no_grad():
+            F.conv2d(x, w, b, padding=1)
+
+    def fwd_bwd():
+        x.grad = w.grad = b.grad = None
+        y = F.conv2d(x, w, b, padding=1)
+        y.backward(dy)
+
+    print(f"torch {torch.__version__}, mkldnn {torch.backends.mkldnn.is_available()}")
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        f = median_ms(fwd, args.repeats)
+        fb = median_ms(fwd_bwd, args.repeats)
+        print(f"conv2d 64x32x28x28 -> 64 3x3 pad 1, {threads} thread(s): fwd {f:.2f} ms, fwd+bwd {fb:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

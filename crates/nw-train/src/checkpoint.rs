@@ -1,0 +1,286 @@
+//! Checkpoints: the whole training state in one versioned, checksummed file,
+//! written atomically.
+//!
+//! Layout (little-endian):
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 8 | magic `NWCKPT\0\0` |
+//! | 4 | format version ([`VERSION`]) |
+//! | 8 | payload length `n` |
+//! | 32 | SHA-256 of the payload |
+//! | n | payload: [`Checkpoint`] encoded with bincode 2 (standard config) |
+//!
+//! A file with another magic, an unknown version, fewer bytes than the
+//! header announces, trailing bytes, or a payload whose hash differs is
+//! rejected with a [`CheckpointError`] saying which; nothing is loaded in
+//! part. Writing goes to a temporary file in the same directory, which is
+//! flushed to disk and then renamed over the target, so a crash leaves
+//! either the old checkpoint or the new one, never a torn file.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nw_tensor::Tensor;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// The file's first eight bytes.
+pub const MAGIC: &[u8; 8] = b"NWCKPT\0\0";
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+const HEADER: usize = 8 + 4 + 8 + 32;
+
+/// Why a checkpoint could not be written or read.
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    /// The file system refused.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Not a checkpoint file.
+    #[error("{path}: not an nw checkpoint (bad magic number)")]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Written by an incompatible version.
+    #[error("{path}: checkpoint format version {found}, this build reads version {VERSION}")]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+    },
+    /// Shorter or longer than its header says.
+    #[error("{path}: truncated or padded checkpoint: header announces {expected} bytes, file has {got}")]
+    Length {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the header announces.
+        expected: u64,
+        /// Bytes present.
+        got: u64,
+    },
+    /// The payload's hash does not match the header.
+    #[error("{path}: checkpoint is corrupted (SHA-256 mismatch)")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The payload could not be decoded or encoded.
+    #[error("{path}: checkpoint payload: {message}")]
+    Codec {
+        /// The file.
+        path: PathBuf,
+        /// The codec's message.
+        message: String,
+    },
+}
+
+/// A tensor with its name, as stored in checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedTensor {
+    /// Name (PyTorch state_dict path for model tensors).
+    pub name: String,
+    /// Dimensions.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+impl NamedTensor {
+    /// Captures a tensor's current value.
+    pub fn new(name: impl Into<String>, t: &Tensor) -> Self {
+        NamedTensor { name: name.into(), shape: t.shape().to_vec(), data: t.to_vec() }
+    }
+
+    /// The value as a tensor.
+    pub fn to_tensor(&self) -> Result<Tensor, nw_tensor::TensorError> {
+        Tensor::from_vec(self.data.clone(), &self.shape)
+    }
+}
+
+/// Everything needed to continue a run exactly where it stopped.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Completed epochs.
+    pub epoch: u64,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// State of the run's random generator.
+    pub rng_state: [u64; 4],
+    /// Model parameters and buffers by name.
+    pub model: Vec<NamedTensor>,
+    /// Optimizer state tensors by name.
+    pub optimizer: Vec<NamedTensor>,
+    /// Learning-rate schedule state (JSON).
+    pub schedule: String,
+    /// The run's configuration (JSON), so that a resume can rebuild it.
+    pub config: String,
+    /// Anything else a run keeps (metrics history, early-stopping state), as JSON strings.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl Checkpoint {
+    /// Encodes the checkpoint into the file format described in the module docs.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, CheckpointError> {
+        let payload = bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .map_err(|e| CheckpointError::Codec { path: PathBuf::new(), message: e.to_string() })?;
+        let mut out = Vec::with_capacity(HEADER + payload.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&Sha256::digest(&payload));
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+
+    /// Decodes and verifies a checkpoint; `path` only names the source in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, CheckpointError> {
+        let path = path.to_path_buf();
+        if bytes.len() < 8 || &bytes[..8] != MAGIC {
+            return Err(CheckpointError::BadMagic { path });
+        }
+        if bytes.len() < HEADER {
+            return Err(CheckpointError::Length { path, expected: HEADER as u64, got: bytes.len() as u64 });
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if version != VERSION {
+            return Err(CheckpointError::UnsupportedVersion { path, found: version });
+        }
+        let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+        let expected = (HEADER as u64).saturating_add(len);
+        if bytes.len() as u64 != expected {
+            return Err(CheckpointError::Length { path, expected, got: bytes.len() as u64 });
+        }
+        let payload = &bytes[HEADER..];
+        if Sha256::digest(payload).as_slice() != &bytes[20..52] {
+            return Err(CheckpointError::Checksum { path });
+        }
+        let (ck, used): (Checkpoint, usize) =
+            bincode::serde::decode_from_slice(payload, bincode::config::standard())
+                .map_err(|e| CheckpointError::Codec { path: path.clone(), message: e.to_string() })?;
+        if used != payload.len() {
+            return Err(CheckpointError::Codec { path, message: "trailing bytes after the payload".into() });
+        }
+        Ok(ck)
+    }
+
+    /// Writes the checkpoint atomically: temporary file, fsync, rename, fsync of the directory.
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        let bytes = self.to_bytes()?;
+        write_atomic(path, &bytes)
+    }
+
+    /// Reads and verifies a checkpoint file.
+    pub fn load(path: &Path) -> Result<Self, CheckpointError> {
+        let bytes =
+            std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
+        Self::from_bytes(&bytes, path)
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see either the old file or the
+/// complete new one: a temporary sibling is written and synced, then renamed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let io = |source| CheckpointError::Io { path: path.to_path_buf(), source };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name =
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // Persist the rename itself (directories can be opened and synced on Unix).
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        let mut extra = BTreeMap::new();
+        extra.insert("history".to_string(), "[1,2]".to_string());
+        Checkpoint {
+            epoch: 3,
+            step: 120,
+            rng_state: [1, 2, 3, 4],
+            model: vec![NamedTensor::new("0.weight", &Tensor::from_vec(vec![1.5, -2.0], &[1, 2]).unwrap())],
+            optimizer: vec![NamedTensor::new("state.0.0.exp_avg", &Tensor::zeros(&[1, 2]))],
+            schedule: "{\"last_epoch\":3}".into(),
+            config: "{}".into(),
+            extra,
+        }
+    }
+
+    #[test]
+    fn round_trip_through_a_file() {
+        let dir = std::env::temp_dir().join(format!("nw-ckpt-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("run.ckpt");
+        let ck = sample();
+        ck.save(&p).unwrap();
+        assert_eq!(Checkpoint::load(&p).unwrap(), ck);
+        // overwrite atomically
+        let mut ck2 = ck.clone();
+        ck2.step = 121;
+        ck2.save(&p).unwrap();
+        assert_eq!(Checkpoint::load(&p).unwrap().step, 121);
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).collect();
+        assert_eq!(leftovers.len(), 1, "temporary file left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_kind_of_damage_is_an_error() {
+        let p = Path::new("x.ckpt");
+        let bytes = sample().to_bytes().unwrap();
+        // truncation at every length is rejected, never a partial load
+        for cut in 0..bytes.len() {
+            assert!(Checkpoint::from_bytes(&bytes[..cut], p).is_err(), "accepted a file cut at {cut}");
+        }
+        let mut padded = bytes.clone();
+        padded.push(0);
+        assert!(matches!(Checkpoint::from_bytes(&padded, p), Err(CheckpointError::Length { .. })));
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(matches!(Checkpoint::from_bytes(&flipped, p), Err(CheckpointError::Checksum { .. })));
+        let mut magic = bytes.clone();
+        magic[0] = b'X';
+        assert!(matches!(Checkpoint::from_bytes(&magic, p), Err(CheckpointError::BadMagic { .. })));
+        let mut version = bytes.clone();
+        version[8] = 9;
+        let e = Checkpoint::from_bytes(&version, p).unwrap_err();
+        assert!(e.to_string().contains("version 9"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let e = Checkpoint::load(Path::new("/nonexistent/dir/run.ckpt")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/dir/run.ckpt"), "{e}");
+    }
+}
