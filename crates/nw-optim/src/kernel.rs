@@ -21,6 +21,70 @@ fn serial(n: usize) -> bool {
     n < PAR_MIN || rayon::current_num_threads() == 1
 }
 
+/// Instruction sets the chunk loops can be compiled for, chosen at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// The build's baseline (SSE2 on x86-64).
+    Baseline,
+    /// AVX2 (x86-64).
+    Avx2,
+    /// AVX-512F (x86-64).
+    Avx512,
+}
+
+static FORCE_BASELINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Forces the baseline loops (tests compare every variant with it). The
+/// arithmetic is the same IEEE operations in every variant, so the results
+/// are bit-identical; only the speed differs.
+pub fn force_baseline(on: bool) {
+    FORCE_BASELINE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The instruction set the loops run with on this machine.
+pub fn isa() -> Isa {
+    if FORCE_BASELINE.load(std::sync::atomic::Ordering::Relaxed) {
+        return Isa::Baseline;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Isa::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Baseline
+}
+
+/// Runs `f` compiled for the best instruction set: `f` is inlined into a
+/// function with that target feature, so its loop is vectorised for it. No
+/// FMA is enabled, and Rust never contracts `a * b + c` on its own, so each
+/// variant performs exactly the baseline's roundings.
+#[inline(always)]
+fn dispatch<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        match isa() {
+            // SAFETY: the feature was detected on this CPU by `isa()`.
+            Isa::Avx512 => return unsafe { avx512(f) },
+            // SAFETY: as above.
+            Isa::Avx2 => return unsafe { avx2(f) },
+            Isa::Baseline => {}
+        }
+    }
+    f()
+}
+
 /// `f(p, g)` over aligned chunks.
 pub(crate) fn run1<F>(p: &mut [f32], g: &[f32], f: F)
 where
@@ -28,9 +92,9 @@ where
 {
     debug_assert_eq!(p.len(), g.len());
     if serial(p.len()) {
-        f(p, g)
+        dispatch(|| f(p, g))
     } else {
-        p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(p, g)| f(p, g))
+        p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(p, g)| dispatch(|| f(p, g)))
     }
 }
 
@@ -41,12 +105,12 @@ where
 {
     debug_assert!(p.len() == g.len() && p.len() == a.len());
     if serial(p.len()) {
-        f(p, g, a)
+        dispatch(|| f(p, g, a))
     } else {
         p.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
             .zip(a.par_chunks_mut(CHUNK))
-            .for_each(|((p, g), a)| f(p, g, a))
+            .for_each(|((p, g), a)| dispatch(|| f(p, g, a)))
     }
 }
 
@@ -57,13 +121,13 @@ where
 {
     debug_assert!(p.len() == g.len() && p.len() == a.len() && p.len() == b.len());
     if serial(p.len()) {
-        f(p, g, a, b)
+        dispatch(|| f(p, g, a, b))
     } else {
         p.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
             .zip(a.par_chunks_mut(CHUNK))
             .zip(b.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), a), b)| f(p, g, a, b))
+            .for_each(|(((p, g), a), b)| dispatch(|| f(p, g, a, b)))
     }
 }
 
@@ -74,14 +138,14 @@ where
 {
     debug_assert!(p.len() == g.len() && p.len() == a.len() && p.len() == b.len() && p.len() == c.len());
     if serial(p.len()) {
-        f(p, g, a, b, c)
+        dispatch(|| f(p, g, a, b, c))
     } else {
         p.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
             .zip(a.par_chunks_mut(CHUNK))
             .zip(b.par_chunks_mut(CHUNK))
             .zip(c.par_chunks_mut(CHUNK))
-            .for_each(|((((p, g), a), b), c)| f(p, g, a, b, c))
+            .for_each(|((((p, g), a), b), c)| dispatch(|| f(p, g, a, b, c)))
     }
 }
 
@@ -113,18 +177,17 @@ impl Pre {
     }
 
     /// Returns the gradient to use and shrinks `*p` when decay is decoupled.
+    /// Written as selects with an unconditional store, so the loops around
+    /// it vectorise (a conditional store would keep them scalar).
     #[inline(always)]
     pub(crate) fn apply(&self, p: &mut f32, g: f32) -> f32 {
+        let p0 = *p;
         // maximize: torch negates the gradient first
-        let mut g = if self.neg { -g } else { g };
-        // L2: grad.add(param, alpha=λ) = g + λ θ
-        if self.l2_on {
-            g += self.l2 * *p;
-        }
+        let g = if self.neg { -g } else { g };
+        // L2: grad.add(param, alpha=λ) = g + λ θ (skipped when λ = 0, as torch)
+        let g = if self.l2_on { g + self.l2 * p0 } else { g };
         // decoupled: param.mul_(1 − lr λ)
-        if self.decay_on {
-            *p *= self.decay;
-        }
+        *p = if self.decay_on { p0 * self.decay } else { p0 };
         g
     }
 }
@@ -159,5 +222,8 @@ pub(crate) fn sign(x: f32) -> f32 {
 /// else `end − (end − self)(1 − w)`.
 #[inline(always)]
 pub(crate) fn lerp(start: f32, end: f32, w: f32) -> f32 {
-    if w.abs() < 0.5 { start + w * (end - start) } else { end - (end - start) * (1.0 - w) }
+    // both sides computed, then selected: keeps the caller's loop vectorisable
+    let small = start + w * (end - start);
+    let large = end - (end - start) * (1.0 - w);
+    if w.abs() < 0.5 { small } else { large }
 }

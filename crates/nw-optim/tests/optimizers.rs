@@ -447,3 +447,29 @@ fn updates_are_in_place_when_nothing_else_holds_the_parameter() {
     assert_ne!(w.value().to_vec(), numbers);
     assert_ne!(ptr(&w), held.as_slice().unwrap().as_ptr() as usize);
 }
+
+#[test]
+fn simd_variants_match_the_baseline_loops_bit_for_bit() {
+    // the loops run AVX-512 or AVX2 code when the CPU has it; the same IEEE
+    // operations in the same order must give the baseline's bits exactly
+    let run = |baseline: bool| {
+        nw_optim::kernel::force_baseline(baseline);
+        let mut out = Vec::new();
+        for (name, build) in all() {
+            let ps = params(21);
+            let mut opt = build(groups(&ps));
+            for k in 0..5 {
+                opt.step(&grads(&ps, k)).unwrap();
+            }
+            out.push((name, bits(&ps)));
+        }
+        nw_optim::kernel::force_baseline(false);
+        out
+    };
+    println!("dispatched ISA on this machine: {:?}", nw_optim::kernel::isa());
+    let fast = run(false);
+    let base = run(true);
+    for ((name, a), (_, b)) in fast.iter().zip(&base) {
+        assert_eq!(a, b, "{name}");
+    }
+}
