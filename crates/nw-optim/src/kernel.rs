@@ -2,8 +2,9 @@
 //! buffers, split into fixed chunks for rayon.
 //!
 //! Contract: `p`, `g` and every buffer have the same length; the closure is
-//! applied to aligned sub-slices (`p[r]`, `g[r]`, `a[r]`, ... for chunk ranges
-//! `r` of [`CHUNK`] elements). Every optimizer update is elementwise, so the
+//! applied to aligned sub-slices (`p[r]`, `g[r]`, `a[r]`, ...): first a head
+//! of up to 15 elements that brings `p` to a 64-byte boundary, then ranges `r`
+//! of [`CHUNK`] elements. Every optimizer update is elementwise, so the
 //! result does not depend on the chunking or on the thread count; chunks only
 //! decide how work is shared. Tensors shorter than [`PAR_MIN`] run in the
 //! calling thread (no rayon overhead for biases).
@@ -41,48 +42,78 @@ pub fn force_baseline(on: bool) {
     FORCE_BASELINE.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// The instruction set the loops run with on this machine.
+/// The instruction set the loops run with on this machine: the best one the
+/// CPU has, capped by the environment variable `NW_OPTIM_ISA` (`baseline`,
+/// `avx2` or `avx512`, read once) for measurements.
 pub fn isa() -> Isa {
+    static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     if FORCE_BASELINE.load(std::sync::atomic::Ordering::Relaxed) {
         return Isa::Baseline;
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return Isa::Avx512;
+    *DETECTED.get_or_init(|| {
+        let cap = match std::env::var("NW_OPTIM_ISA").as_deref() {
+            Ok("baseline") => Isa::Baseline,
+            Ok("avx2") => Isa::Avx2,
+            _ => Isa::Avx512,
+        };
+        #[cfg(target_arch = "x86_64")]
+        {
+            if cap == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if cap != Isa::Baseline && std::arch::is_x86_feature_detected!("avx2") {
+                return Isa::Avx2;
+            }
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return Isa::Avx2;
-        }
-    }
-    Isa::Baseline
+        let _ = cap;
+        Isa::Baseline
+    })
 }
 
-/// Runs `f` compiled for the best instruction set: `f` is inlined into a
-/// function with that target feature, so its loop is vectorised for it. No
-/// FMA is enabled, and Rust never contracts `a * b + c` on its own, so each
-/// variant performs exactly the baseline's roundings.
-#[inline(always)]
-fn dispatch<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512<R>(f: impl FnOnce() -> R) -> R {
-            f()
+/// Defines a chunk loop compiled three times (baseline, AVX2, AVX-512F) and
+/// dispatched on [`isa`] at each call. The body is an `#[inline(always)]`
+/// function taking everything by value (coefficients in a `Copy` struct,
+/// slices), so each variant gets the whole loop inlined and vectorised, and
+/// no coefficient is re-read from memory inside the loop. No FMA is enabled,
+/// and Rust never contracts `a * b + c` on its own, so every variant performs
+/// exactly the baseline's IEEE roundings.
+macro_rules! simd_fn {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                match $crate::kernel::isa() {
+                    // SAFETY: `isa()` detected the feature on this CPU.
+                    $crate::kernel::Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::kernel::Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::kernel::Isa::Baseline => {}
+                }
+            }
+            body($($arg),*)
         }
-        #[target_feature(enable = "avx2")]
-        fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        match isa() {
-            // SAFETY: the feature was detected on this CPU by `isa()`.
-            Isa::Avx512 => return unsafe { avx512(f) },
-            // SAFETY: as above.
-            Isa::Avx2 => return unsafe { avx2(f) },
-            Isa::Baseline => {}
-        }
-    }
-    f()
+    };
+}
+pub(crate) use simd_fn;
+
+/// Elements before `p` reaches a 64-byte boundary. Large allocations from the
+/// system allocator start 16 bytes past a page, so without this peel every
+/// 64-byte vector load would straddle two cache lines; parameters, gradients
+/// and state buffers usually share that offset, so aligning `p` aligns all.
+fn head(p: &[f32]) -> usize {
+    let off = p.as_ptr() as usize % 64;
+    if !off.is_multiple_of(4) { 0 } else { ((64 - off) % 64 / 4).min(p.len()) }
 }
 
 /// `f(p, g)` over aligned chunks.
@@ -91,10 +122,13 @@ where
     F: Fn(&mut [f32], &[f32]) + Sync + Send,
 {
     debug_assert_eq!(p.len(), g.len());
+    let h = head(p);
+    let ((p0, p), (g0, g)) = (p.split_at_mut(h), g.split_at(h));
+    f(p0, g0);
     if serial(p.len()) {
-        dispatch(|| f(p, g))
+        f(p, g)
     } else {
-        p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(p, g)| dispatch(|| f(p, g)))
+        p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(p, g)| f(p, g))
     }
 }
 
@@ -104,13 +138,16 @@ where
     F: Fn(&mut [f32], &[f32], &mut [f32]) + Sync + Send,
 {
     debug_assert!(p.len() == g.len() && p.len() == a.len());
+    let h = head(p);
+    let ((p0, p), (g0, g), (a0, a)) = (p.split_at_mut(h), g.split_at(h), a.split_at_mut(h));
+    f(p0, g0, a0);
     if serial(p.len()) {
-        dispatch(|| f(p, g, a))
+        f(p, g, a)
     } else {
         p.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
             .zip(a.par_chunks_mut(CHUNK))
-            .for_each(|((p, g), a)| dispatch(|| f(p, g, a)))
+            .for_each(|((p, g), a)| f(p, g, a))
     }
 }
 
@@ -120,14 +157,18 @@ where
     F: Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync + Send,
 {
     debug_assert!(p.len() == g.len() && p.len() == a.len() && p.len() == b.len());
+    let h = head(p);
+    let ((p0, p), (g0, g)) = (p.split_at_mut(h), g.split_at(h));
+    let ((a0, a), (b0, b)) = (a.split_at_mut(h), b.split_at_mut(h));
+    f(p0, g0, a0, b0);
     if serial(p.len()) {
-        dispatch(|| f(p, g, a, b))
+        f(p, g, a, b)
     } else {
         p.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
             .zip(a.par_chunks_mut(CHUNK))
             .zip(b.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), a), b)| dispatch(|| f(p, g, a, b)))
+            .for_each(|(((p, g), a), b)| f(p, g, a, b))
     }
 }
 
@@ -137,15 +178,19 @@ where
     F: Fn(&mut [f32], &[f32], &mut [f32], &mut [f32], &mut [f32]) + Sync + Send,
 {
     debug_assert!(p.len() == g.len() && p.len() == a.len() && p.len() == b.len() && p.len() == c.len());
+    let h = head(p);
+    let ((p0, p), (g0, g)) = (p.split_at_mut(h), g.split_at(h));
+    let ((a0, a), (b0, b), (c0, c)) = (a.split_at_mut(h), b.split_at_mut(h), c.split_at_mut(h));
+    f(p0, g0, a0, b0, c0);
     if serial(p.len()) {
-        dispatch(|| f(p, g, a, b, c))
+        f(p, g, a, b, c)
     } else {
         p.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
             .zip(a.par_chunks_mut(CHUNK))
             .zip(b.par_chunks_mut(CHUNK))
             .zip(c.par_chunks_mut(CHUNK))
-            .for_each(|((((p, g), a), b), c)| dispatch(|| f(p, g, a, b, c)))
+            .for_each(|((((p, g), a), b), c)| f(p, g, a, b, c))
     }
 }
 
