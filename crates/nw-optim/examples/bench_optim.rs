@@ -5,7 +5,11 @@
 //! medians over all samples. Also the machine's copy bandwidth (memcpy of a
 //! 256 MiB buffer) and nw's effective bandwidth: Adam moves 28 bytes per
 //! parameter (reads θ, g, m, v; writes θ, m, v), SGD with momentum 20 (reads θ,
-//! g, b; writes θ, b); copy counts its read and its write.
+//! g, b; writes θ, b); copy counts its read and its write, and is sampled once
+//! per round, between the optimizer samples, so it sees the same machine load.
+//! memcpy's destination writes cost a hidden read-for-ownership that the
+//! optimizers' in-place updates do not, so an in-place scale of the same
+//! buffer (read + write of the same lines) is reported as a second reference.
 //!
 //! ```text
 //! cargo run --release -p nw-optim --example bench_optim -- [--torch PYTHON] [--json] [--params N] [--rounds R] [--reps K]
@@ -138,28 +142,51 @@ fn time_ms(f: impl FnOnce()) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-/// Copy bandwidth in GB/s counting read + write, of a 256 MiB buffer.
-fn copy_gbps(pool: &rayon::ThreadPool, reps: usize) -> f64 {
-    use rayon::prelude::*;
-    let n = 64 << 20; // f32s
-    let src = vec![1.0f32; n];
-    let mut dst = vec![0.0f32; n];
-    let threads = pool.current_num_threads();
-    let chunk = n.div_ceil(threads);
-    let mut times: Vec<f64> = (0..reps + 1)
-        .map(|_| {
-            time_ms(|| {
-                pool.install(|| {
-                    dst.par_chunks_mut(chunk)
-                        .zip(src.par_chunks(chunk))
-                        .for_each(|(d, s)| d.copy_from_slice(s))
-                })
+/// A 256 MiB source and destination for the copy-bandwidth reference.
+struct CopyBufs {
+    src: Vec<f32>,
+    dst: Vec<f32>,
+}
+
+impl CopyBufs {
+    fn new() -> Self {
+        let n = 64 << 20; // f32s
+        CopyBufs { src: vec![1.0f32; n], dst: vec![0.0f32; n] }
+    }
+
+    /// One memcpy of the whole buffer split over the pool's threads, in ms.
+    fn time(&mut self, pool: &rayon::ThreadPool) -> f64 {
+        use rayon::prelude::*;
+        let chunk = self.src.len().div_ceil(pool.current_num_threads());
+        let (src, dst) = (&self.src, &mut self.dst);
+        let ms = time_ms(|| {
+            pool.install(|| {
+                dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| d.copy_from_slice(s))
             })
-        })
-        .skip(1)
-        .collect();
-    std::hint::black_box(&dst);
-    (2 * n * 4) as f64 / (median(&mut times) * 1e-3) / 1e9
+        });
+        std::hint::black_box(&self.dst);
+        ms
+    }
+
+    /// One in-place scale `x ← 1.0000001 x` of the destination buffer (read and
+    /// write of the same lines, as an optimizer's θ, m, v), in ms.
+    fn time_rmw(&mut self, pool: &rayon::ThreadPool) -> f64 {
+        use rayon::prelude::*;
+        let chunk = self.dst.len().div_ceil(pool.current_num_threads());
+        let dst = &mut self.dst;
+        let ms = time_ms(|| {
+            pool.install(|| {
+                dst.par_chunks_mut(chunk).for_each(|d| d.iter_mut().for_each(|x| *x *= 1.000_000_1))
+            })
+        });
+        std::hint::black_box(&self.dst);
+        ms
+    }
+
+    /// GB/s counting the read and the write.
+    fn gbps(&self, ms: f64) -> f64 {
+        (2 * self.src.len() * 4) as f64 / (ms * 1e-3) / 1e9
+    }
 }
 
 struct Row {
@@ -170,6 +197,7 @@ struct Row {
     torch_foreach_ms: Option<f64>,
     bytes_per_param: usize,
     copy_gbps: f64,
+    rmw_gbps: f64,
 }
 
 fn main() {
@@ -203,12 +231,16 @@ fn main() {
     adam.step(&adam_g).expect("shapes match"); // allocate the state
     sgd.step(&sgd_g).expect("shapes match");
 
+    let mut copy = CopyBufs::new();
     let mut rows = Vec::new();
     for threads in [1usize, 2] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
-        let copy = copy_gbps(&pool, 9);
+        let (mut copy_ms, mut rmw_ms) = (Vec::new(), Vec::new());
+        copy.time(&pool); // warm-up: touch the pages
         let mut s: [Vec<f64>; 6] = Default::default();
         for _ in 0..args.rounds {
+            copy_ms.push(copy.time(&pool));
+            rmw_ms.push(copy.time_rmw(&pool));
             for _ in 0..args.reps {
                 s[0].push(time_ms(|| pool.install(|| adam.step(&adam_g).expect("step"))));
             }
@@ -224,6 +256,8 @@ fn main() {
                 s[5].extend(t.run("sgd_foreach", threads, args.reps).expect("torch"));
             }
         }
+        let copy_gbps = copy.gbps(median(&mut copy_ms));
+        let rmw_gbps = copy.gbps(median(&mut rmw_ms));
         let med = |v: &mut Vec<f64>| if v.is_empty() { None } else { Some(median(v)) };
         let [a, b, c, d, e, f] = &mut s;
         rows.push(Row {
@@ -233,7 +267,8 @@ fn main() {
             torch_ms: med(b),
             torch_foreach_ms: med(c),
             bytes_per_param: 28,
-            copy_gbps: copy,
+            copy_gbps,
+            rmw_gbps,
         });
         rows.push(Row {
             task: "sgd_momentum_step",
@@ -242,7 +277,8 @@ fn main() {
             torch_ms: med(e),
             torch_foreach_ms: med(f),
             bytes_per_param: 20,
-            copy_gbps: copy,
+            copy_gbps,
+            rmw_gbps,
         });
     }
 
@@ -252,7 +288,7 @@ fn main() {
             let mut o = serde_json::json!({
                 "task": r.task, "params": n, "threads": r.threads, "nw_ms": r.nw_ms,
                 "nw_gbps": gbps, "copy_gbps": r.copy_gbps, "pct_of_copy": 100.0 * gbps / r.copy_gbps,
-                "bytes_per_param": r.bytes_per_param,
+                "bytes_per_param": r.bytes_per_param, "rmw_gbps": r.rmw_gbps, "pct_of_rmw": 100.0 * gbps / r.rmw_gbps,
             });
             if let (Some(t), Some(f)) = (r.torch_ms, r.torch_foreach_ms) {
                 o["torch_ms"] = t.into();
@@ -271,14 +307,16 @@ fn main() {
                 _ => String::new(),
             };
             println!(
-                "{:<18} {}M params, {} thread(s): nw {:7.2} ms = {:5.1} GB/s ({:.0}% of copy {:.1} GB/s){torch}",
+                "{:<18} {}M params, {} thread(s): nw {:7.2} ms = {:5.1} GB/s ({:.0}% of copy {:.1}, {:.0}% of in-place {:.1} GB/s){torch}",
                 r.task,
                 n as f64 / 1e6,
                 r.threads,
                 r.nw_ms,
                 gbps,
                 100.0 * gbps / r.copy_gbps,
-                r.copy_gbps
+                r.copy_gbps,
+                100.0 * gbps / r.rmw_gbps,
+                r.rmw_gbps
             );
         }
     }
