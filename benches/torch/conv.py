@@ -1,7 +1,9 @@
 """PyTorch side of the conv2d benchmark: input 64x32x28x28, 64 output channels,
-3x3 kernel, padding 1, with bias. Prints the median milliseconds of the forward
-pass and of forward + backward (input, weight and bias gradients) at 1 and 2
-threads. Run: /tmp/torch/bin/python benches/torch/conv.py [--repeats N]
+3x3 kernel, padding 1, with bias. Prints the median (and minimum) milliseconds
+of the forward pass and of forward + backward (input, weight and bias
+gradients) at 1 and 2 threads, and the median CPU time of the process per call
+(time.process_time, all threads). On a shared, loaded machine the CPU time at
+1 thread is the steadiest figure; at 2 threads it is the total work of both. Run: /tmp/torch/bin/python benches/torch/conv.py [--repeats N]
 The Rust side is `cargo run --release -p nw-tensor --example conv_bench`."""
 
 import argparse
@@ -15,12 +17,13 @@ import torch.nn.functional as F
 def median_ms(fn, repeats):
     fn()  # warm-up
     fn()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        cpu.append((time.process_time() - c0) * 1e3)
+    return statistics.median(times), min(times), statistics.median(cpu)
 
 
 def main():
@@ -47,7 +50,11 @@ def main():
         torch.set_num_threads(threads)
         f = median_ms(fwd, args.repeats)
         fb = median_ms(fwd_bwd, args.repeats)
-        print(f"conv2d 64x32x28x28 -> 64 3x3 pad 1, {threads} thread(s): fwd {f:.2f} ms, fwd+bwd {fb:.2f} ms")
+        print(
+            f"conv2d 64x32x28x28 -> 64 3x3 pad 1, {threads} thread(s): "
+            f"fwd {f[0]:.2f} ms (min {f[1]:.2f}, cpu {f[2]:.2f}), "
+            f"fwd+bwd {fb[0]:.2f} ms (min {fb[1]:.2f}, cpu {fb[2]:.2f})"
+        )
 
 
 if __name__ == "__main__":

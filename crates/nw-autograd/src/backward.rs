@@ -5,10 +5,13 @@
 //! input's shape.
 
 use nw_tensor::Tensor;
+use nw_tensor::conv::{conv_backward_bias, conv2d_backward, conv2d_backward_input, conv2d_backward_weight};
+use nw_tensor::pool::{adaptive_avg_pool2d_backward, avg_pool2d_backward, max_pool2d_backward};
 
 use crate::error::Result;
 use crate::op::Op;
 use crate::ops::{GELU_C, SQRT_2_OVER_PI, normal_cdf, sigmoid};
+use crate::ops_nn::{norm_backward, pointwise_loss_backward};
 use crate::var::Var;
 
 /// `g * f(x)` elementwise, where `f` is the local derivative at each input element.
@@ -21,8 +24,31 @@ fn chain_out(g: &Tensor, y: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Te
     Ok(g.zip_with(y, "backward", move |g, y| g * f(y))?)
 }
 
+/// The gradient of one input: a whole tensor of the input's shape, or a
+/// slice of it (what `narrow` gives back), which the sweep adds in place
+/// into the input's gradient instead of materialising zeros around it.
+pub(crate) enum InputGrad {
+    /// A gradient of the input's full shape.
+    Full(Tensor),
+    /// `grad` belongs at `start..start + len` along `axis`; zero elsewhere.
+    Slice { axis: usize, start: usize, grad: Tensor },
+}
+
 /// Gradients of the inputs of `op`.
-pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
+pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, InputGrad)>> {
+    match op {
+        // narrow: g placed at start..start+len along the axis, zeros elsewhere.
+        // Returned as a slice so that T narrows of one input (the time steps of
+        // a recurrent layer) cost O(slice) each rather than O(input).
+        Op::Narrow(a, axis, start) => {
+            Ok(vec![(a.clone(), InputGrad::Slice { axis: *axis, start: *start, grad: g.clone() })])
+        }
+        _ => Ok(dense(op, y, g)?.into_iter().map(|(v, t)| (v, InputGrad::Full(t))).collect()),
+    }
+}
+
+/// Gradients of the inputs of every op whose gradients are whole tensors.
+fn dense(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
     use Op::*;
     let one = |v: &Var, t: Tensor| Ok(vec![(v.clone(), t)]);
     match op {
@@ -114,11 +140,13 @@ pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, T
         ),
         // u = sqrt(2/pi)(x + c x^3), t = tanh u:
         // d = (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 c x^2)
+        // (in f64: the two terms cancel near x = -0.75, where f32 loses digits)
         GeluTanh(a) => one(
             a,
             chain(g, a.value(), |x| {
-                let t = (SQRT_2_OVER_PI * (x + GELU_C * x * x * x)).tanh();
-                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x)
+                let (x, k, c) = (x as f64, SQRT_2_OVER_PI, GELU_C);
+                let t = (k * (x + c * x * x * x)).tanh();
+                (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * c * x * x)) as f32
             })?,
         ),
         // d softplus x = sigmoid(beta x) (1 above the threshold)
@@ -146,9 +174,17 @@ pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, T
             }
         }
         // y = x W^T + b: dx = G W, dW = G^T x, db = sum_rows G
+        // (each computed only when that input wants a gradient: the input
+        // of a first layer is data, and its GEMM would be wasted)
         Linear(x, w, b) => {
-            let mut out = vec![(x.clone(), g.matmul(w.value())?), (w.clone(), g.t()?.matmul(x.value())?)];
-            if let Some(b) = b {
+            let mut out = Vec::with_capacity(3);
+            if x.requires_grad() {
+                out.push((x.clone(), g.matmul(w.value())?));
+            }
+            if w.requires_grad() {
+                out.push((w.clone(), g.t()?.matmul(x.value())?));
+            }
+            if let Some(b) = b.as_ref().filter(|b| b.requires_grad()) {
                 out.push((b.clone(), g.sum_axis(0, false)?));
             }
             Ok(out)
@@ -175,12 +211,8 @@ pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, T
             one(a, g.permute(&inv)?.contiguous())
         }
         // narrow: g placed into zeros at start..start+len
-        Narrow(a, axis, start) => {
-            let mut z = Tensor::zeros(a.shape());
-            let idx: Vec<usize> = (*start..*start + g.shape()[*axis]).collect();
-            z.index_add_(*axis, &idx, g)?;
-            one(a, z)
-        }
+        // narrow: see backward_op (a slice gradient, added in place)
+        Narrow(..) => unreachable!("narrow is differentiated by backward_op"),
         // concat: split g back into the pieces
         Concat(vs, axis) => {
             let sizes: Vec<usize> = vs.iter().map(|v| v.shape()[*axis]).collect();
@@ -229,6 +261,83 @@ pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, T
                 }
             }
             one(logits, Tensor::from_vec(d, logits.shape())?)
+        }
+        // y = conv(x, W) + b (cross-correlation):
+        //   dx = col2im(W^T G) (the transposed convolution of G),
+        //   dW = sum_n G_n cols(x_n)^T,  db[o] = sum_{n, p} G[n, o, p];
+        // one fused pass when both x and W need gradients
+        Conv2d { x, weight, bias, spec } => {
+            let mut out = Vec::with_capacity(3);
+            match (x.requires_grad(), weight.requires_grad()) {
+                (true, true) => {
+                    let gr = conv2d_backward(g, x.value(), weight.value(), false, spec)?;
+                    out.push((x.clone(), gr.input));
+                    out.push((weight.clone(), gr.weight));
+                }
+                (true, false) => {
+                    out.push((x.clone(), conv2d_backward_input(g, weight.value(), x.shape(), spec)?));
+                }
+                (false, true) => {
+                    out.push((weight.clone(), conv2d_backward_weight(g, x.value(), weight.shape(), spec)?));
+                }
+                (false, false) => {}
+            }
+            if let Some(b) = bias.as_ref().filter(|b| b.requires_grad()) {
+                out.push((b.clone(), conv_backward_bias(g)?));
+            }
+            Ok(out)
+        }
+        // max pool: dx[idx] += G at the element each window chose, 0 elsewhere
+        MaxPool2d { x, indices } => one(x, max_pool2d_backward(g, indices, x.shape())?),
+        // avg pool: each element of a window receives G / divisor
+        AvgPool2d { x, kernel, stride, padding, count_include_pad } => {
+            one(x, avg_pool2d_backward(g, x.shape(), *kernel, *stride, *padding, *count_include_pad)?)
+        }
+        // adaptive avg pool: each element of a cell's window receives G / cell size
+        AdaptiveAvgPool2d(x) => one(x, adaptive_avg_pool2d_backward(g, x.shape())?),
+        // l = l(x, y) elementwise: dx = g dl/dx, dy = g dl/dy, with the
+        // per-loss derivatives in ops_nn.rs (PointwiseLoss::derivatives):
+        //   squared 2d, -2d; absolute sign d, -sign d; smooth L1 d/beta or sign d;
+        //   Huber d or delta sign d; BCE (x - y)/max(x(1-x), 1e-12),
+        //   ln'(1-x) - ln' x clamped; BCE-with-logits sigmoid(x) - y, -x
+        PointwiseLoss(x, t, kind) => {
+            let (dx, dy) = pointwise_loss_backward(*kind, x.value(), t.value(), g)?;
+            Ok(vec![(x.clone(), dx), (t.clone(), dy)])
+        }
+        // y = xhat w + b per row of D elements, xhat = (x - mean) inv_std:
+        // dxhat = g w;  dx = inv_std (dxhat - mean(dxhat) - xhat mean(dxhat xhat));
+        // dw = sum_rows g xhat;  db = sum_rows g
+        LayerNorm { x, weight, bias, xhat, inv_std } => {
+            let d = xhat.len() / inv_std.len().max(1);
+            let wv = weight.as_ref().map(|w| w.value());
+            let (dx, dw, db) =
+                norm_backward(xhat, inv_std, wv, g, |i| i / d.max(1), |i| i % d.max(1), d, true)?;
+            let mut out = vec![(x.clone(), dx)];
+            if let Some(w) = weight {
+                out.push((w.clone(), dw.reshape(w.shape())?));
+            }
+            if let Some(b) = bias {
+                out.push((b.clone(), db.reshape(b.shape())?));
+            }
+            Ok(out)
+        }
+        // the same per channel c over its M = N * spatial values; in training the
+        // statistics depend on x:  dx = inv_std (g w - mean(g w) - xhat mean(g w xhat)),
+        // in eval they are constants:  dx = g w inv_std.  dw = sum g xhat, db = sum g
+        BatchNorm { x, weight, bias, xhat, inv_std, batch_stats } => {
+            let c = inv_std.len();
+            let s = if xhat.shape().len() > 2 { xhat.shape()[2..].iter().product() } else { 1 };
+            let ch = move |i: usize| (i / s.max(1)) % c.max(1);
+            let wv = weight.as_ref().map(|w| w.value());
+            let (dx, dw, db) = norm_backward(xhat, inv_std, wv, g, ch, ch, c, *batch_stats)?;
+            let mut out = vec![(x.clone(), dx)];
+            if let Some(w) = weight {
+                out.push((w.clone(), dw));
+            }
+            if let Some(b) = bias {
+                out.push((b.clone(), db));
+            }
+            Ok(out)
         }
     }
 }

@@ -41,11 +41,14 @@ mod gradcheck;
 mod grads;
 mod op;
 mod ops;
+mod ops_conv;
+mod ops_nn;
 mod param;
 mod var;
 
 pub use error::{AutogradError, Result};
 pub use gradcheck::{GradcheckReport, gradcheck};
 pub use grads::Grads;
+pub use ops_nn::{BatchStats, PointwiseLoss};
 pub use param::{NodeId, Param};
 pub use var::{NoGradGuard, Var, is_grad_enabled, no_grad};

@@ -2,7 +2,9 @@
 //! values its backward needs. Backward of all of them is in `backward.rs`.
 
 use nw_tensor::Tensor;
+use nw_tensor::conv::Conv2dSpec;
 
+use crate::ops_nn::PointwiseLoss;
 use crate::var::Var;
 
 /// One recorded operation. Each variant holds its input [`Var`]s (which keep
@@ -62,6 +64,52 @@ pub(crate) enum Op {
         targets: Vec<usize>,
         smoothing: f32,
     },
+    /// Elementwise loss between a prediction and a target (no reduction).
+    PointwiseLoss(Var, Var, PointwiseLoss),
+    // ----- normalisations -----
+    /// Layer norm over trailing dims; saves the normalised input and the
+    /// per-row `1 / sqrt(var + eps)`.
+    LayerNorm {
+        x: Var,
+        weight: Option<Var>,
+        bias: Option<Var>,
+        xhat: Tensor,
+        inv_std: Vec<f32>,
+    },
+    /// Batch norm over `[N, C, ...]`; saves the normalised input and the
+    /// per-channel `1 / sqrt(var + eps)`. `batch_stats`: the statistics came
+    /// from this input (training) rather than running estimates (eval).
+    BatchNorm {
+        x: Var,
+        weight: Option<Var>,
+        bias: Option<Var>,
+        xhat: Tensor,
+        inv_std: Vec<f32>,
+        batch_stats: bool,
+    },
+    // ----- convolution and pooling -----
+    /// 2-D convolution with its hyper-parameters.
+    Conv2d {
+        x: Var,
+        weight: Var,
+        bias: Option<Var>,
+        spec: Conv2dSpec,
+    },
+    /// 2-D max pooling; saves the in-plane index of each chosen element.
+    MaxPool2d {
+        x: Var,
+        indices: Vec<usize>,
+    },
+    /// 2-D average pooling with its window.
+    AvgPool2d {
+        x: Var,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        count_include_pad: bool,
+    },
+    /// Adaptive average pooling (the output size is the gradient's).
+    AdaptiveAvgPool2d(Var),
 }
 
 impl Op {
@@ -98,8 +146,11 @@ impl Op {
             | IndexSelect(a, ..)
             | Gather(a, ..)
             | Softmax(a, _)
-            | LogSoftmax(a, _) => vec![a],
-            Linear(x, w, b) => {
+            | LogSoftmax(a, _)
+            | MaxPool2d { x: a, .. }
+            | AvgPool2d { x: a, .. }
+            | AdaptiveAvgPool2d(a) => vec![a],
+            Linear(x, w, b) | Conv2d { x, weight: w, bias: b, .. } => {
                 let mut v = vec![x, w];
                 if let Some(b) = b {
                     v.push(b);
@@ -107,6 +158,13 @@ impl Op {
                 v
             }
             Concat(vs, _) => vs.iter().collect(),
+            PointwiseLoss(a, b, _) => vec![a, b],
+            LayerNorm { x, weight, bias, .. } | BatchNorm { x, weight, bias, .. } => {
+                let mut v = vec![x];
+                v.extend(weight.iter());
+                v.extend(bias.iter());
+                v
+            }
             CrossEntropy { logits, .. } => vec![logits],
         }
     }

@@ -10,9 +10,9 @@ use crate::op::Op;
 use crate::var::Var;
 
 /// sqrt(2 / pi), used by the tanh approximation of GELU.
-pub(crate) const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+pub(crate) const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 /// The cubic coefficient of the tanh approximation of GELU.
-pub(crate) const GELU_C: f32 = 0.044_715;
+pub(crate) const GELU_C: f64 = 0.044_715;
 
 /// Standard normal CDF `Phi(x) = (1 + erf(x / sqrt 2)) / 2`, in f64.
 pub(crate) fn normal_cdf(x: f32) -> f32 {
@@ -127,7 +127,11 @@ impl Var {
     }
     /// GELU, tanh approximation: `x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
     pub fn gelu_tanh(&self) -> Var {
-        let v = self.value().map(|x| 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + GELU_C * x * x * x)).tanh()));
+        // in f64, so that the result is the correctly rounded f32 of the formula
+        let v = self.value().map(|x| {
+            let x = x as f64;
+            (0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + GELU_C * x * x * x)).tanh())) as f32
+        });
         self.unary(v, Op::GeluTanh(self.clone()))
     }
     /// `ln(1 + e^(beta x)) / beta`, linear above `threshold` (torch defaults 1, 20).

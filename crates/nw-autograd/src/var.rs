@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use nw_tensor::Tensor;
 
-use crate::backward::backward_op;
+use crate::backward::{InputGrad, backward_op};
 use crate::error::{AutogradError, Result};
 use crate::grads::Grads;
 use crate::op::Op;
@@ -227,10 +227,20 @@ impl Var {
                         if !parent.requires_grad() {
                             continue;
                         }
-                        match pending.get_mut(&parent.id()) {
-                            Some(acc) => acc.add_assign(&pg)?,
-                            None => {
-                                pending.insert(parent.id(), pg);
+                        match pg {
+                            InputGrad::Full(pg) => match pending.get_mut(&parent.id()) {
+                                Some(acc) => acc.add_assign(&pg)?,
+                                None => {
+                                    pending.insert(parent.id(), pg);
+                                }
+                            },
+                            InputGrad::Slice { axis, start, grad } => {
+                                // zeros once per input, then each slice added in place
+                                let acc = pending
+                                    .entry(parent.id())
+                                    .or_insert_with(|| Tensor::zeros(parent.shape()));
+                                let idx: Vec<usize> = (start..start + grad.shape()[axis]).collect();
+                                acc.index_add_(axis, &idx, &grad)?;
                             }
                         }
                     }

@@ -1,5 +1,5 @@
 //! Runner for `clip_prune` fixtures: `clip_grad_norm` and `clip_grad_value`
-//! (nw-optim); the `prune_*` ops belong to nw-reg and are unsupported here.
+//! (nw-optim); the `prune_*` ops are judged by [`crate::prune`] (nw-reg).
 
 use nw_autograd::{Grads, Param};
 use nw_optim::clip::{clip_grad_norm, clip_grad_value};
@@ -36,9 +36,7 @@ pub fn run(case: &Case) -> Result<Checker, CaseError> {
     match op {
         "clip_grad_norm" => reject_unknown(h, &["max_norm", "norm_type", "error_if_nonfinite"], op)?,
         "clip_grad_value" => reject_unknown(h, &["clip_value"], op)?,
-        "prune_l1_unstructured" | "prune_global_l1_unstructured" => {
-            return Err(CaseError::Unsupported(format!("prune op {op:?} (nw-reg)")));
-        }
+        "prune_l1_unstructured" | "prune_global_l1_unstructured" => return crate::prune::run_prune(case, op),
         other => return Err(CaseError::Unsupported(format!("clip_prune op {other:?}"))),
     }
     let (rtol, atol) = case.tolerances()?;

@@ -21,8 +21,12 @@
 pub mod check;
 pub mod clip_prune;
 pub mod fixture;
+pub mod init;
+pub mod layer;
 pub mod optimizer;
+pub mod prune;
 pub mod schedule;
+pub mod train;
 
 use std::path::{Path, PathBuf};
 
@@ -135,8 +139,14 @@ pub type Runner = fn(&Case) -> Result<Checker, CaseError>;
 
 /// The kinds nw can run, each with its runner. A kind not listed here is
 /// reported as unsupported.
-pub const RUNNERS: &[(&str, Runner)] =
-    &[("optimizer", optimizer::run), ("lr_schedule", schedule::run), ("clip_prune", clip_prune::run)];
+pub const RUNNERS: &[(&str, Runner)] = &[
+    ("layer", layer::run),
+    ("init", init::run),
+    ("optimizer", optimizer::run),
+    ("lr_schedule", schedule::run),
+    ("clip_prune", clip_prune::run),
+    ("train", train::run),
+];
 
 /// Runs one case of the given kind, returning the filled checker.
 pub fn run_case(kind: &str, case: &Value) -> Result<Checker, CaseError> {

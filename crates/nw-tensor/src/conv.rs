@@ -13,17 +13,25 @@
 //! where `g = o / (c_out / groups)`, `cig = c_in / groups`, and positions
 //! outside the input read 0.
 //!
-//! ## Kernels
+//! ## Kernels (`passes.rs`; the loops in `kernels.rs`)
 //! - forward: per image (in parallel over images) im2col into `cols`
 //!   `[c_in kh kw, oh ow]`, then per group one GEMM `y_g = W_g cols_g`
 //!   (`[c_out/g, cig kh kw] x [cig kh kw, oh ow]`), then `+ b`;
 //! - input gradient: per image `dcols_g = W_g^T dy_g`, then col2im adds each
-//!   column element back where im2col read it (overlaps accumulate);
+//!   column element back where im2col read it (overlaps accumulate); or, with
+//!   stride 1 and fewer output than input channels, the same gradient as the
+//!   forward convolution of `dy` with the flipped, channel-swapped kernel;
 //! - weight gradient: `dW_g = sum_n dy_{n,g} cols_{n,g}^T`;
-//! - bias gradient: `db[o] = sum_{n, oy, ox} dy[n, o, oy, ox]` (in f64).
+//! - bias gradient: `db[o] = sum_{n, oy, ox} dy[n, o, oy, ox]` (in f64, fixed order).
 //!
 //! A 1x1 kernel with stride 1 and no padding skips im2col: the image is its
 //! own column matrix.
+//!
+//! ## Precision
+//! [`Conv2dSpec::accumulation`] picks the arithmetic: [`Accumulation::F32`]
+//! (default; f32 GEMM, like PyTorch's CPU kernels) or [`Accumulation::F64`]
+//! (operands widened, products and sums in f64, one rounding to f32 at the
+//! end; for parity against f64 references, 2-3 times slower).
 //!
 //! ## Determinism
 //! Every output element of the forward and the input gradient is computed by
@@ -58,14 +66,13 @@
 //! ```
 
 mod kernels;
+mod passes;
 #[cfg(test)]
 mod tests;
 
-use rayon::prelude::*;
-
 use crate::error::{Result, TensorError};
 use crate::tensor::Tensor;
-use kernels::{col2im, gemm, im2col, with_scratch};
+use passes::{backward, bias_grad, forward};
 
 /// Upper bound on the number of image ranges the weight gradient is split
 /// into (see the module docs on determinism). A constant, never the thread count.
@@ -83,12 +90,38 @@ pub struct Conv2dSpec {
     /// Number of channel groups; must divide `c_in` and `c_out`
     /// (`groups == c_in` is a depthwise convolution). Default 1.
     pub groups: usize,
+    /// How sums of products are accumulated. Default [`Accumulation::F32`].
+    pub accumulation: Accumulation,
 }
 
 impl Default for Conv2dSpec {
     fn default() -> Self {
-        Conv2dSpec { stride: (1, 1), padding: (0, 0), dilation: (1, 1), groups: 1 }
+        Conv2dSpec {
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+            accumulation: Accumulation::F32,
+        }
     }
+}
+
+/// The arithmetic a convolution's sums of products use (forward and all
+/// backward kernels; the bias gradient always sums in f64).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Accumulation {
+    /// Products and sums in f32 through the packed GEMM: the fast path, and
+    /// the arithmetic of PyTorch's own CPU kernels. Each result carries the
+    /// rounding error of an f32 sum (at most about `terms * eps * sum|products|`),
+    /// which on badly cancelling sums can exceed a `1e-5` relative tolerance
+    /// against an f64 reference (PyTorch's f32 kernels miss it too).
+    #[default]
+    F32,
+    /// Operands widened to f64, products and sums in f64 (matrixmultiply's
+    /// dgemm), each result rounded to f32 once: within one f32 rounding of
+    /// the exact value. About 2-3 times slower than `F32`; use it for parity
+    /// checks against f64 references.
+    F64,
 }
 
 /// Hyper-parameters of a 1-D convolution.
@@ -102,11 +135,13 @@ pub struct Conv1dSpec {
     pub dilation: usize,
     /// Number of channel groups. Default 1.
     pub groups: usize,
+    /// How sums of products are accumulated. Default [`Accumulation::F32`].
+    pub accumulation: Accumulation,
 }
 
 impl Default for Conv1dSpec {
     fn default() -> Self {
-        Conv1dSpec { stride: 1, padding: 0, dilation: 1, groups: 1 }
+        Conv1dSpec { stride: 1, padding: 0, dilation: 1, groups: 1, accumulation: Accumulation::F32 }
     }
 }
 
@@ -118,6 +153,7 @@ impl Conv1dSpec {
             padding: (0, self.padding),
             dilation: (1, self.dilation),
             groups: self.groups,
+            accumulation: self.accumulation,
         }
     }
 }
@@ -135,7 +171,7 @@ pub struct ConvGrads {
 
 /// The checked geometry of one convolution.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Geom {
+struct Geom {
     n: usize,
     c_in: usize,
     h: usize,
@@ -171,7 +207,7 @@ impl Geom {
                 reason: "weight must be 4-D [c_out, c_in / groups, kh, kw]".into(),
             });
         }
-        let Conv2dSpec { stride: (sh, sw), padding: (ph, pw), dilation: (dh, dw), groups } = *spec;
+        let Conv2dSpec { stride: (sh, sw), padding: (ph, pw), dilation: (dh, dw), groups, .. } = *spec;
         if sh == 0 || sw == 0 || dh == 0 || dw == 0 || groups == 0 {
             return Err(TensorError::InvalidArgument {
                 op,
@@ -202,8 +238,20 @@ impl Geom {
                 reason: "kernel height and width must be positive".into(),
             });
         }
-        let (ekh, ekw) = (dh * (kh - 1) + 1, dw * (kw - 1) + 1);
-        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+        // Spans and padded sizes; absurd values that overflow are rejected.
+        let span = |d: usize, k: usize| d.checked_mul(k - 1).and_then(|v| v.checked_add(1));
+        let padded = |s: usize, p: usize| p.checked_mul(2).and_then(|v| v.checked_add(s));
+        let (Some(ekh), Some(ekw), Some(hp), Some(wp)) =
+            (span(dh, kh), span(dw, kw), padded(h, ph), padded(w, pw))
+        else {
+            return Err(TensorError::InvalidArgument {
+                op,
+                reason: format!(
+                    "padding {:?} or dilation {:?} overflows for input {x:?} and weight {wt:?}",
+                    spec.padding, spec.dilation
+                ),
+            });
+        };
         if ekh > hp || ekw > wp {
             return Err(TensorError::InvalidArgument {
                 op,
@@ -243,6 +291,29 @@ impl Geom {
     /// 1x1 kernel, stride 1, no padding: the image is its own column matrix.
     fn pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
+    }
+
+    /// The convolution whose forward pass is this one's input gradient, when
+    /// there is one (stride 1, `p <= d (k - 1)` on both axes): input `dy`
+    /// (`c_out` channels, `oh x ow`), output `dx` (`c_in` channels, `h x w`),
+    /// padding `d (k - 1) - p`, same kernel size, dilation and groups. Its
+    /// weight is the flipped, channel-swapped `W` (see `passes::flip_transpose`).
+    fn adjoint(&self) -> Option<Geom> {
+        let (span_h, span_w) = (self.dh * (self.kh - 1), self.dw * (self.kw - 1));
+        if self.sh != 1 || self.sw != 1 || self.ph > span_h || self.pw > span_w {
+            return None;
+        }
+        Some(Geom {
+            c_in: self.c_out,
+            h: self.oh,
+            w: self.ow,
+            c_out: self.c_in,
+            oh: self.h,
+            ow: self.w,
+            ph: span_h - self.ph,
+            pw: span_w - self.pw,
+            ..*self
+        })
     }
 }
 
@@ -284,64 +355,21 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, spec: &Conv2dS
     }
     let (x, weight) = (x.contiguous(), weight.contiguous());
     let bias = bias.map(Tensor::contiguous);
-    let mut out = vec![0.0f32; g.n * g.out_img()];
-    forward_kernel(
-        &g,
-        x.as_slice().expect("contiguous"),
-        weight.as_slice().expect("contiguous"),
-        bias.as_ref().map(|b| b.as_slice().expect("contiguous")),
-        &mut out,
-    );
+    let (xs, ws) = (x.as_slice().expect("contiguous"), weight.as_slice().expect("contiguous"));
+    let bs = bias.as_ref().map(|b| b.as_slice().expect("contiguous"));
+    let out = match spec.accumulation {
+        Accumulation::F32 => forward::<f32>(&g, xs, ws, bs),
+        Accumulation::F64 => forward::<f64>(&g, xs, ws, bs),
+    };
     Tensor::from_vec(out, &g.out_shape())
 }
 
-/// `y = conv(x, w) + b` for all images, in parallel over images.
-fn forward_kernel(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    let (in_img, out_img, ohw, kg, cog) = (g.in_img(), g.out_img(), g.ohw(), g.kg(), g.cog());
-    if out_img == 0 {
-        return;
-    }
-    let cols_len = if g.pointwise() { 0 } else { g.cols_len() };
-    out.par_chunks_mut(out_img).enumerate().for_each(|(i, y)| {
-        let xi = &x[i * in_img..(i + 1) * in_img];
-        with_scratch(cols_len, |buf| {
-            let cols: &[f32] = if g.pointwise() {
-                xi
-            } else {
-                im2col(g, xi, buf);
-                buf
-            };
-            for grp in 0..g.groups {
-                // y_g [cog, ohw] = W_g [cog, kg] x cols_g [kg, ohw]
-                gemm(
-                    cog,
-                    kg,
-                    ohw,
-                    1.0,
-                    &w[grp * cog * kg..],
-                    (kg, 1),
-                    &cols[grp * kg * ohw..],
-                    (ohw, 1),
-                    0.0,
-                    &mut y[grp * cog * ohw..],
-                    (ohw, 1),
-                );
-            }
-        });
-        if let Some(b) = bias {
-            for (row, &bo) in y.chunks_mut(ohw).zip(b) {
-                row.iter_mut().for_each(|v| *v += bo);
-            }
-        }
-    });
-}
-
 /// All three gradients of `sum(conv2d(x, weight, bias) * grad_out)`: input,
-/// weight, and (when `with_bias`) bias. One pass over the batch computes the
-/// input and weight gradients together, sharing the work split.
+/// weight, and (when `with_bias`) bias.
 ///
 /// ```text
-/// dx    = col2im(W^T dy)            per image and group
+/// dx    = col2im(W^T dy)            per image and group (or the equivalent
+///                                   convolution of dy with the flipped kernel)
 /// dW    = sum_n dy_n cols(x_n)^T    over a fixed partition of the batch
 /// db[o] = sum_{n, oy, ox} dy[n, o, oy, ox]
 /// ```
@@ -357,15 +385,13 @@ pub fn conv2d_backward(
     check_grad_out(op, &g, grad_out)?;
     let (dy, x, w) = (grad_out.contiguous(), x.contiguous(), weight.contiguous());
     let dys = dy.as_slice().expect("contiguous");
-    let mut dx = vec![0.0f32; g.n * g.in_img()];
-    let dw = backward_kernel(
-        &g,
-        dys,
-        Some(x.as_slice().expect("contiguous")),
-        Some((w.as_slice().expect("contiguous"), &mut dx)),
-    );
+    let (xs, ws) = (Some(x.as_slice().expect("contiguous")), Some(w.as_slice().expect("contiguous")));
+    let (dx, dw) = match spec.accumulation {
+        Accumulation::F32 => backward::<f32>(&g, dys, xs, ws),
+        Accumulation::F64 => backward::<f64>(&g, dys, xs, ws),
+    };
     Ok(ConvGrads {
-        input: Tensor::from_vec(dx, x.shape())?,
+        input: Tensor::from_vec(dx.expect("input gradient requested"), x.shape())?,
         weight: Tensor::from_vec(dw.expect("weight gradient requested"), w.shape())?,
         bias: if with_bias { Some(bias_grad(g.n, g.c_out, g.ohw(), dys)) } else { None },
     })
@@ -383,14 +409,12 @@ pub fn conv2d_backward_input(
     let g = Geom::new(op, input_shape, weight.shape(), spec)?;
     check_grad_out(op, &g, grad_out)?;
     let (dy, w) = (grad_out.contiguous(), weight.contiguous());
-    let mut dx = vec![0.0f32; g.n * g.in_img()];
-    backward_kernel(
-        &g,
-        dy.as_slice().expect("contiguous"),
-        None,
-        Some((w.as_slice().expect("contiguous"), &mut dx)),
-    );
-    Tensor::from_vec(dx, input_shape)
+    let (dys, ws) = (dy.as_slice().expect("contiguous"), Some(w.as_slice().expect("contiguous")));
+    let (dx, _) = match spec.accumulation {
+        Accumulation::F32 => backward::<f32>(&g, dys, None, ws),
+        Accumulation::F64 => backward::<f64>(&g, dys, None, ws),
+    };
+    Tensor::from_vec(dx.expect("input gradient requested"), input_shape)
 }
 
 /// The weight gradient alone: `dW = sum_n grad_out_n cols(x_n)^T` for a
@@ -405,17 +429,16 @@ pub fn conv2d_backward_weight(
     let g = Geom::new(op, x.shape(), weight_shape, spec)?;
     check_grad_out(op, &g, grad_out)?;
     let (dy, x) = (grad_out.contiguous(), x.contiguous());
-    let dw = backward_kernel(
-        &g,
-        dy.as_slice().expect("contiguous"),
-        Some(x.as_slice().expect("contiguous")),
-        None,
-    );
+    let (dys, xs) = (dy.as_slice().expect("contiguous"), Some(x.as_slice().expect("contiguous")));
+    let (_, dw) = match spec.accumulation {
+        Accumulation::F32 => backward::<f32>(&g, dys, xs, None),
+        Accumulation::F64 => backward::<f64>(&g, dys, xs, None),
+    };
     Tensor::from_vec(dw.expect("weight gradient requested"), weight_shape)
 }
 
 /// The bias gradient of a 1-D or 2-D convolution: `grad_out` summed over every
-/// axis but 1 (the channels), accumulated in f64 in index order.
+/// axis but 1 (the channels), accumulated in f64 in a fixed order.
 pub fn conv_backward_bias(grad_out: &Tensor) -> Result<Tensor> {
     if grad_out.ndim() < 2 {
         return Err(TensorError::InvalidShape {
@@ -427,137 +450,6 @@ pub fn conv_backward_bias(grad_out: &Tensor) -> Result<Tensor> {
     let s = grad_out.shape();
     let dy = grad_out.contiguous();
     Ok(bias_grad(s[0], s[1], s[2..].iter().product(), dy.as_slice().expect("contiguous")))
-}
-
-/// `db[o] = sum_{i, p} dy[i, o, p]` over `n` images of `c_out` planes of
-/// `plane` elements, in f64 and index order, in parallel over `o`.
-fn bias_grad(n: usize, c_out: usize, plane: usize, dy: &[f32]) -> Tensor {
-    let db: Vec<f32> = (0..c_out)
-        .into_par_iter()
-        .map(|o| {
-            let mut s = 0.0f64;
-            for i in 0..n {
-                let start = (i * c_out + o) * plane;
-                s += dy[start..start + plane].iter().map(|&v| v as f64).sum::<f64>();
-            }
-            s as f32
-        })
-        .collect();
-    Tensor::from_vec(db, &[c_out]).expect("c_out elements")
-}
-
-/// The shared backward pass. With `x`, returns the weight gradient; with
-/// `w_dx = (w, dx)`, writes the input gradient into `dx` (zeroed by the caller).
-///
-/// Work split: the batch is cut into contiguous image ranges, a fixed function
-/// of the batch size (at most [`WGRAD_SLOTS`] when the weight gradient is
-/// wanted, one image each otherwise). Each range is one task: it writes the
-/// input gradient of its own images and sums the weight gradient of its images
-/// in order into its own buffer; the buffers are then added in range order.
-fn backward_kernel(
-    g: &Geom,
-    dy: &[f32],
-    x: Option<&[f32]>,
-    w_dx: Option<(&[f32], &mut [f32])>,
-) -> Option<Vec<f32>> {
-    let (in_img, out_img, ohw, kg, cog) = (g.in_img(), g.out_img(), g.ohw(), g.kg(), g.cog());
-    let dw_len = g.c_out * kg;
-    let n = g.n;
-    let want_dw = x.is_some();
-    let slots = if want_dw { n.min(WGRAD_SLOTS) } else { n };
-    // Image range of slot s: s*n/slots .. (s+1)*n/slots.
-    let bounds: Vec<usize> = (0..=slots).map(|s| s * n / slots.max(1)).collect();
-    let (w, dx) = match w_dx {
-        Some((w, dx)) => (Some(w), Some(dx)),
-        None => (None, None),
-    };
-    // Split dx into the slots' disjoint pieces.
-    let mut pieces: Vec<Option<&mut [f32]>> = Vec::with_capacity(slots);
-    let mut rest = dx;
-    for s in 0..slots {
-        let len = (bounds[s + 1] - bounds[s]) * in_img;
-        pieces.push(rest.take().map(|r| {
-            let (a, b) = r.split_at_mut(len);
-            rest = Some(b);
-            a
-        }));
-    }
-    let pointwise = g.pointwise();
-    let cols_len = if pointwise { 0 } else { g.cols_len() };
-    let scratch = if want_dw { cols_len } else { 0 } + if w.is_some() { cols_len } else { 0 };
-    let partials: Vec<Vec<f32>> = pieces
-        .into_par_iter()
-        .enumerate()
-        .map(|(s, mut dx_piece)| {
-            let mut pdw = vec![0.0f32; if want_dw { dw_len } else { 0 }];
-            with_scratch(scratch, |buf| {
-                let (cols, dcols) = buf.split_at_mut(if want_dw { cols_len } else { 0 });
-                for i in bounds[s]..bounds[s + 1] {
-                    let dyi = &dy[i * out_img..(i + 1) * out_img];
-                    if let Some(x) = x {
-                        let xi = &x[i * in_img..(i + 1) * in_img];
-                        let cols: &[f32] = if pointwise {
-                            xi
-                        } else {
-                            im2col(g, xi, cols);
-                            cols
-                        };
-                        for grp in 0..g.groups {
-                            // dW_g [cog, kg] += dy_g [cog, ohw] x cols_g^T [ohw, kg]
-                            gemm(
-                                cog,
-                                ohw,
-                                kg,
-                                1.0,
-                                &dyi[grp * cog * ohw..],
-                                (ohw, 1),
-                                &cols[grp * kg * ohw..],
-                                (1, ohw),
-                                1.0,
-                                &mut pdw[grp * cog * kg..],
-                                (kg, 1),
-                            );
-                        }
-                    }
-                    if let (Some(w), Some(piece)) = (w, dx_piece.as_deref_mut()) {
-                        let j = i - bounds[s];
-                        let dxi = &mut piece[j * in_img..(j + 1) * in_img];
-                        // dcols_g [kg, ohw] = W_g^T [kg, cog] x dy_g [cog, ohw]; with a
-                        // pointwise kernel dcols is dx itself.
-                        let target: &mut [f32] = if pointwise { dxi } else { dcols };
-                        for grp in 0..g.groups {
-                            gemm(
-                                kg,
-                                cog,
-                                ohw,
-                                1.0,
-                                &w[grp * cog * kg..],
-                                (1, kg),
-                                &dyi[grp * cog * ohw..],
-                                (ohw, 1),
-                                0.0,
-                                &mut target[grp * kg * ohw..],
-                                (ohw, 1),
-                            );
-                        }
-                        if !pointwise {
-                            col2im(g, dcols, dxi);
-                        }
-                    }
-                }
-            });
-            pdw
-        })
-        .collect();
-    if !want_dw {
-        return None;
-    }
-    let mut it = partials.into_iter();
-    let mut dw = it.next().unwrap_or_else(|| vec![0.0f32; dw_len]);
-    for p in it {
-        dw.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-    }
-    Some(dw)
 }
 
 // ----- 1-D ------------------------------------------------------------------

@@ -1,11 +1,13 @@
 //! # nw-tensor
 //!
 //! f32 N-dimensional tensors and the CPU kernels every other nw crate is built
-//! on: GEMM, elementwise math, reductions, softmax, indexing, and the seeded
-//! random generator.
+//! on: GEMM, convolution and pooling ([`conv`], [`pool`], each with its
+//! backward kernels), elementwise math, reductions, softmax, indexing, and the
+//! seeded random generator.
 //!
 //! Main types: [`Tensor`] (reference-counted, copy-on-write, strided views),
-//! [`Rng`] (xoshiro256++, explicit and serialisable), [`TensorError`].
+//! [`Rng`] (xoshiro256++, explicit and serialisable), [`TensorError`],
+//! [`Conv2dSpec`] / [`Conv1dSpec`] (convolution hyper-parameters).
 //!
 //! ```
 //! use nw_tensor::{Rng, Tensor};
@@ -42,7 +44,7 @@ pub mod pool;
 mod rng;
 mod tensor;
 
-pub use conv::{Conv1dSpec, Conv2dSpec, ConvGrads};
+pub use conv::{Accumulation, Conv1dSpec, Conv2dSpec, ConvGrads};
 pub use error::{Result, TensorError};
 pub use rng::Rng;
 pub use tensor::Tensor;

@@ -125,13 +125,18 @@ fn out_len(op: &'static str, shown: &[usize], size: usize, k: usize, s: usize, p
             reason: format!("padding {p} must be at most half the kernel {k} (input {shown:?})"),
         });
     }
-    if size + 2 * p < k {
+    // p <= k / 2, so 2 p cannot overflow; size + 2 p can only for absurd k.
+    let padded = size.checked_add(2 * p).ok_or_else(|| TensorError::InvalidArgument {
+        op,
+        reason: format!("padding {p} overflows for input {shown:?}"),
+    })?;
+    if padded < k {
         return Err(TensorError::InvalidArgument {
             op,
             reason: format!("kernel {k} is larger than the input {shown:?} padded by {p}"),
         });
     }
-    Ok((size + 2 * p - k) / s + 1)
+    Ok((padded - k) / s + 1)
 }
 
 fn check_rank(op: &'static str, shape: &[usize], rank: usize) -> Result<()> {

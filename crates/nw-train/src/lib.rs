@@ -1,36 +1,57 @@
 //! # nw-train
 //!
-//! The pieces of a training run that make it observable and resumable:
-//! [`checkpoint`] (the whole training state in one versioned, checksummed,
-//! atomically written file), [`monitor`] (per-tensor weight, gradient and
-//! update statistics with warnings) and [`guard`] (stop at the first
-//! non-finite value, naming the parameter).
+//! The training loop and what makes a run observable and resumable:
+//! [`Trainer`] (epochs of optimizer steps with schedules, regularizers,
+//! evaluation, early stopping and online updates), [`checkpoint`] (the whole
+//! training state in one versioned, checksummed, atomically written file),
+//! [`monitor`] (per-tensor weight, gradient and update statistics with
+//! warnings), [`guard`] (stop at the first non-finite value, naming the
+//! parameter) and [`models`] (ready-made architectures from a spec).
 //!
-//! Main types: [`Checkpoint`], [`WeightMonitor`], [`TensorStats`], [`NonFinite`].
+//! Main types: [`Trainer`], [`LossKind`], [`LrPolicy`], [`EpochRecord`],
+//! [`Metrics`], [`Checkpoint`], [`WeightMonitor`], [`ModelSpec`].
 //!
 //! ```
-//! use nw_autograd::{Grads, Param};
-//! use nw_tensor::Tensor;
-//! use nw_train::{Checkpoint, NamedTensor, check_finite};
+//! use nw_data::{BatchLoader, BatchSize, LoaderConfig};
+//! use nw_nn::Module;
+//! use nw_optim::Adam;
+//! use nw_tensor::Rng;
+//! use nw_train::{LossKind, ModelSpec, Trainer, models::{Activation, build_model}};
 //!
-//! let w = Param::new(Tensor::ones(&[2, 2]));
-//! let params = vec![("0.weight".to_string(), w.clone())];
-//! check_finite(1, 0.5, &params, &Grads::new()).unwrap();
-//! let ck = Checkpoint { step: 1, model: vec![NamedTensor::new("0.weight", &w.value())], ..Default::default() };
-//! let bytes = ck.to_bytes().unwrap();
-//! assert_eq!(Checkpoint::from_bytes(&bytes, "mem".as_ref()).unwrap(), ck);
+//! let mut rng = Rng::new(0);
+//! let data = nw_data::iris();
+//! let spec = ModelSpec::Mlp { hidden: vec![16], activation: Activation::Tanh, dropout: 0.0 };
+//! let built = build_model(&spec, data.feature_shape(), 3, &mut rng).unwrap();
+//! let opt = Adam { lr: 0.05, ..Default::default() }.build(built.model.parameters()).unwrap();
+//! let mut trainer = Trainer::new(built.model, Box::new(opt), LossKind::CrossEntropy { label_smoothing: 0.0 });
+//! let loader = BatchLoader::new(data.clone(), LoaderConfig { batch_size: BatchSize::Mini(16), ..Default::default() }).unwrap();
+//! for _ in 0..30 {
+//!     trainer.train_epoch(&loader, None, &mut |_, _, _| {}).unwrap();
+//! }
+//! let m = trainer.evaluate(&data, 256).unwrap();
+//! assert!(m.accuracy.unwrap() > 0.9, "{m:?}");
 //! ```
 //!
 //! ## Invariants
 //! - A checkpoint holds everything a run needs to continue bit-identically:
-//!   weights, optimizer and schedule state, RNG state and position.
+//!   weights, buffers, optimizer and schedule state, random streams, position.
 //! - A damaged file is an error naming what is wrong, never a partial load.
+//! - The first non-finite loss, gradient or weight stops the run with an
+//!   error naming the parameter; nothing after it is written.
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+mod error;
 pub mod guard;
+pub mod metrics;
+pub mod models;
 pub mod monitor;
+mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointError, NamedTensor};
+pub use error::{Result, TrainError};
 pub use guard::{NonFinite, check_finite};
+pub use metrics::Metrics;
+pub use models::ModelSpec;
 pub use monitor::{MonitorConfig, TensorStats, Warning, WeightMonitor};
+pub use trainer::{EpochRecord, LossKind, LrPolicy, Regularization, Trainer};

@@ -1,5 +1,7 @@
 //! The loops under [`super`]: im2col / col2im, a bounds-checked GEMM wrapper
-//! over [`crate::gemm::sgemm`], and the per-thread scratch buffer.
+//! over [`crate::gemm::sgemm`] (and matrixmultiply's dgemm for the f64
+//! path), and the per-thread scratch buffers. Generic over the element type
+//! [`Elem`] the convolution computes in.
 //!
 //! Layouts (all row-major, one image, no batch axis):
 //! - image `x`: `[c_in, h, w]`;
@@ -11,71 +13,148 @@
 //! with `k_g = c_in / groups * kh * kw`, so a group's columns are a plain
 //! sub-matrix and each group is one GEMM.
 
+use std::borrow::Cow;
 use std::cell::Cell;
+use std::thread::LocalKey;
 
 use super::Geom;
 
-/// `C <- alpha A B + beta C` with `A: m x k`, `B: k x n`, `C: m x n` given as
-/// slices plus row and column strides (in elements, non-negative). Checks that
-/// every element the product touches lies inside its slice, then calls
-/// [`crate::gemm::sgemm`]. With `k == 0` it scales `C` by `beta` (writing 0
-/// when `beta == 0`, like the kernel: `C` is not read then).
-pub(super) fn gemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    a: &[f32],
-    (rsa, csa): (usize, usize),
-    b: &[f32],
-    (rsb, csb): (usize, usize),
-    beta: f32,
-    c: &mut [f32],
-    (rsc, csc): (usize, usize),
-) {
+/// The element type a convolution computes in: `f32` (the fast path) or
+/// `f64` (operands widened, products and sums in f64, results rounded once).
+pub(super) trait Elem: Copy + Default + Send + Sync + std::ops::AddAssign + 'static {
+    /// The operand in this type (a borrow for f32, a widened copy for f64).
+    fn widen(s: &[f32]) -> Cow<'_, [Self]>;
+    /// The results rounded to f32 (a move for f32).
+    fn narrow(v: Vec<Self>) -> Vec<f32>;
+    /// `C <- A B` (or `C <- A B + C` when `acc`) through the GEMM of this
+    /// type; strides as in [`crate::gemm::sgemm`], every index checked
+    /// against the slices first by [`gemm`].
+    ///
+    /// # Safety
+    /// Every `ptr + i*rs + j*cs` for in-range `i, j` must lie inside the
+    /// slice it indexes.
+    unsafe fn gemm_unchecked(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: Op<Self>,
+        b: Op<Self>,
+        acc: bool,
+        c: OpMut<Self>,
+    );
+    /// The thread-local scratch slot of this type.
+    fn slot() -> &'static LocalKey<Cell<Vec<Self>>>;
+}
+
+/// A read-only GEMM operand: a slice and its (row, column) strides.
+pub(super) type Op<'a, E> = (&'a [E], (usize, usize));
+/// The written GEMM operand.
+pub(super) type OpMut<'a, E> = (&'a mut [E], (usize, usize));
+
+thread_local! {
+    /// One reusable f32 buffer per thread for im2col columns (and their gradient).
+    static SCRATCH_F32: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// The same for the f64 path.
+    static SCRATCH_F64: Cell<Vec<f64>> = const { Cell::new(Vec::new()) };
+}
+
+impl Elem for f32 {
+    fn widen(s: &[f32]) -> Cow<'_, [f32]> {
+        Cow::Borrowed(s)
+    }
+    fn narrow(v: Vec<f32>) -> Vec<f32> {
+        v
+    }
+    unsafe fn gemm_unchecked(m: usize, k: usize, n: usize, a: Op<f32>, b: Op<f32>, acc: bool, c: OpMut<f32>) {
+        let beta = if acc { 1.0 } else { 0.0 };
+        // SAFETY: forwarded contract; `c` is an exclusive borrow, so it does
+        // not alias `a` or `b`.
+        unsafe {
+            crate::gemm::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.0.as_ptr(),
+                a.1.0 as isize,
+                a.1.1 as isize,
+                b.0.as_ptr(),
+                b.1.0 as isize,
+                b.1.1 as isize,
+                beta,
+                c.0.as_mut_ptr(),
+                c.1.0 as isize,
+                c.1.1 as isize,
+            )
+        }
+    }
+    fn slot() -> &'static LocalKey<Cell<Vec<f32>>> {
+        &SCRATCH_F32
+    }
+}
+
+impl Elem for f64 {
+    fn widen(s: &[f32]) -> Cow<'_, [f64]> {
+        Cow::Owned(s.iter().map(|&v| v as f64).collect())
+    }
+    fn narrow(v: Vec<f64>) -> Vec<f32> {
+        v.into_iter().map(|v| v as f32).collect()
+    }
+    unsafe fn gemm_unchecked(m: usize, k: usize, n: usize, a: Op<f64>, b: Op<f64>, acc: bool, c: OpMut<f64>) {
+        let beta = if acc { 1.0 } else { 0.0 };
+        // SAFETY: forwarded contract (matrixmultiply's dgemm has the same
+        // stride contract as sgemm); `c` does not alias `a` or `b`.
+        unsafe {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.0.as_ptr(),
+                a.1.0 as isize,
+                a.1.1 as isize,
+                b.0.as_ptr(),
+                b.1.0 as isize,
+                b.1.1 as isize,
+                beta,
+                c.0.as_mut_ptr(),
+                c.1.0 as isize,
+                c.1.1 as isize,
+            )
+        }
+    }
+    fn slot() -> &'static LocalKey<Cell<Vec<f64>>> {
+        &SCRATCH_F64
+    }
+}
+
+/// `C <- A B`, or `C <- A B + C` when `acc`, with `A: m x k`, `B: k x n`,
+/// `C: m x n` given as slices plus row and column strides (in elements).
+/// Checks that every element the product touches lies inside its slice, then
+/// calls the GEMM of `E` ([`crate::gemm::sgemm`] for f32). With `k == 0`,
+/// `C` is zeroed unless `acc`.
+pub(super) fn gemm<E: Elem>(m: usize, k: usize, n: usize, a: Op<E>, b: Op<E>, acc: bool, c: OpMut<E>) {
     if m == 0 || n == 0 {
         return;
     }
-    // Largest offset an operand of r x c with strides (rs, cs) touches.
-    let last = |r: usize, cc: usize, rs: usize, cs: usize| (r - 1) * rs + (cc - 1) * cs;
-    assert!(last(m, n, rsc, csc) < c.len(), "gemm: C out of bounds");
+    // Largest offset an operand of r x cc elements with strides (rs, cs) touches.
+    let last = |r: usize, cc: usize, (rs, cs): (usize, usize)| (r - 1) * rs + (cc - 1) * cs;
+    assert!(last(m, n, c.1) < c.0.len(), "gemm: C out of bounds");
     if k == 0 {
-        for i in 0..m {
-            for j in 0..n {
-                let x = &mut c[i * rsc + j * csc];
-                *x = if beta == 0.0 { 0.0 } else { beta * *x };
+        if !acc {
+            for i in 0..m {
+                for j in 0..n {
+                    c.0[i * c.1.0 + j * c.1.1] = E::default();
+                }
             }
         }
         return;
     }
-    assert!(last(m, k, rsa, csa) < a.len(), "gemm: A out of bounds");
-    assert!(last(k, n, rsb, csb) < b.len(), "gemm: B out of bounds");
+    assert!(last(m, k, a.1) < a.0.len(), "gemm: A out of bounds");
+    assert!(last(k, n, b.1) < b.0.len(), "gemm: B out of bounds");
     // SAFETY: the asserts above show that every `ptr + i*rs + j*cs` for
-    // in-range i, j lies inside the corresponding slice; `c` is an exclusive
-    // borrow, so it cannot alias the shared borrows `a` and `b`.
-    unsafe {
-        crate::gemm::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
-            c.as_mut_ptr(),
-            rsc as isize,
-            csc as isize,
-        );
-    }
-}
-
-thread_local! {
-    /// One reusable buffer per thread for im2col columns (and their gradient).
-    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    // in-range i, j lies inside the corresponding slice.
+    unsafe { E::gemm_unchecked(m, k, n, a, b, acc, c) }
 }
 
 /// Runs `f` on a scratch slice of `len` elements with unspecified contents.
@@ -84,13 +163,13 @@ thread_local! {
 /// nested call on the same thread (rayon may run another task here while this
 /// one waits inside a parallel GEMM) gets a fresh buffer instead of a shared
 /// one. Each thread keeps the largest buffer it has needed.
-pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let mut v = SCRATCH.with(Cell::take);
+pub(super) fn with_scratch<E: Elem, R>(len: usize, f: impl FnOnce(&mut [E]) -> R) -> R {
+    let mut v = E::slot().with(Cell::take);
     if v.len() < len {
-        v.resize(len, 0.0);
+        v.resize(len, E::default());
     }
     let r = f(&mut v[..len]);
-    SCRATCH.with(|s| {
+    E::slot().with(|s| {
         let other = s.take();
         s.set(if other.len() > v.len() { other } else { v });
     });
@@ -108,7 +187,7 @@ fn valid_range(koff: usize, pad: usize, stride: usize, size: usize, out: usize) 
 
 /// Fills `cols` (`[c_in*kh*kw, oh*ow]`) from one image `x` (`[c_in, h, w]`).
 /// Every element of `cols` is written.
-pub(super) fn im2col(g: &Geom, x: &[f32], cols: &mut [f32]) {
+pub(super) fn im2col<E: Elem>(g: &Geom, x: &[E], cols: &mut [E]) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     debug_assert!(x.len() >= g.c_in * hw && cols.len() >= g.c_in * g.kh * g.kw * ohw);
     let mut r = 0;
@@ -123,12 +202,12 @@ pub(super) fn im2col(g: &Geom, x: &[f32], cols: &mut [f32]) {
                     let iy = (oy * g.sh + ki * g.dh).wrapping_sub(g.ph);
                     if iy >= g.h {
                         // Covers iy < 0 too: the subtraction wrapped to a huge value.
-                        dst.fill(0.0);
+                        dst.fill(E::default());
                         continue;
                     }
                     let src = &xc[iy * g.w..(iy + 1) * g.w];
-                    dst[..lo].fill(0.0);
-                    dst[hi..].fill(0.0);
+                    dst[..lo].fill(E::default());
+                    dst[hi..].fill(E::default());
                     if lo == hi {
                         continue;
                     }
@@ -152,7 +231,7 @@ pub(super) fn im2col(g: &Geom, x: &[f32], cols: &mut [f32]) {
 /// column element that [`im2col`] read from `x[c, iy, ix]`; elements that came
 /// from padding are dropped. Rows and columns are visited in index order, so
 /// overlapping windows accumulate in a fixed order.
-pub(super) fn col2im(g: &Geom, dcols: &[f32], dx: &mut [f32]) {
+pub(super) fn col2im<E: Elem>(g: &Geom, dcols: &[E], dx: &mut [E]) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     debug_assert!(dx.len() >= g.c_in * hw && dcols.len() >= g.c_in * g.kh * g.kw * ohw);
     let mut r = 0;
@@ -172,11 +251,11 @@ pub(super) fn col2im(g: &Geom, dcols: &[f32], dx: &mut [f32]) {
                     let ix0 = (lo * g.sw + kj * g.dw).wrapping_sub(g.pw);
                     if g.sw == 1 {
                         for (d, s) in dst[ix0..ix0 + (hi - lo)].iter_mut().zip(src) {
-                            *d += s;
+                            *d += *s;
                         }
                     } else {
                         for (j, s) in src.iter().enumerate() {
-                            dst[ix0 + j * g.sw] += s;
+                            dst[ix0 + j * g.sw] += *s;
                         }
                     }
                 }
@@ -213,9 +292,9 @@ mod tests {
 
     #[test]
     fn scratch_nests_without_sharing() {
-        let outer = with_scratch(4, |a| {
+        let outer = with_scratch(4, |a: &mut [f32]| {
             a.fill(1.0);
-            let inner = with_scratch(4, |b| {
+            let inner = with_scratch(4, |b: &mut [f32]| {
                 b.fill(2.0);
                 b.iter().sum::<f32>()
             });

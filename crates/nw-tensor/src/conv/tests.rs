@@ -1,5 +1,7 @@
 //! im2col + GEMM against a direct f64 convolution, over many awkward configs.
 
+use super::kernels::Elem;
+use super::passes::{input_grad_via, sum_f64};
 use super::*;
 use crate::rng::Rng;
 
@@ -28,7 +30,7 @@ fn out_len(size: usize, k: usize, s: usize, p: usize, d: usize) -> Option<usize>
 fn for_each_tap(c: &Cfg, mut f: impl FnMut(usize, usize, usize)) -> [usize; 4] {
     let [n, c_in, h, w] = c.x;
     let [c_out, cig, kh, kw] = c.w;
-    let Conv2dSpec { stride: (sh, sw), padding: (ph, pw), dilation: (dh, dw), groups } = c.spec;
+    let Conv2dSpec { stride: (sh, sw), padding: (ph, pw), dilation: (dh, dw), groups, .. } = c.spec;
     let oh = out_len(h, kh, sh, ph, dh).unwrap();
     let ow = out_len(w, kw, sw, pw, dw).unwrap();
     let cog = c_out / groups;
@@ -99,22 +101,37 @@ fn abs(v: &[f64]) -> Vec<f64> {
     v.iter().map(|x| x.abs()).collect()
 }
 
-/// Checks an f32 result against the exact (f64) value with the standard
-/// error bound of a floating-point sum of `terms` products:
-/// `|got - want| <= (terms + 1) * eps_f32 * sum|products|`, where the sum of
-/// absolute products `scale` comes from the same naive kernel run on |inputs|.
+/// Checks a result against the exact (f64) value with the standard error
+/// bound of a floating-point sum of `terms` products,
+/// `(terms + 1) * eps * sum|products|`, where the sum of absolute products
+/// `scale` comes from the same naive kernel run on |inputs|:
+/// - [`Accumulation::F32`]: `|got - want| <= (terms + 1) * eps_f32 * scale`;
+/// - [`Accumulation::F64`]: the f64 sum's bound plus the final rounding to
+///   f32, `|got - want| <= eps_f32 / 2 * |want| + (terms + 1) * eps_f64 * scale`.
 fn check(what: &str, c: &Cfg, got: &Tensor, want: &[f64], scale: &[f64], terms: usize) {
     let got = got.to_vec();
     assert_eq!(got.len(), want.len(), "{what} {c:?}");
     for (j, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
-        let tol = (terms as f64 + 1.0) * f32::EPSILON as f64 * s;
+        let tol = match c.spec.accumulation {
+            Accumulation::F32 => (terms as f64 + 1.0) * f32::EPSILON as f64 * s,
+            Accumulation::F64 => {
+                f32::EPSILON as f64 / 2.0 * w.abs() + (terms as f64 + 1.0) * f64::EPSILON * s
+            }
+        };
         assert!((g as f64 - w).abs() <= tol, "{what} [{j}] {g} vs {w} (tol {tol}) in {c:?}");
     }
 }
 
-/// Runs forward and all backward kernels on random data and checks them
-/// against the naive reference.
+/// Runs forward and all backward kernels on random data, with both
+/// accumulations, and checks them against the naive reference.
 fn check_config(c: &Cfg, rng: &mut Rng) {
+    for accumulation in [Accumulation::F32, Accumulation::F64] {
+        let spec = Conv2dSpec { accumulation, ..c.spec };
+        check_one(&Cfg { spec, ..*c }, rng);
+    }
+}
+
+fn check_one(c: &Cfg, rng: &mut Rng) {
     let x = Tensor::randn(&c.x, 0.0, 1.0, rng);
     let w = Tensor::randn(&c.w, 0.0, 1.0, rng);
     let b = Tensor::randn(&[c.w[0]], 0.0, 1.0, rng);
@@ -134,6 +151,24 @@ fn check_config(c: &Cfg, rng: &mut Rng) {
     let cog = c_out / c.spec.groups;
     let spatial_terms = y.shape()[0] * y.shape()[2] * y.shape()[3];
     check("grad input", c, &g.input, &dx, &sx, cog * kh * kw);
+    // Both forms of the input gradient, whichever one conv2d_backward chose.
+    let geom = Geom::new("test", &c.x, &c.w, &c.spec).unwrap();
+    let forms = match geom.adjoint() {
+        Some(a) => vec![Some(a), None],
+        None => vec![None],
+    };
+    for adjoint in forms.iter().map(Option::as_ref) {
+        let (dyv, wv) = (dy.to_vec(), w.to_vec());
+        let v = match c.spec.accumulation {
+            Accumulation::F32 => input_grad_via::<f32>(&geom, &dyv, &wv, adjoint),
+            Accumulation::F64 => {
+                let (dy64, w64) = (f64::widen(&dyv), f64::widen(&wv));
+                f64::narrow(input_grad_via::<f64>(&geom, &dy64, &w64, adjoint))
+            }
+        };
+        let what = if adjoint.is_some() { "grad input (adjoint conv)" } else { "grad input (col2im)" };
+        check(what, c, &Tensor::from_vec(v, &c.x).unwrap(), &dx, &sx, cog * kh * kw);
+    }
     check("grad weight", c, &g.weight, &dw, &sw, spatial_terms);
     check("grad bias", c, g.bias.as_ref().unwrap(), &db, &sb, spatial_terms);
     // The single-gradient entry points give the same bits as the fused pass.
@@ -150,7 +185,13 @@ fn naive_reference_is_self_adjoint() {
     let c = Cfg {
         x: [2, 4, 7, 6],
         w: [6, 2, 3, 2],
-        spec: Conv2dSpec { stride: (2, 1), padding: (1, 2), dilation: (1, 2), groups: 2 },
+        spec: Conv2dSpec {
+            stride: (2, 1),
+            padding: (1, 2),
+            dilation: (1, 2),
+            groups: 2,
+            ..Default::default()
+        },
     };
     let x: Vec<f64> = (0..c.x.iter().product()).map(|_| rng.normal()).collect();
     let w: Vec<f64> = (0..c.w.iter().product()).map(|_| rng.normal()).collect();
@@ -176,7 +217,7 @@ fn im2col_matches_naive_over_many_configs() {
                             let c = Cfg {
                                 x: [n, 4, h, w],
                                 w: [8, 4 / groups, kh, kw],
-                                spec: Conv2dSpec { stride, padding, dilation, groups },
+                                spec: Conv2dSpec { stride, padding, dilation, groups, ..Default::default() },
                             };
                             let fits = out_len(h, kh, stride.0, padding.0, dilation.0).is_some()
                                 && out_len(w, kw, stride.1, padding.1, dilation.1).is_some();
@@ -206,7 +247,7 @@ fn depthwise_and_pointwise() {
     for &stride in &[(1, 1), (2, 2), (2, 1)] {
         for &padding in &[(0, 0), (1, 1), (2, 0)] {
             // depthwise: groups == c_in == c_out
-            let spec = Conv2dSpec { stride, padding, dilation: (1, 1), groups: 5 };
+            let spec = Conv2dSpec { stride, padding, groups: 5, ..Default::default() };
             check_config(&Cfg { x: [3, 5, 6, 7], w: [5, 1, 3, 3], spec }, &mut rng);
             // 1x1 (the pointwise path when stride 1 and no padding)
             let spec = Conv2dSpec { stride, padding, ..Default::default() };
@@ -218,6 +259,12 @@ fn depthwise_and_pointwise() {
     // kernel as large as the padded input: a 1x1 output
     let spec = Conv2dSpec { padding: (1, 0), ..Default::default() };
     check_config(&Cfg { x: [2, 3, 3, 4], w: [2, 3, 5, 4], spec }, &mut rng);
+    // enough channels per group for conv2d_backward to pick the adjoint
+    // convolution for the input gradient (see passes::prefer_adjoint)
+    for &(padding, dilation, groups) in &[((1, 1), (1, 1), 1), ((0, 2), (1, 2), 2), ((2, 1), (2, 1), 1)] {
+        let spec = Conv2dSpec { padding, dilation, groups, ..Default::default() };
+        check_config(&Cfg { x: [2, 32, 6, 5], w: [24, 32 / groups, 3, 2], spec }, &mut rng);
+    }
     // batch larger than WGRAD_SLOTS with uneven ranges
     let spec = Conv2dSpec { padding: (1, 1), ..Default::default() };
     check_config(&Cfg { x: [19, 2, 4, 5], w: [3, 2, 3, 3], spec }, &mut rng);
@@ -245,18 +292,21 @@ fn strided_views_and_no_bias() {
 #[test]
 fn bits_do_not_depend_on_thread_count() {
     let mut rng = Rng::new(11);
-    let spec = Conv2dSpec { stride: (1, 2), padding: (1, 1), dilation: (1, 1), groups: 2 };
+    let spec = Conv2dSpec { stride: (1, 2), padding: (1, 1), groups: 2, ..Default::default() };
     let x = Tensor::randn(&[37, 6, 12, 11], 0.0, 1.0, &mut rng);
     let w = Tensor::randn(&[8, 3, 3, 3], 0.0, 1.0, &mut rng);
     let b = Tensor::randn(&[8], 0.0, 1.0, &mut rng);
     let dy = Tensor::randn(&conv2d_output_shape(x.shape(), w.shape(), &spec).unwrap(), 0.0, 1.0, &mut rng);
+    let spec64 = Conv2dSpec { accumulation: Accumulation::F64, ..spec };
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let y = conv2d(&x, &w, Some(&b), &spec).unwrap();
-            let g = conv2d_backward(&dy, &x, &w, true, &spec).unwrap();
-            let gw = conv2d_backward_weight(&dy, &x, w.shape(), &spec).unwrap();
-            (y, g, gw)
+            [spec, spec64].map(|spec| {
+                let y = conv2d(&x, &w, Some(&b), &spec).unwrap();
+                let g = conv2d_backward(&dy, &x, &w, true, &spec).unwrap();
+                let gw = conv2d_backward_weight(&dy, &x, w.shape(), &spec).unwrap();
+                (y, g, gw)
+            })
         })
     };
     let one = run(1);
@@ -267,7 +317,7 @@ fn bits_do_not_depend_on_thread_count() {
 #[test]
 fn conv1d_matches_2d_with_height_one() {
     let mut rng = Rng::new(9);
-    let spec = Conv1dSpec { stride: 2, padding: 2, dilation: 2, groups: 2 };
+    let spec = Conv1dSpec { stride: 2, padding: 2, dilation: 2, groups: 2, ..Default::default() };
     let x = Tensor::randn(&[3, 4, 11], 0.0, 1.0, &mut rng);
     let w = Tensor::randn(&[6, 2, 3], 0.0, 1.0, &mut rng);
     let b = Tensor::randn(&[6], 0.0, 1.0, &mut rng);
@@ -324,6 +374,9 @@ fn bad_shapes_and_specs_are_errors() {
     assert!(err(&Tensor::zeros(&[4, 5, 5]), &w, None, ok).starts_with("conv2d: invalid shape [4, 5, 5]"));
     assert!(err(&x, &Tensor::zeros(&[6, 2, 3]), None, ok).starts_with("conv2d: invalid shape [6, 2, 3]"));
     assert!(err(&x, &Tensor::zeros(&[6, 2, 0, 3]), None, ok).contains("kernel height and width"));
+    let e = err(&x, &w, None, Conv2dSpec { padding: (usize::MAX / 2, 0), ..ok });
+    assert!(e.starts_with("conv2d: padding") && e.contains("overflows"), "{e}");
+    assert!(err(&x, &w, None, Conv2dSpec { dilation: (usize::MAX, 1), ..ok }).contains("overflows"));
     let dy = Tensor::zeros(&[2, 6, 3, 4]);
     assert_eq!(
         conv2d_backward(&dy, &x, &w, true, &ok).unwrap_err().to_string(),
@@ -349,4 +402,14 @@ fn empty_batch() {
     assert_eq!(g.input.shape(), &[0, 2, 4, 4]);
     assert_eq!(g.weight.to_vec(), vec![0.0; 54]);
     assert_eq!(g.bias.unwrap().to_vec(), vec![0.0; 3]);
+}
+
+#[test]
+fn lane_sum_is_exact_on_integers() {
+    // Small integers sum exactly in f64 in any order, so every length
+    // (full chunks of 8 and tails) must give the closed form n (n - 1) / 2.
+    for n in 0..40usize {
+        let v: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        assert_eq!(sum_f64(&v), (n * n.saturating_sub(1) / 2) as f64, "n = {n}");
+    }
 }

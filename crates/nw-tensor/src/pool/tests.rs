@@ -248,6 +248,8 @@ fn bad_arguments_are_errors() {
     let e = msg(max_pool1d(&Tensor::zeros(&[1, 2, 3]), 4, 1, 0).map(|r| r.0));
     assert_eq!(e, "max_pool1d: kernel 4 is larger than the input [1, 2, 3] padded by 0");
     assert!(msg(adaptive_avg_pool2d_backward(&dy, &[1, 2, 5])).contains("invalid shape"));
+    let e = msg(avg_pool2d(&x, (usize::MAX, 1), (1, 1), (usize::MAX / 2, 0), true));
+    assert!(e.contains("overflows"), "{e}");
 }
 
 #[test]

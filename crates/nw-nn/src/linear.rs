@@ -1,0 +1,149 @@
+//! [`Linear`]: `y = x W^T + b`.
+
+use nw_autograd::{Param, Var};
+use nw_tensor::{Rng, Tensor};
+
+use crate::error::{NnError, Result};
+use crate::init;
+use crate::module::Module;
+
+/// A fully connected layer `y = x W^T + b` with PyTorch's layout
+/// (`weight: [out_features, in_features]`, `bias: [out_features]`) and
+/// default initialisation (both `U(-1/sqrt(in), 1/sqrt(in))`, weight drawn
+/// first). The input is `[..., in_features]`; leading dimensions are kept.
+///
+/// ```
+/// use nw_autograd::Var;
+/// use nw_nn::{Linear, Module};
+/// use nw_tensor::{Rng, Tensor};
+/// let lin = Linear::new(784, 512, &mut Rng::new(0));
+/// assert_eq!(lin.num_parameters(), 784 * 512 + 512);
+/// let y = lin.forward(&Var::constant(Tensor::zeros(&[128, 784]))).unwrap();
+/// assert_eq!(y.shape(), &[128, 512]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// `[out_features, in_features]`.
+    pub weight: Param,
+    /// `[out_features]`, if the layer has a bias.
+    pub bias: Option<Param>,
+}
+
+impl Linear {
+    /// A layer with a bias, initialised as PyTorch does.
+    pub fn new(in_features: usize, out_features: usize, rng: &mut Rng) -> Self {
+        Self::with_bias(in_features, out_features, true, rng)
+    }
+
+    /// A layer with or without a bias, initialised as PyTorch does.
+    pub fn with_bias(in_features: usize, out_features: usize, bias: bool, rng: &mut Rng) -> Self {
+        let shape = [out_features, in_features];
+        // kaiming_uniform(a = sqrt 5) cannot fail on a 2-D shape; an empty one gives zeros
+        let w = init::default_weight(&shape, rng).unwrap_or_else(|_| Tensor::zeros(&shape));
+        let b = bias.then(|| {
+            init::default_bias(out_features, in_features, rng)
+                .unwrap_or_else(|_| Tensor::zeros(&[out_features]))
+        });
+        Linear { weight: Param::new(w), bias: b.map(Param::new) }
+    }
+
+    /// A layer with the given values (checked: weight 2-D, bias `[out]`).
+    pub fn from_tensors(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        if weight.ndim() != 2 {
+            return Err(NnError::config(
+                "Linear",
+                format!("weight must be [out, in], got {:?}", weight.shape()),
+            ));
+        }
+        if let Some(b) = &bias
+            && b.shape() != [weight.shape()[0]]
+        {
+            return Err(NnError::config(
+                "Linear",
+                format!("bias {:?} does not match weight {:?}", b.shape(), weight.shape()),
+            ));
+        }
+        Ok(Linear { weight: Param::new(weight), bias: bias.map(Param::new) })
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.weight.shape()[1]
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.weight.shape()[0]
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Var) -> Result<Var> {
+        let w = Var::param(&self.weight);
+        let b = self.bias.as_ref().map(Var::param);
+        let shape = x.shape().to_vec();
+        let inf = self.in_features();
+        if shape.last() != Some(&inf) {
+            return Err(NnError::input(
+                "Linear",
+                format!("input {shape:?} must end in in_features = {inf} (weight {:?})", self.weight.shape()),
+            ));
+        }
+        if shape.len() == 2 {
+            return Ok(x.linear(&w, b.as_ref())?);
+        }
+        // [..., in] -> [rows, in] -> [rows, out] -> [..., out]
+        let rows: usize = shape[..shape.len() - 1].iter().product();
+        let y = x.reshape(&[rows, inf])?.linear(&w, b.as_ref())?;
+        let mut out = shape;
+        *out.last_mut().expect("non-empty") = self.out_features();
+        Ok(y.reshape(&out)?)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Param)> {
+        let mut v = vec![("weight".to_string(), self.weight.clone())];
+        if let Some(b) = &self.bias {
+            v.push(("bias".to_string(), b.clone()));
+        }
+        v
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Linear(in_features={}, out_features={}, bias={})",
+            self.in_features(),
+            self.out_features(),
+            self.bias.is_some()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_and_errors() {
+        let mut rng = Rng::new(0);
+        let l = Linear::new(3, 2, &mut rng);
+        let y = l.forward(&Var::constant(Tensor::zeros(&[4, 5, 3]))).unwrap();
+        assert_eq!(y.shape(), &[4, 5, 2]);
+        assert_eq!(l.forward(&Var::constant(Tensor::zeros(&[3]))).unwrap().shape(), &[2]);
+        let e = l.forward(&Var::constant(Tensor::zeros(&[4, 2]))).unwrap_err().to_string();
+        assert!(e.contains("in_features = 3"), "{e}");
+        assert!(Linear::from_tensors(Tensor::zeros(&[2, 3]), Some(Tensor::zeros(&[3]))).is_err());
+        assert!(Linear::from_tensors(Tensor::zeros(&[2]), None).is_err());
+    }
+
+    #[test]
+    fn default_init_bounds() {
+        // U(-1/sqrt(in), 1/sqrt(in)) = U(-0.25, 0.25) for in = 16
+        let l = Linear::new(16, 64, &mut Rng::new(1));
+        assert!(l.weight.value().to_vec().iter().all(|v| v.abs() <= 0.25));
+        assert!(l.bias.as_ref().unwrap().value().to_vec().iter().all(|v| v.abs() <= 0.25));
+        // same seed, same weights
+        let l2 = Linear::new(16, 64, &mut Rng::new(1));
+        assert_eq!(l.weight.value(), l2.weight.value());
+        assert!(Linear::with_bias(4, 4, false, &mut Rng::new(0)).bias.is_none());
+    }
+}

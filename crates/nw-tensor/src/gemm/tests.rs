@@ -1,0 +1,432 @@
+//! GEMM tests: every kernel this CPU supports against the f64 naive
+//! reference on awkward shapes, layouts and scalars, and bit-identical results
+//! across thread counts.
+//!
+//! Tolerance. The reference (`sgemm_naive`) accumulates in f64, so its value
+//! is the exact result rounded once. The kernels compute each element with at
+//! most `2k` roundings in the sums (one per FMA, or a multiply and an add in
+//! the scalar kernel), plus three per k-block in the update
+//! (`alpha * acc`, `beta * c`, the add). By the standard forward error bound
+//! for summation, `|got - exact| <= n u (|alpha| sum_p |a_ip b_pj| + |beta c_ij|)`
+//! with `u = 2^-24` and `n` the number of roundings (to first order). With at
+//! most `k / 3 + 1` blocks here, `n <= 3k + 8`, which is the bound checked:
+//! it scales with `k` and with the magnitudes of the actual operands, not
+//! with an arbitrary constant.
+
+use super::driver::Blocking;
+use super::*;
+
+/// A matrix stored in its own buffer with a chosen layout.
+struct Mat {
+    data: Vec<f32>,
+    /// Index in `data` of element (0, 0).
+    off: usize,
+    rs: isize,
+    cs: isize,
+    rows: usize,
+    cols: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    RowMajor,
+    ColMajor,
+    /// Row-major with 3 spare elements after each row.
+    Padded,
+    /// Row-major with the rows stored last to first (negative row stride).
+    Reversed,
+}
+
+const LAYOUTS: [Layout; 4] = [Layout::RowMajor, Layout::ColMajor, Layout::Padded, Layout::Reversed];
+
+/// xorshift64*: a fast, self-contained source of test values.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
+        // Uniform in [-1, 1) with 24 random bits.
+        (x as f32) / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+impl Mat {
+    fn new(rows: usize, cols: usize, layout: Layout, g: &mut Gen) -> Mat {
+        let (len, off, rs, cs) = match layout {
+            Layout::RowMajor => (rows * cols, 0, cols as isize, 1),
+            Layout::ColMajor => (rows * cols, 0, 1, rows as isize),
+            Layout::Padded => (rows * (cols + 3), 0, (cols + 3) as isize, 1),
+            Layout::Reversed => (rows * cols, (rows.max(1) - 1) * cols, -(cols as isize), 1),
+        };
+        let data = (0..len).map(|_| g.next()).collect();
+        Mat { data, off, rs, cs, rows, cols }
+    }
+
+    fn filled(rows: usize, cols: usize, layout: Layout, v: f32) -> Mat {
+        let mut m = Mat::new(rows, cols, layout, &mut Gen(1));
+        m.data.fill(v);
+        m
+    }
+
+    fn idx(&self, i: usize, j: usize) -> usize {
+        (self.off as isize + i as isize * self.rs + j as isize * self.cs) as usize
+    }
+
+    fn ptr(&self) -> *const f32 {
+        // Derived from the whole buffer so negative strides stay in bounds.
+        self.data.as_ptr().wrapping_add(self.off)
+    }
+
+    fn mut_ptr(&mut self) -> *mut f32 {
+        // Derived from the whole buffer so negative strides stay in bounds.
+        self.data.as_mut_ptr().wrapping_add(self.off)
+    }
+
+    fn abs(&self) -> Mat {
+        Mat { data: self.data.iter().map(|x| x.abs()).collect(), ..*self }
+    }
+}
+
+impl Clone for Mat {
+    fn clone(&self) -> Mat {
+        Mat { data: self.data.clone(), ..*self }
+    }
+}
+
+/// `C <- alpha A B + beta C` with `kernel` and `blocking`.
+fn run_gemm(kernel: Kernel, blocking: Blocking, alpha: f32, a: &Mat, b: &Mat, beta: f32, c: &mut Mat) {
+    let ops = Operands {
+        m: a.rows,
+        k: a.cols,
+        n: b.cols,
+        alpha,
+        a: a.ptr(),
+        rsa: a.rs,
+        csa: a.cs,
+        b: b.ptr(),
+        rsb: b.rs,
+        csb: b.cs,
+        beta,
+        c: c.mut_ptr(),
+        rsc: c.rs,
+        csc: c.cs,
+    };
+    // SAFETY: each Mat's buffer covers its rows x cols under its strides,
+    // and C is a separate buffer.
+    unsafe { run_kernel(kernel, ops, blocking) };
+}
+
+/// The reference result and its error bound for every element of C.
+struct Expected {
+    value: Mat,
+    bound: Mat,
+}
+
+fn expected(alpha: f32, a: &Mat, b: &Mat, beta: f32, c: &Mat) -> Expected {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let mut value = c.clone();
+    let mut bound = c.abs();
+    let (aa, ab) = (a.abs(), b.abs());
+    // SAFETY: as in `run_gemm`.
+    unsafe {
+        sgemm_naive(
+            m,
+            k,
+            n,
+            alpha,
+            a.ptr(),
+            a.rs,
+            a.cs,
+            b.ptr(),
+            b.rs,
+            b.cs,
+            beta,
+            value.mut_ptr(),
+            c.rs,
+            c.cs,
+        );
+        let (abs_alpha, abs_beta) = (alpha.abs(), beta.abs());
+        sgemm_naive(
+            m,
+            k,
+            n,
+            abs_alpha,
+            aa.ptr(),
+            aa.rs,
+            aa.cs,
+            ab.ptr(),
+            ab.rs,
+            ab.cs,
+            abs_beta,
+            bound.mut_ptr(),
+            c.rs,
+            c.cs,
+        );
+    }
+    // Round-off: (3k + 8) roundings of u = 2^-24 each (see the module docs),
+    // with 1% for the second-order term and a floor for subnormal scales.
+    let scale = (3 * k + 8) as f32 * (f32::EPSILON / 2.0) * 1.01;
+    for x in bound.data.iter_mut() {
+        *x = *x * scale + f32::MIN_POSITIVE;
+    }
+    Expected { value, bound }
+}
+
+fn check(got: &Mat, want: &Expected, what: &dyn Fn() -> String) {
+    for i in 0..got.rows {
+        for j in 0..got.cols {
+            let (g, w) = (got.data[got.idx(i, j)], want.value.data[want.value.idx(i, j)]);
+            let tol = want.bound.data[want.bound.idx(i, j)];
+            assert!((g - w).abs() <= tol, "{}: C[{i}, {j}] = {g}, want {w} +- {tol}", what());
+        }
+    }
+}
+
+/// (alpha, beta) pairs: the plain product, accumulation, a general update.
+const SCALARS: [(f32, f32); 3] = [(1.0, 0.0), (1.0, 1.0), (-0.75, 1.5)];
+
+/// Runs one case on every available kernel; with `beta == 0`, C starts as NaN
+/// (which must not leak).
+fn case(
+    m: usize,
+    k: usize,
+    n: usize,
+    la: Layout,
+    lb: Layout,
+    lc: Layout,
+    s: (f32, f32),
+    seed: u64,
+    blockings: &[Blocking],
+) {
+    let mut g = Gen(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let a = Mat::new(m, k, la, &mut g);
+    let b = Mat::new(k, n, lb, &mut g);
+    let (alpha, beta) = s;
+    let c0 = if beta == 0.0 { Mat::filled(m, n, lc, f32::NAN) } else { Mat::new(m, n, lc, &mut g) };
+    let want = expected(alpha, &a, &b, beta, &c0);
+    for kernel in Kernel::available() {
+        for &blocking in blockings {
+            let mut c = c0.clone();
+            run_gemm(kernel, blocking, alpha, &a, &b, beta, &mut c);
+            check(&c, &want, &|| {
+                format!(
+                    "{kernel:?} {blocking:?} m={m} k={k} n={n} A {la:?} B {lb:?} C {lc:?} alpha={alpha} beta={beta}"
+                )
+            });
+        }
+    }
+}
+
+#[test]
+fn every_size_from_1_to_33() {
+    // The full cube of m, n, k in 1..=33: every tile remainder of every
+    // kernel (MR 4, 6, 12; NR 8, 16, 32), with rotating scalars.
+    let mut seed = 0;
+    for m in 1..=33 {
+        for n in 1..=33 {
+            for k in 1..=33 {
+                seed += 1;
+                let s = SCALARS[seed as usize % SCALARS.len()];
+                let (la, lb) = (LAYOUTS[seed as usize % 2], LAYOUTS[(seed as usize / 2) % 2]);
+                case(m, k, n, la, lb, Layout::RowMajor, s, seed, &[Blocking::DEFAULT]);
+            }
+        }
+    }
+}
+
+#[test]
+fn large_primes() {
+    let shapes = [(127, 257, 509), (509, 127, 257), (257, 509, 127), (127, 509, 131), (509, 31, 257)];
+    for (i, &(m, k, n)) in shapes.iter().enumerate() {
+        case(
+            m,
+            k,
+            n,
+            Layout::RowMajor,
+            Layout::RowMajor,
+            Layout::RowMajor,
+            SCALARS[i % 3],
+            i as u64,
+            &[Blocking::DEFAULT],
+        );
+    }
+    // A k long enough for several k-blocks, transposed B as in x W^T.
+    case(
+        37,
+        1031,
+        53,
+        Layout::RowMajor,
+        Layout::ColMajor,
+        Layout::RowMajor,
+        (1.0, 0.0),
+        99,
+        &[Blocking::DEFAULT],
+    );
+}
+
+#[test]
+fn every_layout_and_scalar() {
+    let mut seed = 1000;
+    for la in LAYOUTS {
+        for lb in LAYOUTS {
+            for lc in LAYOUTS {
+                for s in SCALARS {
+                    seed += 1;
+                    case(29, 37, 45, la, lb, lc, s, seed, &[Blocking::DEFAULT]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn small_blocks_exercise_every_loop() {
+    // Block sizes far below the defaults, so jc, pc and ic each run several
+    // times with partial last blocks: mc and nc are rounded to 1 or 2 tiles
+    // of each kernel, kc_max = 7 cuts k into several blocks.
+    let tiny = Blocking { mc: 13, kc_max: 7, nc: 33 };
+    let mut seed = 5000;
+    for (m, k, n) in [(50, 23, 70), (13, 40, 99), (31, 8, 17), (1, 29, 65)] {
+        for (la, lb, lc) in [
+            (Layout::RowMajor, Layout::RowMajor, Layout::RowMajor),
+            (Layout::ColMajor, Layout::Padded, Layout::ColMajor),
+            (Layout::Reversed, Layout::ColMajor, Layout::Padded),
+        ] {
+            for s in SCALARS {
+                seed += 1;
+                case(m, k, n, la, lb, lc, s, seed, &[tiny, Blocking::DEFAULT]);
+            }
+        }
+    }
+    assert_eq!(tiny.kc(23), 6, "23 splits into 4 blocks of at most 6");
+    assert_eq!(Blocking::DEFAULT.kc(784), 196);
+    assert_eq!(Blocking::DEFAULT.kc(256), 256);
+    assert_eq!(Blocking::DEFAULT.kc(257), 129);
+}
+
+#[test]
+fn alpha_zero_and_empty_k_read_only_c() {
+    // BLAS rule: with alpha == 0 (or k == 0) A and B are not read, so NaN
+    // there does not reach C; C <- beta C, and beta == 0 gives zeros even
+    // over NaN.
+    let a = Mat::filled(5, 3, Layout::RowMajor, f32::NAN);
+    let b = Mat::filled(3, 4, Layout::RowMajor, f32::NAN);
+    for kernel in Kernel::available() {
+        let mut c = Mat::filled(5, 4, Layout::Padded, 2.0);
+        run_gemm(kernel, Blocking::DEFAULT, 0.0, &a, &b, 0.5, &mut c);
+        assert!((0..5).all(|i| (0..4).all(|j| c.data[c.idx(i, j)] == 1.0)), "{kernel:?}");
+        let mut c = Mat::filled(5, 4, Layout::ColMajor, f32::NAN);
+        run_gemm(kernel, Blocking::DEFAULT, 0.0, &a, &b, 0.0, &mut c);
+        assert!(c.data.iter().all(|&x| x == 0.0), "{kernel:?}");
+        let (a0, b0) = (Mat::filled(5, 0, Layout::RowMajor, 0.0), Mat::filled(0, 4, Layout::RowMajor, 0.0));
+        let mut c = Mat::filled(5, 4, Layout::RowMajor, 3.0);
+        run_gemm(kernel, Blocking::DEFAULT, 1.0, &a0, &b0, 2.0, &mut c);
+        assert!(c.data.iter().all(|&x| x == 6.0), "{kernel:?}");
+    }
+}
+
+#[test]
+fn partition_splits_skinny_products_over_n() {
+    // 128 x 784 x 512 (x W^T of a 784 -> 512 layer) with 12 x 32 tiles:
+    // 11 x 16 tiles; two threads take 8 column tiles each.
+    assert_eq!(partition(11, 16, 784, 2, 12, 32), (1, 2));
+    // dW = dY^T X, 512 x 128 x 784: 43 x 25 tiles; an odd 25 columns makes
+    // the N split uneven (13 + 12), and the M split (22 + 21) wins narrowly.
+    assert_eq!(partition(43, 25, 128, 2, 12, 32), (2, 1));
+    // A tall product with a single column of tiles splits over M.
+    assert_eq!(partition(100, 1, 64, 2, 12, 32), (2, 1));
+    // Four threads on a square 384 x 384 product: 2 x 2 packs least.
+    assert_eq!(partition(32, 12, 384, 4, 12, 32), (2, 2));
+    for t in 1..=8 {
+        let (tm, tn) = partition(3, 5, 100, t, 12, 32);
+        assert!(tm * tn <= t && tm <= 3 && tn <= 5, "t={t}: {tm} x {tn}");
+    }
+    // split() covers 0..total exactly, in order.
+    for (total, parts) in [(16, 2), (11, 3), (5, 5), (7, 4)] {
+        let mut next = 0;
+        for p in 0..parts {
+            let (s, e) = split(total, parts, p);
+            assert_eq!(s, next);
+            assert!(e > s && e - s >= total / parts);
+            next = e;
+        }
+        assert_eq!(next, total);
+    }
+}
+
+/// Runs `C <- alpha A B + beta C` in a pool of `threads` threads.
+fn run_in_pool(threads: usize, kernel: Kernel, a: &Mat, b: &Mat, c0: &Mat, beta: f32) -> Vec<u32> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+    let mut c = c0.clone();
+    pool.install(|| run_gemm(kernel, Blocking::DEFAULT, 0.5, a, b, beta, &mut c));
+    c.data.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn bit_identical_for_1_2_3_4_threads() {
+    // The MLP shapes (forward x W^T, backward dY^T X and dY W) and an odd one,
+    // on the detected kernel; a smaller product on every kernel.
+    let best = Kernel::detect();
+    let cases = [
+        (best, 128, 784, 512, Layout::RowMajor, Layout::ColMajor),
+        (best, 512, 128, 784, Layout::ColMajor, Layout::RowMajor),
+        (best, 128, 512, 784, Layout::RowMajor, Layout::RowMajor),
+        (best, 131, 301, 203, Layout::Padded, Layout::Reversed),
+    ];
+    let small =
+        Kernel::available().into_iter().map(|k| (k, 121, 160, 250, Layout::RowMajor, Layout::RowMajor));
+    for (i, (kernel, m, k, n, la, lb)) in cases.into_iter().chain(small).enumerate() {
+        assert!(2 * m * n * k >= PAR_MIN_FLOPS, "case {i} would not be threaded");
+        let (mr, nr) = kernel.tile();
+        assert_ne!(partition(m.div_ceil(mr), n.div_ceil(nr), k, 2, mr, nr), (1, 1));
+        let mut g = Gen(77 + i as u64);
+        let a = Mat::new(m, k, la, &mut g);
+        let b = Mat::new(k, n, lb, &mut g);
+        let c0 = Mat::new(m, n, Layout::RowMajor, &mut g);
+        for beta in [0.0, 1.0] {
+            let one = run_in_pool(1, kernel, &a, &b, &c0, beta);
+            for t in 2..=4 {
+                assert!(one == run_in_pool(t, kernel, &a, &b, &c0, beta), "{kernel:?} {m}x{k}x{n} t={t}");
+            }
+        }
+    }
+}
+
+#[test]
+fn agrees_with_matrixmultiply() {
+    // A second, independent implementation as a check on the naive
+    // reference itself: both must fall inside the same bound.
+    let mut g = Gen(4242);
+    let (m, k, n) = (67, 300, 45);
+    let a = Mat::new(m, k, Layout::ColMajor, &mut g);
+    let b = Mat::new(k, n, Layout::Padded, &mut g);
+    let c0 = Mat::new(m, n, Layout::RowMajor, &mut g);
+    let want = expected(0.5, &a, &b, -1.0, &c0);
+    let mut other = c0.clone();
+    // SAFETY: as in `run_gemm`.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            0.5,
+            a.ptr(),
+            a.rs,
+            a.cs,
+            b.ptr(),
+            b.rs,
+            b.cs,
+            -1.0,
+            other.mut_ptr(),
+            other.rs,
+            other.cs,
+        );
+    }
+    check(&other, &want, &|| "matrixmultiply".into());
+    let mut ours = c0.clone();
+    run_gemm(Kernel::detect(), Blocking::DEFAULT, 0.5, &a, &b, -1.0, &mut ours);
+    check(&ours, &want, &|| "detected kernel".into());
+}

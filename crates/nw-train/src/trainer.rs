@@ -1,0 +1,478 @@
+//! The training loop.
+//!
+//! One optimizer step, in order: forward the batch, loss (plus penalty
+//! terms), backward, mask pruned gradients, clip, check for non-finite
+//! values, step the optimizer, re-apply pruning masks and max-norm, record
+//! the weight monitor, advance a per-step schedule. At each epoch end:
+//! evaluate on the validation set, advance per-epoch or plateau schedules,
+//! consult early stopping.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use nw_autograd::{Grads, Param, Var, no_grad};
+use nw_data::{BatchLoader, Dataset, Targets};
+use nw_nn::{Module, Sequential, loss};
+use nw_optim::Optimizer;
+use nw_optim::schedule::{ReduceLrOnPlateau, Scheduler};
+use nw_reg::{EarlyStopping, MaxNorm, PenaltySet, prune::Pruner};
+use nw_tensor::{Rng, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{Checkpoint, NamedTensor};
+use crate::error::{Result, TrainError};
+use crate::guard::check_finite;
+use crate::metrics::{ClassTally, Metrics};
+use crate::monitor::WeightMonitor;
+
+/// The objective minimised.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LossKind {
+    /// Cross-entropy over class indices (logits in), with label smoothing.
+    CrossEntropy {
+        /// torch's `label_smoothing`.
+        label_smoothing: f32,
+    },
+    /// Mean squared error against value targets.
+    Mse,
+    /// Mean absolute error.
+    L1,
+    /// Huber loss with threshold `delta`.
+    Huber {
+        /// Threshold.
+        delta: f32,
+    },
+}
+
+impl LossKind {
+    /// The mean loss of `out` against `targets`.
+    pub fn compute(&self, out: &Var, targets: &Targets) -> Result<Var> {
+        let mean = loss::Reduction::Mean;
+        Ok(match (self, targets) {
+            (LossKind::CrossEntropy { label_smoothing }, Targets::Classes { labels, .. }) => {
+                loss::cross_entropy(out, labels, *label_smoothing, mean)?
+            }
+            (LossKind::Mse, Targets::Values(t)) => loss::mse_loss(out, &Var::constant(t.clone()), mean)?,
+            (LossKind::L1, Targets::Values(t)) => loss::l1_loss(out, &Var::constant(t.clone()), mean)?,
+            (LossKind::Huber { delta }, Targets::Values(t)) => {
+                loss::huber_loss(out, &Var::constant(t.clone()), *delta, mean)?
+            }
+            (kind, _) => {
+                return Err(TrainError::Config(format!(
+                    "loss {kind:?} does not fit the targets (class losses need class labels, regression losses values)"
+                )));
+            }
+        })
+    }
+}
+
+/// How the learning rate moves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LrPolicy {
+    /// The schedule advances after every optimizer step.
+    PerStep(Scheduler),
+    /// The schedule advances after every epoch.
+    PerEpoch(Scheduler),
+    /// Reduce on plateau of the validation loss (training loss without a validation set).
+    Plateau(ReduceLrOnPlateau),
+}
+
+impl LrPolicy {
+    fn lr(&self) -> f64 {
+        match self {
+            LrPolicy::PerStep(s) | LrPolicy::PerEpoch(s) => s.lr(),
+            LrPolicy::Plateau(p) => p.lr(),
+        }
+    }
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch number, from 1.
+    pub epoch: u64,
+    /// Optimizer steps taken so far.
+    pub step: u64,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    /// Mean training loss over the epoch's batches (weighted by batch size).
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (classification).
+    pub train_accuracy: Option<f64>,
+    /// Validation metrics, when a validation set was given.
+    pub validation: Option<Metrics>,
+    /// Wall time of the epoch in seconds (not part of any result).
+    pub seconds: f64,
+}
+
+/// Everything a step needs besides the model and the optimizer.
+#[derive(Default)]
+pub struct Regularization {
+    /// Penalty terms added to the loss, per parameter group.
+    pub penalties: Option<PenaltySet>,
+    /// Max-norm constraint applied after each step.
+    pub max_norm: Option<MaxNorm>,
+    /// Pruning masks kept through every step.
+    pub pruner: Option<Pruner>,
+    /// Clip the global L2 norm of the gradients to this value.
+    pub clip_grad_norm: Option<f64>,
+}
+
+/// A model with its optimizer and everything that decides how it trains.
+pub struct Trainer {
+    /// The model.
+    pub model: Sequential,
+    /// The optimizer over the model's parameters.
+    pub optimizer: Box<dyn Optimizer>,
+    /// The learning-rate policy.
+    pub lr_policy: Option<LrPolicy>,
+    /// The loss.
+    pub loss: LossKind,
+    /// Regularizers.
+    pub reg: Regularization,
+    /// Early stopping on the validation loss.
+    pub early_stopping: Option<EarlyStopping>,
+    /// The weight monitor.
+    pub monitor: WeightMonitor,
+    /// Generators of the model's stochastic layers (saved in checkpoints).
+    pub rngs: Vec<Arc<Mutex<Rng>>>,
+    /// Completed epochs.
+    pub epoch: u64,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// One record per completed epoch.
+    pub history: Vec<EpochRecord>,
+    named: Vec<(String, Param)>,
+    relu_after: HashMap<usize, String>,
+}
+
+impl Trainer {
+    /// A trainer for `model` with `optimizer` (built over `model.parameters()`).
+    pub fn new(model: Sequential, optimizer: Box<dyn Optimizer>, loss: LossKind) -> Self {
+        let named = model.named_parameters();
+        // Dead-unit tracking: a ReLU at position i follows the layer whose
+        // parameters are named "{i-1}.weight".
+        let mut relu_after = HashMap::new();
+        for i in 1..model.len() {
+            if model.get(i).is_some_and(|m| m.describe().starts_with("ReLU")) {
+                let w = format!("{}.weight", i - 1);
+                if named.iter().any(|(n, _)| *n == w) {
+                    relu_after.insert(i, w);
+                }
+            }
+        }
+        Trainer {
+            model,
+            optimizer,
+            lr_policy: None,
+            loss,
+            reg: Regularization::default(),
+            early_stopping: None,
+            monitor: WeightMonitor::default(),
+            rngs: Vec::new(),
+            epoch: 0,
+            step: 0,
+            history: Vec::new(),
+            named,
+            relu_after,
+        }
+    }
+
+    /// The model's parameters with their state_dict names.
+    pub fn named_parameters(&self) -> &[(String, Param)] {
+        &self.named
+    }
+
+    fn params(&self) -> Vec<Param> {
+        self.named.iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    /// Forward pass that also returns the post-ReLU activations keyed by the
+    /// preceding layer's weight name (for dead-unit statistics).
+    fn forward_traced(&self, x: &Var, trace: bool) -> Result<(Var, HashMap<String, Tensor>)> {
+        let mut h = x.clone();
+        let mut acts = HashMap::new();
+        for i in 0..self.model.len() {
+            let layer = self.model.get(i).expect("index below len");
+            h = layer.forward(&h)?;
+            if trace && let Some(name) = self.relu_after.get(&i) {
+                acts.insert(name.clone(), h.value().clone());
+            }
+        }
+        Ok((h, acts))
+    }
+
+    /// One optimizer step on one batch; returns the batch's loss (before the
+    /// update) and the number of correct predictions (classification).
+    pub fn train_step(&mut self, x: &Tensor, y: &Targets) -> Result<(f32, Option<usize>)> {
+        self.model.train();
+        let step = self.step + 1;
+        let epoch_end = false;
+        let trace = self.monitor.wants(step, epoch_end) && !self.relu_after.is_empty();
+        let (out, acts) = self.forward_traced(&Var::constant(x.clone()), trace)?;
+        let correct = count_correct(out.value(), y)?;
+        let mut l = self.loss.compute(&out, y)?;
+        let data_loss = l.value().item()?;
+        if let Some(p) = &self.reg.penalties {
+            l = l.add(&p.loss()?)?;
+        }
+        let mut grads = l.backward()?;
+        drop((l, out));
+        let params = self.params();
+        if let Some(pr) = &self.reg.pruner {
+            pr.mask_grads(&params, &mut grads)?;
+        }
+        if let Some(max) = self.reg.clip_grad_norm {
+            nw_optim::clip::clip_grad_norm(&params, &mut grads, max, 2.0, false)?;
+        }
+        check_finite(step, data_loss, &self.named, &grads)?;
+        self.monitor.before_step(step, epoch_end, &self.named);
+        self.optimizer.step(&grads)?;
+        if let Some(pr) = &self.reg.pruner {
+            pr.apply(&params)?;
+        }
+        if let Some(mn) = &self.reg.max_norm {
+            mn.apply(&params)?;
+        }
+        check_finite(step, data_loss, &self.named, &Grads::new())?;
+        self.step = step;
+        let recorded = self.monitor.after_step(step, self.epoch, &self.named, &grads, &acts);
+        for w in self.monitor.take_warnings() {
+            tracing::warn!("{w}");
+        }
+        let _ = recorded;
+        if let Some(LrPolicy::PerStep(s)) = &mut self.lr_policy {
+            s.step()?;
+            self.optimizer.set_lr(s.lr());
+        }
+        Ok((data_loss, correct))
+    }
+
+    /// One pass over `loader`'s batches for the next epoch. `on_batch` sees
+    /// (batch index, batches in the epoch, batch loss) after every step.
+    pub fn train_epoch(
+        &mut self,
+        loader: &BatchLoader,
+        validation: Option<&Dataset>,
+        on_batch: &mut dyn FnMut(usize, usize, f32),
+    ) -> Result<EpochRecord> {
+        let started = Instant::now();
+        let e = self.epoch;
+        let n_batches = loader.batches_per_epoch();
+        let (mut loss_sum, mut seen, mut correct, mut counted) = (0.0f64, 0usize, 0usize, false);
+        for (i, batch) in loader.epoch(e).enumerate() {
+            let b = batch.x.shape()[0];
+            let (l, c) = self.train_step(&batch.x, &batch.y)?;
+            loss_sum += l as f64 * b as f64;
+            seen += b;
+            if let Some(c) = c {
+                correct += c;
+                counted = true;
+            }
+            on_batch(i, n_batches, l);
+        }
+        self.epoch += 1;
+        let validation = match validation {
+            Some(v) => Some(self.evaluate(v, 1024)?),
+            None => None,
+        };
+        let train_loss = if seen > 0 { loss_sum / seen as f64 } else { f64::NAN };
+        let monitored = validation.as_ref().map_or(train_loss, |m| m.loss);
+        match &mut self.lr_policy {
+            Some(LrPolicy::PerEpoch(s)) => {
+                s.step()?;
+                self.optimizer.set_lr(s.lr());
+            }
+            Some(LrPolicy::Plateau(p)) => {
+                let lr = p.step(monitored);
+                self.optimizer.set_lr(lr);
+            }
+            _ => {}
+        }
+        let record = EpochRecord {
+            epoch: self.epoch,
+            step: self.step,
+            lr: self.lr_policy.as_ref().map_or_else(|| self.optimizer.lr(), LrPolicy::lr),
+            train_loss,
+            train_accuracy: counted.then(|| correct as f64 / seen.max(1) as f64),
+            validation,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        self.history.push(record.clone());
+        Ok(record)
+    }
+
+    /// Whether early stopping says to stop, given the last epoch's record
+    /// (restores the best weights when configured to).
+    pub fn should_stop(&mut self) -> Result<bool> {
+        let Some(es) = &mut self.early_stopping else { return Ok(false) };
+        let Some(rec) = self.history.last() else { return Ok(false) };
+        let metric = rec.validation.as_ref().map_or(rec.train_loss, |m| m.loss);
+        let params: Vec<Param> = self.named.iter().map(|(_, p)| p.clone()).collect();
+        let decision = es.step(metric, &params)?;
+        if matches!(decision, nw_reg::Decision::Stop) {
+            es.restore(&params)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Loss and, for classification, accuracy, per-class accuracy and the
+    /// confusion matrix over `data`, in evaluation mode and without a graph.
+    pub fn evaluate(&self, data: &Dataset, batch_size: usize) -> Result<Metrics> {
+        self.model.eval();
+        let result = no_grad(|| -> Result<Metrics> {
+            let n = data.len();
+            let mut tally = data.n_classes().map(ClassTally::new);
+            let mut loss_sum = 0.0f64;
+            let bs = batch_size.max(1);
+            let mut start = 0;
+            while start < n {
+                let idx: Vec<usize> = (start..(start + bs).min(n)).collect();
+                let x = data.features().index_select(0, &idx)?;
+                let y = data.targets().select(&idx)?;
+                let out = self.model.forward(&Var::constant(x))?;
+                let l = self.loss.compute(&out, &y)?;
+                loss_sum += l.value().item()? as f64 * idx.len() as f64;
+                if let (Some(t), Some(labels)) = (&mut tally, y.labels()) {
+                    for (row, &truth) in out.value().argmax_axis(1)?.iter().zip(labels) {
+                        t.add(truth, *row);
+                    }
+                }
+                start += bs;
+            }
+            Ok(Metrics {
+                loss: if n > 0 { loss_sum / n as f64 } else { f64::NAN },
+                accuracy: tally.as_ref().map(ClassTally::accuracy),
+                per_class_accuracy: tally.as_ref().map(ClassTally::per_class),
+                confusion: tally.as_ref().map(|t| t.confusion().to_vec()),
+                examples: n,
+            })
+        });
+        self.model.train();
+        result
+    }
+
+    /// The model's outputs for `x` (evaluation mode, no graph).
+    pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        self.model.eval();
+        let out = no_grad(|| self.model.forward(&Var::constant(x.clone())));
+        self.model.train();
+        Ok(out?.value().clone())
+    }
+
+    /// Online learning: one update from one new example (`x` without the
+    /// batch axis) or a few; returns the loss before the update.
+    pub fn learn_one(&mut self, x: &Tensor, y: &Targets) -> Result<f32> {
+        let mut shape = vec![1];
+        shape.extend_from_slice(x.shape());
+        let xb = if y.len() == 1 && x.ndim() + 1 == shape.len() { x.reshape(&shape)? } else { x.clone() };
+        Ok(self.train_step(&xb, y)?.0)
+    }
+
+    /// The whole state of the run, with `config` (JSON) describing how to rebuild it.
+    pub fn checkpoint(&self, config: &str) -> Result<Checkpoint> {
+        let mut model: Vec<NamedTensor> =
+            self.named.iter().map(|(n, p)| NamedTensor::new(n.clone(), &p.value())).collect();
+        for (n, b) in self.model.named_buffers() {
+            model.push(NamedTensor::new(format!("buffer:{n}"), &b.tensor()));
+        }
+        let sd = self.optimizer.state_dict();
+        let optimizer = sd.tensors.iter().map(|(n, t)| NamedTensor::new(n.clone(), t)).collect();
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert("optimizer".into(), serde_json::to_string(&sd.optimizer).expect("string"));
+        extra.insert("optimizer_scalars".into(), serde_json::to_string(&sd.scalars).expect("map of numbers"));
+        extra.insert("history".into(), serde_json::to_string(&self.history).expect("records serialise"));
+        let rngs: Vec<[u64; 4]> =
+            self.rngs.iter().map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).state()).collect();
+        extra.insert("rngs".into(), serde_json::to_string(&rngs).expect("numbers"));
+        if let Some(es) = &self.early_stopping {
+            extra.insert("early_stopping".into(), format!("{:?}", es.best()));
+        }
+        if let Some(pr) = &self.reg.pruner {
+            for (n, p) in &self.named {
+                if let Some(m) = pr.mask(p) {
+                    model.push(NamedTensor::new(format!("mask:{n}"), m));
+                }
+            }
+        }
+        Ok(Checkpoint {
+            epoch: self.epoch,
+            step: self.step,
+            rng_state: [0; 4],
+            model,
+            optimizer,
+            schedule: serde_json::to_string(&self.lr_policy).expect("schedules serialise"),
+            config: config.to_string(),
+            extra,
+        })
+    }
+
+    /// Restores a state written by [`Trainer::checkpoint`] into a trainer
+    /// built from the same configuration.
+    pub fn restore(&mut self, ck: &Checkpoint) -> Result<()> {
+        let bad = |m: String| TrainError::Config(format!("checkpoint does not fit this model: {m}"));
+        let by_name: HashMap<&str, &NamedTensor> = ck.model.iter().map(|t| (t.name.as_str(), t)).collect();
+        for (n, p) in &self.named {
+            let t = by_name.get(n.as_str()).ok_or_else(|| bad(format!("no tensor {n}")))?;
+            p.set(t.to_tensor()?).map_err(|e| bad(format!("{n}: {e}")))?;
+        }
+        for (n, b) in self.model.named_buffers() {
+            let key = format!("buffer:{n}");
+            let t = by_name.get(key.as_str()).ok_or_else(|| bad(format!("no buffer {n}")))?;
+            b.set(nw_nn::BufferValue::F32(t.to_tensor()?)).map_err(|e| bad(format!("{n}: {e}")))?;
+        }
+        let scalars = ck.extra.get("optimizer_scalars").map(String::as_str).unwrap_or("{}");
+        let sd = nw_optim::StateDict {
+            optimizer: serde_json::from_str(ck.extra.get("optimizer").map(String::as_str).unwrap_or("\"\""))
+                .map_err(|e| bad(e.to_string()))?,
+            tensors: ck
+                .optimizer
+                .iter()
+                .map(|t| Ok((t.name.clone(), t.to_tensor()?)))
+                .collect::<Result<_>>()?,
+            scalars: serde_json::from_str(scalars).map_err(|e| bad(e.to_string()))?,
+        };
+        self.optimizer.load_state_dict(&sd)?;
+        self.lr_policy = serde_json::from_str(&ck.schedule).map_err(|e| bad(format!("schedule: {e}")))?;
+        if let Some(h) = ck.extra.get("history") {
+            self.history = serde_json::from_str(h).map_err(|e| bad(format!("history: {e}")))?;
+        }
+        if let Some(r) = ck.extra.get("rngs") {
+            let states: Vec<[u64; 4]> = serde_json::from_str(r).map_err(|e| bad(format!("rngs: {e}")))?;
+            if states.len() != self.rngs.len() {
+                return Err(bad(format!(
+                    "{} random streams saved, model has {}",
+                    states.len(),
+                    self.rngs.len()
+                )));
+            }
+            for (r, s) in self.rngs.iter().zip(states) {
+                *r.lock().unwrap_or_else(|e| e.into_inner()) = Rng::from_state(s);
+            }
+        }
+        if let Some(pr) = &mut self.reg.pruner {
+            for (n, p) in &self.named {
+                if let Some(t) = by_name.get(format!("mask:{n}").as_str()) {
+                    pr.set_mask(p, t.to_tensor()?)?;
+                }
+            }
+        }
+        self.epoch = ck.epoch;
+        self.step = ck.step;
+        Ok(())
+    }
+}
+
+/// Correct predictions of `out` (`[n, classes]`) against class targets.
+fn count_correct(out: &Tensor, y: &Targets) -> Result<Option<usize>> {
+    match y.labels() {
+        Some(labels) if out.ndim() == 2 => {
+            let pred = out.argmax_axis(1)?;
+            Ok(Some(pred.iter().zip(labels).filter(|(p, t)| p == t).count()))
+        }
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,91 @@
+//! `cargo xtask <command>`: the nw workspace's developer tasks, one binary
+//! with clap subcommands (see `cargo xtask --help`).
+//!
+//! Commands:
+//! - `bench gemm [--threads N] [--torch PYTHON] [--json] [--only NAME]
+//!   [--kernel avx512|avx2|scalar]`: GEMM throughput, side by side with
+//!   `torch.matmul` (timed alternately in the same run) when a Python with
+//!   PyTorch is given. Results: `docs/BENCHMARKS.md`.
+//! - `parity DIR [--filter TEXT]`: every case of every reference fixture file
+//!   in DIR, one line each, then `N passed, N failed` (exit 1 on any failure).
+//! - `datasets fetch fashion-mnist`: Fashion-MNIST into `datasets/`, verified.
+//! - `release`: checks, release build, `cargo package` of every crate, checksums.
+//!
+//! Add a command by adding a variant to [`Command`] and a module; add a
+//! benchmark target under `bench/` (see `bench/mod.rs`).
+
+mod bench;
+mod datasets;
+mod parity;
+mod release;
+
+use std::path::{Path, PathBuf};
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Developer tasks for the nw workspace.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a benchmark and print its table (or JSON lines).
+    Bench {
+        #[command(subcommand)]
+        target: bench::Target,
+    },
+    /// Run every case of every PyTorch reference fixture file in DIR.
+    Parity {
+        /// A directory of `nw-reference/1` JSON files (e.g. fixtures/reference).
+        dir: PathBuf,
+        /// Only cases whose `file::name` contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Download or copy data sets into `datasets/`.
+    Datasets {
+        #[command(subcommand)]
+        action: DatasetsAction,
+    },
+    /// Check, build the release binary, package every crate, write checksums.
+    Release,
+}
+
+#[derive(Subcommand)]
+enum DatasetsAction {
+    /// Fetch a data set (`fashion-mnist`), verifying its SHA-256.
+    Fetch {
+        /// The data set's name.
+        name: String,
+    },
+}
+
+/// The workspace root (xtask's manifest directory is `<root>/xtask`).
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root")
+}
+
+fn run() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Bench { target } => bench::run(target),
+        Command::Parity { dir, filter } => parity::run(&dir, filter.as_deref()),
+        Command::Datasets { action: DatasetsAction::Fetch { name } } => datasets::fetch(root(), &name),
+        Command::Release => release::run(root()),
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
