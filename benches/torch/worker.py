@@ -6,6 +6,7 @@ Requests:
   info                          -> "ok torch <version> threads <n>"
   threads N                     -> "ok N"  (torch.set_num_threads(N))
   gemm M K N TA TB              -> "ok"    (current op: C = A @ B, see below)
+  optim VARIANT N               -> "ok"    (current op: one optimizer step, see optim.py)
   time ITERS                    -> "ok SECONDS" (runs the current op ITERS times)
   quit                          -> exits
 Any failure replies "err <message>" and the worker keeps serving.
@@ -43,6 +44,10 @@ def setup_gemm(m, k, n, ta, tb):
 
 
 OPS = {"gemm": setup_gemm}
+
+from optim import OPS as OPTIM_OPS  # noqa: E402  (benches/torch/optim.py: `optim VARIANT N`)
+
+OPS.update(OPTIM_OPS)
 
 
 def main():

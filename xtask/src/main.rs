@@ -6,6 +6,9 @@
 //!   [--kernel avx512|avx2|scalar]`: GEMM throughput, side by side with
 //!   `torch.matmul` (timed alternately in the same run) when a Python with
 //!   PyTorch is given. Results: `docs/BENCHMARKS.md`.
+//! - `bench optim [--threads N] [--torch PYTHON] [--json] [--params N]`: an
+//!   Adam and an SGD-momentum step over 10M parameters against torch.optim
+//!   (fused and foreach), with memcpy and in-place bandwidth references.
 //! - `parity DIR [--filter TEXT]`: every case of every reference fixture file
 //!   in DIR, one line each, then `N passed, N failed` (exit 1 on any failure).
 //! - `datasets fetch fashion-mnist`: Fashion-MNIST into `datasets/`, verified.

@@ -2,7 +2,7 @@
 
 use crate::error::{OptimError, check_closed, check_eps, check_lr};
 use crate::group::WeightDecay;
-use crate::kernel::{Pre, run3};
+use crate::kernel::{Pre, run3, simd_fn};
 use crate::optim::{GroupHyper, Rule, impl_build};
 use crate::state::ParamState;
 
@@ -76,18 +76,37 @@ impl Rule for Adadelta {
     }
 
     fn update(&self, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]) {
-        let pre = Pre::new(self.maximize, h.weight_decay, h.lr);
-        let (rho, w, eps, neg_lr) = (self.rho as f32, (1.0 - self.rho) as f32, self.eps as f32, -h.lr as f32);
+        let k = K {
+            pre: Pre::new(self.maximize, h.weight_decay, h.lr),
+            rho: self.rho as f32,
+            w: (1.0 - self.rho) as f32,
+            eps: self.eps as f32,
+            neg_lr: -h.lr as f32,
+        };
         let (v, u) = st.buffers.split_at_mut(1);
-        run3(p, g, &mut v[0], &mut u[0], |p, g, v, u| {
-            for (((p, &g), v), u) in p.iter_mut().zip(g).zip(v.iter_mut()).zip(u.iter_mut()) {
-                let g = pre.apply(p, g);
-                *v = *v * rho + w * g * g;
-                let std = (*v + eps).sqrt();
-                let delta = (*u + eps).sqrt() / std * g;
-                *u = *u * rho + w * delta * delta;
-                *p += neg_lr * delta;
-            }
-        });
+        run3(p, g, &mut v[0], &mut u[0], |p, g, v, u| chunk(k, p, g, v, u));
+    }
+}
+
+/// Per-step coefficients, by value into the loop.
+#[derive(Clone, Copy)]
+struct K {
+    pre: Pre,
+    rho: f32,
+    w: f32,
+    eps: f32,
+    neg_lr: f32,
+}
+
+simd_fn! {
+    fn chunk(k: K, p: &mut [f32], g: &[f32], v: &mut [f32], u: &mut [f32]) {
+        for (((p, &g), v), u) in p.iter_mut().zip(g).zip(v.iter_mut()).zip(u.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            *v = *v * k.rho + k.w * g * g;
+            let std = (*v + k.eps).sqrt();
+            let delta = (*u + k.eps).sqrt() / std * g;
+            *u = *u * k.rho + k.w * delta * delta;
+            *p += k.neg_lr * delta;
+        }
     }
 }

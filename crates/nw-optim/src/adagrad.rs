@@ -2,7 +2,7 @@
 
 use crate::error::{OptimError, check_eps, check_lr, check_min};
 use crate::group::WeightDecay;
-use crate::kernel::{Pre, run2};
+use crate::kernel::{Pre, run2, simd_fn};
 use crate::optim::{GroupHyper, Rule, impl_build};
 use crate::state::ParamState;
 
@@ -94,17 +94,31 @@ impl Rule for Adagrad {
     }
 
     fn update(&self, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]) {
-        let pre = Pre::new(self.maximize, h.weight_decay, h.lr);
         let clr = h.lr / (1.0 + (st.step as f64 - 1.0) * self.lr_decay);
-        let neg_clr = -clr as f32;
-        let eps = self.eps as f32;
-        run2(p, g, &mut st.buffers[0], |p, g, s| {
-            for ((p, &g), s) in p.iter_mut().zip(g).zip(s.iter_mut()) {
-                let g = pre.apply(p, g);
-                *s += g * g;
-                let std = s.sqrt() + eps;
-                *p += neg_clr * g / std;
-            }
-        });
+        let k = K {
+            pre: Pre::new(self.maximize, h.weight_decay, h.lr),
+            neg_clr: -clr as f32,
+            eps: self.eps as f32,
+        };
+        run2(p, g, &mut st.buffers[0], |p, g, s| chunk(k, p, g, s));
+    }
+}
+
+/// Per-step coefficients, by value into the loop.
+#[derive(Clone, Copy)]
+struct K {
+    pre: Pre,
+    neg_clr: f32,
+    eps: f32,
+}
+
+simd_fn! {
+    fn chunk(k: K, p: &mut [f32], g: &[f32], s: &mut [f32]) {
+        for ((p, &g), s) in p.iter_mut().zip(g).zip(s.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            *s += g * g;
+            let std = s.sqrt() + k.eps;
+            *p += k.neg_clr * g / std;
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::error::{OptimError, check_betas, check_eps, check_lr};
 use crate::group::WeightDecay;
-use crate::kernel::{Pre, lerp, nan_max, run3, run4};
+use crate::kernel::{Pre, lerp, nan_max, run3, run4, simd_fn};
 use crate::optim::{GroupHyper, Rule, impl_build};
 use crate::state::ParamState;
 
@@ -136,40 +136,63 @@ fn validate(owner: &'static str, a: &Adam) -> Result<(), OptimError> {
 
 /// The fused Adam step over one parameter (shared by Adam and AdamW).
 fn adam_update(a: &Adam, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]) {
-    let pre = Pre::new(a.maximize, h.weight_decay, h.lr);
     let t = st.step as f64;
     let (b1, b2) = a.betas;
     let bc1 = 1.0 - b1.powf(t);
     let bc2 = 1.0 - b2.powf(t);
-    let neg_step = (-(h.lr / bc1)) as f32;
-    let bc2_sqrt = bc2.sqrt() as f32;
-    let (w1, b2f, w2, eps) = ((1.0 - b1) as f32, b2 as f32, (1.0 - b2) as f32, a.eps as f32);
+    let k = K {
+        pre: Pre::new(a.maximize, h.weight_decay, h.lr),
+        w1: (1.0 - b1) as f32,
+        b2: b2 as f32,
+        w2: (1.0 - b2) as f32,
+        eps: a.eps as f32,
+        bc2_sqrt: bc2.sqrt() as f32,
+        neg_step: (-(h.lr / bc1)) as f32,
+    };
     let (m, rest) = st.buffers.split_at_mut(1);
     let m = &mut m[0];
     if a.amsgrad {
         let (v, vmax) = rest.split_at_mut(1);
-        run4(p, g, m, &mut v[0], &mut vmax[0], |p, g, m, v, vmax| {
-            for ((((p, &g), m), v), vmax) in
-                p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).zip(vmax.iter_mut())
-            {
-                let g = pre.apply(p, g);
-                *m = lerp(*m, g, w1);
-                *v = *v * b2f + w2 * g * g;
-                *vmax = nan_max(*vmax, *v);
-                let denom = vmax.sqrt() / bc2_sqrt + eps;
-                *p += neg_step * *m / denom;
-            }
-        });
+        run4(p, g, m, &mut v[0], &mut vmax[0], |p, g, m, v, vmax| amsgrad(k, p, g, m, v, vmax));
     } else {
-        run3(p, g, m, &mut rest[0], |p, g, m, v| {
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let g = pre.apply(p, g);
-                *m = lerp(*m, g, w1);
-                *v = *v * b2f + w2 * g * g;
-                let denom = v.sqrt() / bc2_sqrt + eps;
-                *p += neg_step * *m / denom;
-            }
-        });
+        run3(p, g, m, &mut rest[0], |p, g, m, v| plain(k, p, g, m, v));
+    }
+}
+
+/// Per-step coefficients, by value into the loops.
+#[derive(Clone, Copy)]
+struct K {
+    pre: Pre,
+    w1: f32,
+    b2: f32,
+    w2: f32,
+    eps: f32,
+    bc2_sqrt: f32,
+    neg_step: f32,
+}
+
+simd_fn! {
+    fn plain(k: K, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            *m = lerp(*m, g, k.w1);
+            *v = *v * k.b2 + k.w2 * g * g;
+            let denom = v.sqrt() / k.bc2_sqrt + k.eps;
+            *p += k.neg_step * *m / denom;
+        }
+    }
+}
+
+simd_fn! {
+    fn amsgrad(k: K, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], vmax: &mut [f32]) {
+        for ((((p, &g), m), v), vmax) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).zip(vmax.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            *m = lerp(*m, g, k.w1);
+            *v = *v * k.b2 + k.w2 * g * g;
+            *vmax = nan_max(*vmax, *v);
+            let denom = vmax.sqrt() / k.bc2_sqrt + k.eps;
+            *p += k.neg_step * *m / denom;
+        }
     }
 }
 

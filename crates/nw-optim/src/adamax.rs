@@ -2,7 +2,7 @@
 
 use crate::error::{OptimError, check_betas, check_eps, check_lr};
 use crate::group::WeightDecay;
-use crate::kernel::{Pre, lerp, nan_max, run3};
+use crate::kernel::{Pre, lerp, nan_max, run3, simd_fn};
 use crate::optim::{GroupHyper, Rule, impl_build};
 use crate::state::ParamState;
 
@@ -81,18 +81,37 @@ impl Rule for Adamax {
     }
 
     fn update(&self, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]) {
-        let pre = Pre::new(self.maximize, h.weight_decay, h.lr);
         let (b1, b2) = self.betas;
         let clr = h.lr / (1.0 - b1.powf(st.step as f64));
-        let (w1, b2, eps, neg_clr) = ((1.0 - b1) as f32, b2 as f32, self.eps as f32, -clr as f32);
+        let k = K {
+            pre: Pre::new(self.maximize, h.weight_decay, h.lr),
+            w1: (1.0 - b1) as f32,
+            b2: b2 as f32,
+            eps: self.eps as f32,
+            neg_clr: -clr as f32,
+        };
         let (m, u) = st.buffers.split_at_mut(1);
-        run3(p, g, &mut m[0], &mut u[0], |p, g, m, u| {
-            for (((p, &g), m), u) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(u.iter_mut()) {
-                let g = pre.apply(p, g);
-                *m = lerp(*m, g, w1);
-                *u = nan_max(*u * b2, g.abs() + eps);
-                *p += neg_clr * *m / *u;
-            }
-        });
+        run3(p, g, &mut m[0], &mut u[0], |p, g, m, u| chunk(k, p, g, m, u));
+    }
+}
+
+/// Per-step coefficients, by value into the loop.
+#[derive(Clone, Copy)]
+struct K {
+    pre: Pre,
+    w1: f32,
+    b2: f32,
+    eps: f32,
+    neg_clr: f32,
+}
+
+simd_fn! {
+    fn chunk(k: K, p: &mut [f32], g: &[f32], m: &mut [f32], u: &mut [f32]) {
+        for (((p, &g), m), u) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(u.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            *m = lerp(*m, g, k.w1);
+            *u = nan_max(*u * k.b2, g.abs() + k.eps);
+            *p += k.neg_clr * *m / *u;
+        }
     }
 }

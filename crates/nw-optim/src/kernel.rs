@@ -2,8 +2,9 @@
 //! buffers, split into fixed chunks for rayon.
 //!
 //! Contract: `p`, `g` and every buffer have the same length; the closure is
-//! applied to aligned sub-slices (`p[r]`, `g[r]`, `a[r]`, ... for chunk ranges
-//! `r` of [`CHUNK`] elements). Every optimizer update is elementwise, so the
+//! applied to aligned sub-slices (`p[r]`, `g[r]`, `a[r]`, ...): first a head
+//! of up to 15 elements that brings `p` to a 64-byte boundary, then ranges `r`
+//! of [`CHUNK`] elements. Every optimizer update is elementwise, so the
 //! result does not depend on the chunking or on the thread count; chunks only
 //! decide how work is shared. Tensors shorter than [`PAR_MIN`] run in the
 //! calling thread (no rayon overhead for biases).
@@ -21,12 +22,109 @@ fn serial(n: usize) -> bool {
     n < PAR_MIN || rayon::current_num_threads() == 1
 }
 
+/// Instruction sets the chunk loops can be compiled for, chosen at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// The build's baseline (SSE2 on x86-64).
+    Baseline,
+    /// AVX2 (x86-64).
+    Avx2,
+    /// AVX-512F (x86-64).
+    Avx512,
+}
+
+static FORCE_BASELINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Forces the baseline loops (tests compare every variant with it). The
+/// arithmetic is the same IEEE operations in every variant, so the results
+/// are bit-identical; only the speed differs.
+pub fn force_baseline(on: bool) {
+    FORCE_BASELINE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The instruction set the loops run with on this machine: the best one the
+/// CPU has, capped by the environment variable `NW_OPTIM_ISA` (`baseline`,
+/// `avx2` or `avx512`, read once) for measurements.
+pub fn isa() -> Isa {
+    static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    if FORCE_BASELINE.load(std::sync::atomic::Ordering::Relaxed) {
+        return Isa::Baseline;
+    }
+    *DETECTED.get_or_init(|| {
+        let cap = match std::env::var("NW_OPTIM_ISA").as_deref() {
+            Ok("baseline") => Isa::Baseline,
+            Ok("avx2") => Isa::Avx2,
+            _ => Isa::Avx512,
+        };
+        #[cfg(target_arch = "x86_64")]
+        {
+            if cap == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if cap != Isa::Baseline && std::arch::is_x86_feature_detected!("avx2") {
+                return Isa::Avx2;
+            }
+        }
+        let _ = cap;
+        Isa::Baseline
+    })
+}
+
+/// Defines a chunk loop compiled three times (baseline, AVX2, AVX-512F) and
+/// dispatched on [`isa`] at each call. The body is an `#[inline(always)]`
+/// function taking everything by value (coefficients in a `Copy` struct,
+/// slices), so each variant gets the whole loop inlined and vectorised, and
+/// no coefficient is re-read from memory inside the loop. No FMA is enabled,
+/// and Rust never contracts `a * b + c` on its own, so every variant performs
+/// exactly the baseline's IEEE roundings.
+macro_rules! simd_fn {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                match $crate::kernel::isa() {
+                    // SAFETY: `isa()` detected the feature on this CPU.
+                    $crate::kernel::Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::kernel::Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::kernel::Isa::Baseline => {}
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_fn;
+
+/// Elements before `p` reaches a 64-byte boundary. Large allocations from the
+/// system allocator start 16 bytes past a page, so without this peel every
+/// 64-byte vector load would straddle two cache lines; parameters, gradients
+/// and state buffers usually share that offset, so aligning `p` aligns all.
+fn head(p: &[f32]) -> usize {
+    let off = p.as_ptr() as usize % 64;
+    if !off.is_multiple_of(4) { 0 } else { ((64 - off) % 64 / 4).min(p.len()) }
+}
+
 /// `f(p, g)` over aligned chunks.
 pub(crate) fn run1<F>(p: &mut [f32], g: &[f32], f: F)
 where
     F: Fn(&mut [f32], &[f32]) + Sync + Send,
 {
     debug_assert_eq!(p.len(), g.len());
+    let h = head(p);
+    let ((p0, p), (g0, g)) = (p.split_at_mut(h), g.split_at(h));
+    f(p0, g0);
     if serial(p.len()) {
         f(p, g)
     } else {
@@ -40,6 +138,9 @@ where
     F: Fn(&mut [f32], &[f32], &mut [f32]) + Sync + Send,
 {
     debug_assert!(p.len() == g.len() && p.len() == a.len());
+    let h = head(p);
+    let ((p0, p), (g0, g), (a0, a)) = (p.split_at_mut(h), g.split_at(h), a.split_at_mut(h));
+    f(p0, g0, a0);
     if serial(p.len()) {
         f(p, g, a)
     } else {
@@ -56,6 +157,10 @@ where
     F: Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync + Send,
 {
     debug_assert!(p.len() == g.len() && p.len() == a.len() && p.len() == b.len());
+    let h = head(p);
+    let ((p0, p), (g0, g)) = (p.split_at_mut(h), g.split_at(h));
+    let ((a0, a), (b0, b)) = (a.split_at_mut(h), b.split_at_mut(h));
+    f(p0, g0, a0, b0);
     if serial(p.len()) {
         f(p, g, a, b)
     } else {
@@ -73,6 +178,10 @@ where
     F: Fn(&mut [f32], &[f32], &mut [f32], &mut [f32], &mut [f32]) + Sync + Send,
 {
     debug_assert!(p.len() == g.len() && p.len() == a.len() && p.len() == b.len() && p.len() == c.len());
+    let h = head(p);
+    let ((p0, p), (g0, g)) = (p.split_at_mut(h), g.split_at(h));
+    let ((a0, a), (b0, b), (c0, c)) = (a.split_at_mut(h), b.split_at_mut(h), c.split_at_mut(h));
+    f(p0, g0, a0, b0, c0);
     if serial(p.len()) {
         f(p, g, a, b, c)
     } else {
@@ -113,18 +222,17 @@ impl Pre {
     }
 
     /// Returns the gradient to use and shrinks `*p` when decay is decoupled.
+    /// Written as selects with an unconditional store, so the loops around
+    /// it vectorise (a conditional store would keep them scalar).
     #[inline(always)]
     pub(crate) fn apply(&self, p: &mut f32, g: f32) -> f32 {
+        let p0 = *p;
         // maximize: torch negates the gradient first
-        let mut g = if self.neg { -g } else { g };
-        // L2: grad.add(param, alpha=λ) = g + λ θ
-        if self.l2_on {
-            g += self.l2 * *p;
-        }
+        let g = if self.neg { -g } else { g };
+        // L2: grad.add(param, alpha=λ) = g + λ θ (skipped when λ = 0, as torch)
+        let g = if self.l2_on { g + self.l2 * p0 } else { g };
         // decoupled: param.mul_(1 − lr λ)
-        if self.decay_on {
-            *p *= self.decay;
-        }
+        *p = if self.decay_on { p0 * self.decay } else { p0 };
         g
     }
 }
@@ -159,5 +267,8 @@ pub(crate) fn sign(x: f32) -> f32 {
 /// else `end − (end − self)(1 − w)`.
 #[inline(always)]
 pub(crate) fn lerp(start: f32, end: f32, w: f32) -> f32 {
-    if w.abs() < 0.5 { start + w * (end - start) } else { end - (end - start) * (1.0 - w) }
+    // both sides computed, then selected: keeps the caller's loop vectorisable
+    let small = start + w * (end - start);
+    let large = end - (end - start) * (1.0 - w);
+    if w.abs() < 0.5 { small } else { large }
 }

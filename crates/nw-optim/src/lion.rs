@@ -2,7 +2,7 @@
 
 use crate::error::{OptimError, check_closed, check_lr};
 use crate::group::WeightDecay;
-use crate::kernel::{Pre, run2, sign};
+use crate::kernel::{Pre, run2, sign, simd_fn};
 use crate::optim::{GroupHyper, Rule, impl_build};
 use crate::state::ParamState;
 
@@ -72,17 +72,36 @@ impl Rule for Lion {
     }
 
     fn update(&self, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]) {
-        let pre = Pre::new(self.maximize, h.weight_decay, h.lr);
-        let (b1, w1) = (self.betas.0 as f32, (1.0 - self.betas.0) as f32);
-        let (b2, w2) = (self.betas.1 as f32, (1.0 - self.betas.1) as f32);
-        let lr = h.lr as f32;
-        run2(p, g, &mut st.buffers[0], |p, g, m| {
-            for ((p, &g), m) in p.iter_mut().zip(g).zip(m.iter_mut()) {
-                let g = pre.apply(p, g);
-                let c = b1 * *m + w1 * g;
-                *p -= lr * sign(c);
-                *m = b2 * *m + w2 * g;
-            }
-        });
+        let k = K {
+            pre: Pre::new(self.maximize, h.weight_decay, h.lr),
+            b1: self.betas.0 as f32,
+            w1: (1.0 - self.betas.0) as f32,
+            b2: self.betas.1 as f32,
+            w2: (1.0 - self.betas.1) as f32,
+            lr: h.lr as f32,
+        };
+        run2(p, g, &mut st.buffers[0], |p, g, m| chunk(k, p, g, m));
+    }
+}
+
+/// Per-step coefficients, by value into the loop.
+#[derive(Clone, Copy)]
+struct K {
+    pre: Pre,
+    b1: f32,
+    w1: f32,
+    b2: f32,
+    w2: f32,
+    lr: f32,
+}
+
+simd_fn! {
+    fn chunk(k: K, p: &mut [f32], g: &[f32], m: &mut [f32]) {
+        for ((p, &g), m) in p.iter_mut().zip(g).zip(m.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            let c = k.b1 * *m + k.w1 * g;
+            *p -= k.lr * sign(c);
+            *m = k.b2 * *m + k.w2 * g;
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::error::{OptimError, check_betas, check_eps, check_lr, check_min};
 use crate::group::WeightDecay;
-use crate::kernel::{Pre, lerp, run3};
+use crate::kernel::{Pre, lerp, run3, simd_fn};
 use crate::optim::{GroupHyper, Rule, impl_build};
 use crate::state::ParamState;
 
@@ -97,29 +97,25 @@ impl Rule for NAdam {
     }
 
     fn update(&self, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]) {
-        let pre = Pre::new(self.maximize, h.weight_decay, h.lr);
         let t = st.step as f64;
         let (b1, b2) = self.betas;
-        let bc2 = (1.0 - b2.powf(t)) as f32;
         let (mu, mu_next) = (self.mu(t), self.mu(t + 1.0));
         if st.step == 1 {
             st.cache = 1.0;
         }
         st.cache *= mu;
-        let c_g = (-h.lr * (1.0 - mu) / (1.0 - st.cache)) as f32;
-        let c_m = ((-h.lr * mu_next) / (1.0 - st.cache * mu_next)) as f32;
-        let (w1, b2f, w2, eps) = ((1.0 - b1) as f32, b2 as f32, (1.0 - b2) as f32, self.eps as f32);
+        let k = K {
+            pre: Pre::new(self.maximize, h.weight_decay, h.lr),
+            bc2: (1.0 - b2.powf(t)) as f32,
+            c_g: (-h.lr * (1.0 - mu) / (1.0 - st.cache)) as f32,
+            c_m: ((-h.lr * mu_next) / (1.0 - st.cache * mu_next)) as f32,
+            w1: (1.0 - b1) as f32,
+            b2: b2 as f32,
+            w2: (1.0 - b2) as f32,
+            eps: self.eps as f32,
+        };
         let (m, v) = st.buffers.split_at_mut(1);
-        run3(p, g, &mut m[0], &mut v[0], |p, g, m, v| {
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let g = pre.apply(p, g);
-                *m = lerp(*m, g, w1);
-                *v = *v * b2f + w2 * g * g;
-                let d = (*v / bc2).sqrt() + eps;
-                *p += c_g * g / d;
-                *p += c_m * *m / d;
-            }
-        });
+        run3(p, g, &mut m[0], &mut v[0], |p, g, m, v| chunk(k, p, g, m, v));
     }
 
     fn restore(&self, st: &mut ParamState) {
@@ -127,6 +123,32 @@ impl Rule for NAdam {
         st.cache = 1.0;
         for k in 1..=st.step {
             st.cache *= self.mu(k as f64);
+        }
+    }
+}
+
+/// Per-step coefficients, by value into the loop.
+#[derive(Clone, Copy)]
+struct K {
+    pre: Pre,
+    bc2: f32,
+    c_g: f32,
+    c_m: f32,
+    w1: f32,
+    b2: f32,
+    w2: f32,
+    eps: f32,
+}
+
+simd_fn! {
+    fn chunk(k: K, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            *m = lerp(*m, g, k.w1);
+            *v = *v * k.b2 + k.w2 * g * g;
+            let d = (*v / k.bc2).sqrt() + k.eps;
+            *p += k.c_g * g / d;
+            *p += k.c_m * *m / d;
         }
     }
 }

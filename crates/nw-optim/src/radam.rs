@@ -2,7 +2,7 @@
 
 use crate::error::{OptimError, check_betas, check_eps, check_lr};
 use crate::group::WeightDecay;
-use crate::kernel::{Pre, lerp, run3};
+use crate::kernel::{Pre, lerp, run3, simd_fn};
 use crate::optim::{GroupHyper, Rule, impl_build};
 use crate::state::ParamState;
 
@@ -84,7 +84,6 @@ impl Rule for RAdam {
     }
 
     fn update(&self, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]) {
-        let pre = Pre::new(self.maximize, h.weight_decay, h.lr);
         let t = st.step as f64;
         let (b1, b2) = self.betas;
         let bc1 = 1.0 - b1.powf(t);
@@ -98,22 +97,52 @@ impl Rule for RAdam {
         } else {
             1.0
         };
-        let (bc1, bc2_sqrt, lr) = (bc1 as f32, bc2.sqrt() as f32, h.lr as f32);
-        let (w1, b2f, w2, eps) = ((1.0 - b1) as f32, b2 as f32, (1.0 - b2) as f32, self.eps as f32);
+        let k = K {
+            pre: Pre::new(self.maximize, h.weight_decay, h.lr),
+            rectified,
+            rect,
+            bc1: bc1 as f32,
+            bc2_sqrt: bc2.sqrt() as f32,
+            lr: h.lr as f32,
+            w1: (1.0 - b1) as f32,
+            b2: b2 as f32,
+            w2: (1.0 - b2) as f32,
+            eps: self.eps as f32,
+        };
         let (m, v) = st.buffers.split_at_mut(1);
-        run3(p, g, &mut m[0], &mut v[0], |p, g, m, v| {
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let g = pre.apply(p, g);
-                *m = lerp(*m, g, w1);
-                *v = *v * b2f + w2 * g * g;
-                let mhat = *m / bc1;
-                if rectified {
-                    let adaptive = bc2_sqrt / (v.sqrt() + eps);
-                    *p -= mhat * lr * adaptive * rect;
-                } else {
-                    *p -= mhat * lr;
-                }
-            }
-        });
+        run3(p, g, &mut m[0], &mut v[0], |p, g, m, v| chunk(k, p, g, m, v));
+    }
+}
+
+/// Per-step coefficients, by value into the loop.
+#[derive(Clone, Copy)]
+struct K {
+    pre: Pre,
+    rectified: bool,
+    rect: f32,
+    bc1: f32,
+    bc2_sqrt: f32,
+    lr: f32,
+    w1: f32,
+    b2: f32,
+    w2: f32,
+    eps: f32,
+}
+
+simd_fn! {
+    fn chunk(k: K, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            *m = lerp(*m, g, k.w1);
+            *v = *v * k.b2 + k.w2 * g * g;
+            let mhat = *m / k.bc1;
+            let step = if k.rectified {
+                let adaptive = k.bc2_sqrt / (v.sqrt() + k.eps);
+                mhat * k.lr * adaptive * k.rect
+            } else {
+                mhat * k.lr
+            };
+            *p -= step;
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::error::{OptimError, check_closed, check_eps, check_lr, check_min};
 use crate::group::WeightDecay;
-use crate::kernel::{Pre, lerp, run2, run3, run4};
+use crate::kernel::{Pre, lerp, run2, run3, run4, simd_fn};
 use crate::optim::{GroupHyper, Rule, impl_build};
 use crate::state::ParamState;
 
@@ -94,50 +94,80 @@ impl Rule for RmsProp {
     }
 
     fn update(&self, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]) {
-        let pre = Pre::new(self.maximize, h.weight_decay, h.lr);
-        let (a, w) = (self.alpha as f32, (1.0 - self.alpha) as f32);
-        let (eps, neg_lr, mu) = (self.eps as f32, -h.lr as f32, self.momentum as f32);
+        let k = K {
+            pre: Pre::new(self.maximize, h.weight_decay, h.lr),
+            a: self.alpha as f32,
+            w: (1.0 - self.alpha) as f32,
+            eps: self.eps as f32,
+            neg_lr: -h.lr as f32,
+            mu: self.momentum as f32,
+        };
         match &mut st.buffers[..] {
-            [v] => run2(p, g, v, |p, g, v| {
-                for ((p, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
-                    let g = pre.apply(p, g);
-                    *v = *v * a + w * g * g;
-                    let d = v.sqrt() + eps;
-                    *p += neg_lr * g / d;
-                }
-            }),
-            [v, b] if self.momentum > 0.0 => run3(p, g, v, b, |p, g, v, b| {
-                for (((p, &g), v), b) in p.iter_mut().zip(g).zip(v.iter_mut()).zip(b.iter_mut()) {
-                    let g = pre.apply(p, g);
-                    *v = *v * a + w * g * g;
-                    let d = v.sqrt() + eps;
-                    *b = *b * mu + g / d;
-                    *p += neg_lr * *b;
-                }
-            }),
-            [v, ga] => run3(p, g, v, ga, |p, g, v, ga| {
-                for (((p, &g), v), ga) in p.iter_mut().zip(g).zip(v.iter_mut()).zip(ga.iter_mut()) {
-                    let g = pre.apply(p, g);
-                    *v = *v * a + w * g * g;
-                    *ga = lerp(*ga, g, w);
-                    // square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
-                    let d = (*v + -1.0 * *ga * *ga).sqrt() + eps;
-                    *p += neg_lr * g / d;
-                }
-            }),
-            [v, b, ga] => run4(p, g, v, b, ga, |p, g, v, b, ga| {
-                for ((((p, &g), v), b), ga) in
-                    p.iter_mut().zip(g).zip(v.iter_mut()).zip(b.iter_mut()).zip(ga.iter_mut())
-                {
-                    let g = pre.apply(p, g);
-                    *v = *v * a + w * g * g;
-                    *ga = lerp(*ga, g, w);
-                    let d = (*v + -1.0 * *ga * *ga).sqrt() + eps;
-                    *b = *b * mu + g / d;
-                    *p += neg_lr * *b;
-                }
-            }),
+            [v] => run2(p, g, v, |p, g, v| plain(k, p, g, v)),
+            [v, b] if self.momentum > 0.0 => run3(p, g, v, b, |p, g, v, b| momentum(k, p, g, v, b)),
+            [v, ga] => run3(p, g, v, ga, |p, g, v, ga| centered(k, p, g, v, ga)),
+            [v, b, ga] => run4(p, g, v, b, ga, |p, g, v, b, ga| centered_momentum(k, p, g, v, b, ga)),
             _ => unreachable!("buffer_names gives one to three buffers"),
+        }
+    }
+}
+
+/// Per-step coefficients, by value into the loops.
+#[derive(Clone, Copy)]
+struct K {
+    pre: Pre,
+    a: f32,
+    w: f32,
+    eps: f32,
+    neg_lr: f32,
+    mu: f32,
+}
+
+simd_fn! {
+    fn plain(k: K, p: &mut [f32], g: &[f32], v: &mut [f32]) {
+        for ((p, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            *v = *v * k.a + k.w * g * g;
+            let d = v.sqrt() + k.eps;
+            *p += k.neg_lr * g / d;
+        }
+    }
+}
+
+simd_fn! {
+    fn momentum(k: K, p: &mut [f32], g: &[f32], v: &mut [f32], b: &mut [f32]) {
+        for (((p, &g), v), b) in p.iter_mut().zip(g).zip(v.iter_mut()).zip(b.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            *v = *v * k.a + k.w * g * g;
+            let d = v.sqrt() + k.eps;
+            *b = *b * k.mu + g / d;
+            *p += k.neg_lr * *b;
+        }
+    }
+}
+
+simd_fn! {
+    fn centered(k: K, p: &mut [f32], g: &[f32], v: &mut [f32], ga: &mut [f32]) {
+        for (((p, &g), v), ga) in p.iter_mut().zip(g).zip(v.iter_mut()).zip(ga.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            *v = *v * k.a + k.w * g * g;
+            *ga = lerp(*ga, g, k.w);
+            // square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
+            let d = (*v + -1.0 * *ga * *ga).sqrt() + k.eps;
+            *p += k.neg_lr * g / d;
+        }
+    }
+}
+
+simd_fn! {
+    fn centered_momentum(k: K, p: &mut [f32], g: &[f32], v: &mut [f32], b: &mut [f32], ga: &mut [f32]) {
+        for ((((p, &g), v), b), ga) in p.iter_mut().zip(g).zip(v.iter_mut()).zip(b.iter_mut()).zip(ga.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            *v = *v * k.a + k.w * g * g;
+            *ga = lerp(*ga, g, k.w);
+            let d = (*v + -1.0 * *ga * *ga).sqrt() + k.eps;
+            *b = *b * k.mu + g / d;
+            *p += k.neg_lr * *b;
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::error::{OptimError, check_lr};
 use crate::group::WeightDecay;
-use crate::kernel::{Pre, run3, sign};
+use crate::kernel::{Pre, run3, sign, simd_fn};
 use crate::optim::{GroupHyper, Rule, impl_build};
 use crate::state::ParamState;
 
@@ -123,30 +123,49 @@ impl Rule for Rprop {
     }
 
     fn update(&self, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]) {
-        let pre = Pre::new(self.maximize, h.weight_decay, h.lr);
-        let (em, ep) = (self.etas.0 as f32, self.etas.1 as f32);
-        let (lo, hi) = (self.step_sizes.0 as f32, self.step_sizes.1 as f32);
+        let k = K {
+            pre: Pre::new(self.maximize, h.weight_decay, h.lr),
+            em: self.etas.0 as f32,
+            ep: self.etas.1 as f32,
+            lo: self.step_sizes.0 as f32,
+            hi: self.step_sizes.1 as f32,
+        };
         let (prev, size) = st.buffers.split_at_mut(1);
-        run3(p, g, &mut prev[0], &mut size[0], |p, g, prev, size| {
-            for (((p, &g), prev), size) in p.iter_mut().zip(g).zip(prev.iter_mut()).zip(size.iter_mut()) {
-                let g = pre.apply(p, g);
-                let s = g * *prev;
-                let eta = if s > 0.0 {
-                    ep
-                } else if s < 0.0 {
-                    em
-                } else if s == 0.0 {
-                    1.0
-                } else {
-                    f32::NAN
-                };
-                // clamp_(min, max), NaN propagating
-                let d = *size * eta;
-                *size = if d.is_nan() { d } else { d.max(lo).min(hi) };
-                let g = if eta == em { 0.0 } else { g };
-                *p += -sign(g) * *size;
-                *prev = g;
-            }
-        });
+        run3(p, g, &mut prev[0], &mut size[0], |p, g, prev, size| chunk(k, p, g, prev, size));
+    }
+}
+
+/// Per-step coefficients, by value into the loop.
+#[derive(Clone, Copy)]
+struct K {
+    pre: Pre,
+    em: f32,
+    ep: f32,
+    lo: f32,
+    hi: f32,
+}
+
+simd_fn! {
+    fn chunk(k: K, p: &mut [f32], g: &[f32], prev: &mut [f32], size: &mut [f32]) {
+        for (((p, &g), prev), size) in p.iter_mut().zip(g).zip(prev.iter_mut()).zip(size.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            let s = g * *prev;
+            let eta = if s > 0.0 {
+                k.ep
+            } else if s < 0.0 {
+                k.em
+            } else if s == 0.0 {
+                1.0
+            } else {
+                f32::NAN
+            };
+            // clamp_(min, max), NaN propagating
+            let d = *size * eta;
+            *size = if d.is_nan() { d } else { d.max(k.lo).min(k.hi) };
+            // torch zeroes the gradient where the factor is η−
+            let g = if eta == k.em { 0.0 } else { g };
+            *p += -sign(g) * *size;
+            *prev = g;
+        }
     }
 }

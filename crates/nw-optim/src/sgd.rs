@@ -2,7 +2,7 @@
 
 use crate::error::{OptimError, check_closed, check_lr, check_min};
 use crate::group::WeightDecay;
-use crate::kernel::{Pre, run1, run2};
+use crate::kernel::{Pre, run1, run2, simd_fn};
 use crate::optim::{GroupHyper, Rule, impl_build};
 use crate::state::ParamState;
 
@@ -104,29 +104,50 @@ impl Rule for Sgd {
     }
 
     fn update(&self, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]) {
-        let pre = Pre::new(self.maximize, h.weight_decay, h.lr);
-        let neg_lr = -h.lr as f32;
+        let k = K {
+            pre: Pre::new(self.maximize, h.weight_decay, h.lr),
+            neg_lr: -h.lr as f32,
+            mu: self.momentum as f32,
+            keep: (1.0 - self.dampening) as f32,
+            first: st.step == 1,
+            nesterov: self.nesterov,
+        };
         if self.momentum == 0.0 {
-            run1(p, g, |p, g| {
-                for (p, &g) in p.iter_mut().zip(g) {
-                    let g = pre.apply(p, g);
-                    *p += neg_lr * g;
-                }
-            });
-            return;
+            run1(p, g, |p, g| plain(k, p, g));
+        } else {
+            run2(p, g, &mut st.buffers[0], |p, g, b| momentum(k, p, g, b));
         }
-        let mu = self.momentum as f32;
-        let keep = (1.0 - self.dampening) as f32;
-        let first = st.step == 1;
-        let nesterov = self.nesterov;
-        run2(p, g, &mut st.buffers[0], |p, g, b| {
-            for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
-                let g = pre.apply(p, g);
-                // b ← g at the first step, then b ← μ b + (1 − τ) g
-                *b = if first { g } else { *b * mu + keep * g };
-                let d = if nesterov { g + mu * *b } else { *b };
-                *p += neg_lr * d;
-            }
-        });
+    }
+}
+
+/// Per-step coefficients, by value into the loops.
+#[derive(Clone, Copy)]
+struct K {
+    pre: Pre,
+    neg_lr: f32,
+    mu: f32,
+    keep: f32,
+    first: bool,
+    nesterov: bool,
+}
+
+simd_fn! {
+    fn plain(k: K, p: &mut [f32], g: &[f32]) {
+        for (p, &g) in p.iter_mut().zip(g) {
+            let g = k.pre.apply(p, g);
+            *p += k.neg_lr * g;
+        }
+    }
+}
+
+simd_fn! {
+    fn momentum(k: K, p: &mut [f32], g: &[f32], b: &mut [f32]) {
+        for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
+            let g = k.pre.apply(p, g);
+            // b ← g at the first step, then b ← μ b + (1 − τ) g
+            *b = if k.first { g } else { *b * k.mu + k.keep * g };
+            let d = if k.nesterov { g + k.mu * *b } else { *b };
+            *p += k.neg_lr * d;
+        }
     }
 }

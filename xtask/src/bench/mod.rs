@@ -8,6 +8,7 @@
 //! variant, and, for a PyTorch comparison, an op in the worker's `OPS`.
 
 mod gemm;
+mod optim;
 pub mod torch;
 
 use std::time::{Duration, Instant};
@@ -20,12 +21,15 @@ use clap::Subcommand;
 pub enum Target {
     /// GEMM GFLOP/s on square and MLP training shapes, 1 and 2 threads.
     Gemm(gemm::Args),
+    /// Adam and SGD-momentum steps over 10M parameters vs torch.optim, 1 and 2 threads.
+    Optim(optim::Args),
 }
 
 /// Runs one benchmark target.
 pub fn run(target: Target) -> Result<()> {
     match target {
         Target::Gemm(args) => gemm::run(args),
+        Target::Optim(args) => optim::run(args),
     }
 }
 
