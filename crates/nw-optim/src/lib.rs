@@ -64,6 +64,10 @@ mod adam;
 mod adamax;
 pub mod clip;
 mod error;
+/// Gradient-free weight updates over a model's flat parameter vector: a
+/// genetic algorithm and particle swarm optimisation (re-exported from the
+/// `nw-evolve` crate, which has no dependency on the optimizers).
+pub use nw_evolve as evolve;
 mod group;
 pub mod kernel;
 mod lion;

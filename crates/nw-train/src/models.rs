@@ -5,8 +5,12 @@
 use std::sync::{Arc, Mutex};
 
 use nw_autograd::Var;
-use nw_nn::{Flatten, Gelu, Linear, ModeFlag, Module, Relu, Sequential, Sigmoid, Silu, Tanh};
+use nw_nn::{
+    Conv2d, Flatten, Gelu, Linear, Lstm, MaxPool2d, ModeFlag, Module, Relu, RnnConfig, Sequential, Sigmoid,
+    Silu, Tanh,
+};
 use nw_tensor::Rng;
+use nw_tensor::conv::Conv2dSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -69,6 +73,51 @@ pub enum ModelSpec {
         /// Dropout probability after each hidden activation (0 for none).
         dropout: f64,
     },
+    /// Convolutional: per entry of `channels`, `Conv2d 3x3 (padding 1) -> ReLU
+    /// -> MaxPool2d 2`; then `Flatten -> Linear(hidden) -> ReLU [-> Dropout]
+    /// -> Linear(outputs)`. Flat square inputs (64, 784) are viewed as one-channel images.
+    Cnn {
+        /// Output channels of each convolution.
+        channels: Vec<usize>,
+        /// Width of the fully connected hidden layer.
+        hidden: usize,
+        /// Dropout before the last layer (0 for none).
+        dropout: f64,
+    },
+    /// Recurrent: an image's rows as a sequence (`[N, H, W]`, one step per
+    /// row) through a batch-first LSTM stack; the last step's hidden state
+    /// feeds a `Linear` to the outputs.
+    Lstm {
+        /// Hidden state size.
+        hidden: usize,
+        /// Stacked layers.
+        layers: usize,
+    },
+}
+
+/// The `[channels, height, width]` an input of shape `input` is read as:
+/// itself when 3-D, `[1, s, s]` for a flat input of `s * s` features.
+pub fn image_shape(input: &[usize]) -> Result<[usize; 3], TrainError> {
+    match input {
+        [c, h, w] => Ok([*c, *h, *w]),
+        [n] => {
+            let s = (*n as f64).sqrt().round() as usize;
+            if s * s == *n && s > 0 {
+                Ok([1, s, s])
+            } else {
+                Err(TrainError::Config(format!("{n} features are not a square image")))
+            }
+        }
+        other => Err(TrainError::Config(format!("examples of shape {other:?} are not images"))),
+    }
+}
+
+fn check_dropout(p: f64) -> Result<(), TrainError> {
+    if (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(TrainError::Config(format!("dropout {p} is outside [0, 1)")))
+    }
 }
 
 /// A built model and the random streams its stochastic layers draw from
@@ -92,9 +141,7 @@ pub fn build_model(
     let mut rngs = Vec::new();
     match spec {
         ModelSpec::Mlp { hidden, activation, dropout } => {
-            if !(0.0..1.0).contains(dropout) {
-                return Err(TrainError::Config(format!("dropout {dropout} is outside [0, 1)")));
-            }
+            check_dropout(*dropout)?;
             if input.len() > 1 {
                 model.push(Box::new(Flatten::default()));
             }
@@ -113,6 +160,44 @@ pub fn build_model(
                 width = h;
             }
             model.push(Box::new(Linear::new(width, outputs, rng)));
+        }
+        ModelSpec::Cnn { channels, hidden, dropout } => {
+            check_dropout(*dropout)?;
+            let [c0, mut h, mut w] = image_shape(input)?;
+            model.push(Box::new(Reshape { shape: vec![c0, h, w] }));
+            let mut c = c0;
+            let spec = Conv2dSpec { padding: (1, 1), ..Default::default() };
+            for &co in channels {
+                if h < 2 || w < 2 {
+                    return Err(TrainError::Config(format!(
+                        "too many pooling stages for a {c0}x{h}x{w} input"
+                    )));
+                }
+                model.push(Box::new(Conv2d::new(c, co, (3, 3), spec, true, rng)?));
+                model.push(Box::new(Relu));
+                model.push(Box::new(MaxPool2d::new(2)));
+                (c, h, w) = (co, h / 2, w / 2);
+            }
+            model.push(Box::new(Flatten::default()));
+            model.push(Box::new(Linear::new(c * h * w, *hidden, rng)));
+            model.push(Box::new(Relu));
+            if *dropout > 0.0 {
+                let r = Arc::new(Mutex::new(rng.fork()));
+                rngs.push(r.clone());
+                model.push(Box::new(Dropout::new(*dropout, r)));
+            }
+            model.push(Box::new(Linear::new(*hidden, outputs, rng)));
+        }
+        ModelSpec::Lstm { hidden, layers } => {
+            let [c, h, w] = image_shape(input)?;
+            if c != 1 {
+                return Err(TrainError::Config(format!("an LSTM over rows needs one channel, got {c}")));
+            }
+            model.push(Box::new(Reshape { shape: vec![h, w] }));
+            let cfg = RnnConfig::new(w, *hidden).num_layers(*layers).batch_first(true);
+            model.push(Box::new(Lstm::new(cfg, rng)?));
+            model.push(Box::new(LastStep));
+            model.push(Box::new(Linear::new(*hidden, outputs, rng)));
         }
     }
     Ok(BuiltModel { model, rngs })
@@ -147,5 +232,88 @@ impl Module for Dropout {
 
     fn describe(&self) -> String {
         format!("Dropout(p={})", self.p)
+    }
+}
+
+/// Views each example as `shape` (the batch axis is kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reshape {
+    /// The per-example shape.
+    pub shape: Vec<usize>,
+}
+
+impl Module for Reshape {
+    fn forward(&self, x: &Var) -> nw_nn::Result<Var> {
+        let mut s = vec![x.shape().first().copied().unwrap_or(0)];
+        s.extend_from_slice(&self.shape);
+        Ok(x.reshape(&s)?)
+    }
+
+    fn describe(&self) -> String {
+        format!("Reshape({:?})", self.shape)
+    }
+}
+
+/// The last time step of a batch-first sequence: `[N, T, F] -> [N, F]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastStep;
+
+impl Module for LastStep {
+    fn forward(&self, x: &Var) -> nw_nn::Result<Var> {
+        let s = x.shape().to_vec();
+        if s.len() != 3 || s[1] == 0 {
+            return Err(nw_nn::NnError::Input {
+                what: "LastStep",
+                reason: format!("needs [N, T>0, F], got {s:?}"),
+            });
+        }
+        Ok(x.narrow(1, s[1] - 1, 1)?.reshape(&[s[0], s[2]])?)
+    }
+
+    fn describe(&self) -> String {
+        "LastStep".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nw_tensor::Tensor;
+
+    fn forward_shape(spec: ModelSpec, input: &[usize], batch: usize) -> Vec<usize> {
+        let b = build_model(&spec, input, 10, &mut Rng::new(0)).unwrap();
+        let mut shape = vec![batch];
+        shape.extend_from_slice(input);
+        b.model.forward(&Var::constant(Tensor::zeros(&shape))).unwrap().shape().to_vec()
+    }
+
+    #[test]
+    fn every_spec_maps_examples_to_outputs() {
+        let mlp = ModelSpec::Mlp { hidden: vec![8], activation: Activation::Relu, dropout: 0.5 };
+        assert_eq!(forward_shape(mlp, &[64], 3), vec![3, 10]);
+        let cnn = ModelSpec::Cnn { channels: vec![4, 8], hidden: 16, dropout: 0.0 };
+        assert_eq!(forward_shape(cnn.clone(), &[64], 2), vec![2, 10]);
+        assert_eq!(forward_shape(cnn, &[1, 28, 28], 2), vec![2, 10]);
+        let lstm = ModelSpec::Lstm { hidden: 12, layers: 2 };
+        assert_eq!(forward_shape(lstm, &[64], 2), vec![2, 10]);
+    }
+
+    #[test]
+    fn names_follow_pytorch_positions() {
+        let cnn = ModelSpec::Cnn { channels: vec![4], hidden: 16, dropout: 0.0 };
+        let b = build_model(&cnn, &[64], 10, &mut Rng::new(0)).unwrap();
+        let names: Vec<String> = b.model.named_parameters().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["1.weight", "1.bias", "5.weight", "5.bias", "7.weight", "7.bias"]);
+    }
+
+    #[test]
+    fn bad_specs_are_errors() {
+        let mut rng = Rng::new(0);
+        let mlp = ModelSpec::Mlp { hidden: vec![8], activation: Activation::Relu, dropout: 1.0 };
+        assert!(build_model(&mlp, &[4], 3, &mut rng).is_err());
+        let cnn = ModelSpec::Cnn { channels: vec![4], hidden: 16, dropout: 0.0 };
+        assert!(build_model(&cnn, &[5], 3, &mut rng).is_err());
+        let deep = ModelSpec::Cnn { channels: vec![4, 4, 4, 4], hidden: 16, dropout: 0.0 };
+        assert!(build_model(&deep, &[64], 3, &mut rng).is_err());
     }
 }

@@ -415,9 +415,21 @@ impl Trainer {
     pub fn restore(&mut self, ck: &Checkpoint) -> Result<()> {
         let bad = |m: String| TrainError::Config(format!("checkpoint does not fit this model: {m}"));
         let by_name: HashMap<&str, &NamedTensor> = ck.model.iter().map(|t| (t.name.as_str(), t)).collect();
+        // Check every tensor before changing anything: a failed restore leaves the trainer as it was.
+        let mut values = Vec::with_capacity(self.named.len());
         for (n, p) in &self.named {
             let t = by_name.get(n.as_str()).ok_or_else(|| bad(format!("no tensor {n}")))?;
-            p.set(t.to_tensor()?).map_err(|e| bad(format!("{n}: {e}")))?;
+            if t.shape != p.shape() {
+                return Err(bad(format!(
+                    "{n} has shape {:?} in the checkpoint, {:?} in the model",
+                    t.shape,
+                    p.shape()
+                )));
+            }
+            values.push(t.to_tensor()?);
+        }
+        for ((_, p), v) in self.named.iter().zip(values) {
+            p.set(v)?;
         }
         for (n, b) in self.model.named_buffers() {
             let key = format!("buffer:{n}");
