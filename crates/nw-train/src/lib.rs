@@ -41,14 +41,18 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod config;
 mod error;
 pub mod guard;
 pub mod metrics;
 pub mod models;
 pub mod monitor;
+pub mod report;
+pub mod session;
 mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointError, NamedTensor};
+pub use config::{Run, RunConfig, build_run};
 pub use error::{Result, TrainError};
 pub use guard::{NonFinite, check_finite};
 pub use metrics::Metrics;

@@ -144,6 +144,9 @@ pub struct Trainer {
     pub step: u64,
     /// One record per completed epoch.
     pub history: Vec<EpochRecord>,
+    /// Every warning the monitor raised, in order.
+    pub warnings: Vec<crate::monitor::Warning>,
+    warned: std::collections::HashSet<String>,
     named: Vec<(String, Param)>,
     relu_after: HashMap<usize, String>,
 }
@@ -175,6 +178,8 @@ impl Trainer {
             epoch: 0,
             step: 0,
             history: Vec::new(),
+            warnings: Vec::new(),
+            warned: Default::default(),
             named,
             relu_after,
         }
@@ -207,9 +212,13 @@ impl Trainer {
     /// One optimizer step on one batch; returns the batch's loss (before the
     /// update) and the number of correct predictions (classification).
     pub fn train_step(&mut self, x: &Tensor, y: &Targets) -> Result<(f32, Option<usize>)> {
+        self.step_inner(x, y, false)
+    }
+
+    /// [`Trainer::train_step`], telling the monitor whether this is an epoch's last step.
+    fn step_inner(&mut self, x: &Tensor, y: &Targets, epoch_end: bool) -> Result<(f32, Option<usize>)> {
         self.model.train();
         let step = self.step + 1;
-        let epoch_end = false;
         let trace = self.monitor.wants(step, epoch_end) && !self.relu_after.is_empty();
         let (out, acts) = self.forward_traced(&Var::constant(x.clone()), trace)?;
         let correct = count_correct(out.value(), y)?;
@@ -239,10 +248,17 @@ impl Trainer {
         check_finite(step, data_loss, &self.named, &Grads::new())?;
         self.step = step;
         let recorded = self.monitor.after_step(step, self.epoch, &self.named, &grads, &acts);
-        for w in self.monitor.take_warnings() {
-            tracing::warn!("{w}");
-        }
         let _ = recorded;
+        for w in self.monitor.take_warnings() {
+            // Each kind of warning about each tensor is logged once per run;
+            // all of them stay in the monitor's records.
+            let key =
+                format!("{:?}", std::mem::discriminant(&w)) + w.to_string().split(':').next().unwrap_or("");
+            if self.warned.insert(key) {
+                tracing::warn!("{w}");
+            }
+            self.warnings.push(w);
+        }
         if let Some(LrPolicy::PerStep(s)) = &mut self.lr_policy {
             s.step()?;
             self.optimizer.set_lr(s.lr());
@@ -264,7 +280,7 @@ impl Trainer {
         let (mut loss_sum, mut seen, mut correct, mut counted) = (0.0f64, 0usize, 0usize, false);
         for (i, batch) in loader.epoch(e).enumerate() {
             let b = batch.x.shape()[0];
-            let (l, c) = self.train_step(&batch.x, &batch.y)?;
+            let (l, c) = self.step_inner(&batch.x, &batch.y, i + 1 == n_batches)?;
             loss_sum += l as f64 * b as f64;
             seen += b;
             if let Some(c) = c {

@@ -1,0 +1,374 @@
+//! The subcommands: argument handling and display only.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use nw_autograd::Param;
+use nw_nn::Module;
+use nw_reg::prune::Pruner;
+use nw_tensor::Tensor;
+use nw_train::session::{self, Progress, checkpoint_path};
+use nw_train::{Checkpoint, EpochRecord, Metrics, RunConfig, TrainError, build_run};
+
+use crate::{Cli, Command, TrainArgs};
+
+/// Runs the parsed command, inside a pool of `--threads` workers when given.
+pub fn run(cli: Cli) -> Result<()> {
+    let go = move || match cli.command {
+        Command::Train(a) => train(*a),
+        Command::Eval { model } => eval(&model),
+        Command::Predict { model, input } => predict(&model, input.as_deref()),
+        Command::Inspect { model } => inspect(&model),
+        Command::Prune { model, sparsity, fine_tune_epochs, out } => {
+            prune(&model, sparsity, fine_tune_epochs, out)
+        }
+        Command::Resume { checkpoint, epochs, out } => resume(&checkpoint, epochs, out),
+    };
+    match cli.threads {
+        Some(n) if n > 0 => rayon::ThreadPoolBuilder::new().num_threads(n).build()?.install(go),
+        Some(_) => bail!(TrainError::Config("--threads must be at least 1".into())),
+        None => go(),
+    }
+}
+
+/// The exit code for an error (see the crate docs).
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(t) = cause.downcast_ref::<TrainError>() {
+            return match t {
+                TrainError::Config(_) => 2,
+                TrainError::Data(_) => 3,
+                TrainError::NonFinite(_) => 4,
+                TrainError::Checkpoint(_) | TrainError::Nn(nw_nn::NnError::State(_)) => 5,
+                _ => 1,
+            };
+        }
+        if cause.downcast_ref::<nw_train::CheckpointError>().is_some() {
+            return 5;
+        }
+    }
+    1
+}
+
+fn resolve_config(a: &TrainArgs) -> Result<RunConfig> {
+    let mut c = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            RunConfig::from_toml(&text).with_context(|| format!("in {}", p.display()))?
+        }
+        None => RunConfig::default(),
+    };
+    macro_rules! set {
+        ($field:expr, $value:expr) => {
+            if let Some(v) = $value.clone() {
+                $field = v;
+            }
+        };
+    }
+    set!(c.data.dataset, a.dataset);
+    if a.csv.is_some() {
+        c.data.csv = a.csv.clone();
+        if a.dataset.is_none() {
+            c.data.dataset = "csv".into();
+        }
+    }
+    if a.target_column.is_some() {
+        c.data.target_column = a.target_column;
+    }
+    set!(c.model.kind, a.model);
+    set!(c.model.hidden, a.hidden);
+    set!(c.model.activation, a.activation);
+    set!(c.model.dropout, a.dropout);
+    set!(c.model.channels, a.channels);
+    set!(c.model.width, a.width);
+    set!(c.model.layers, a.layers);
+    set!(c.model.init, a.init);
+    set!(c.optim.name, a.optimizer);
+    set!(c.optim.lr, a.lr);
+    set!(c.optim.momentum, a.momentum);
+    if a.nesterov {
+        c.optim.nesterov = true;
+    }
+    set!(c.optim.weight_decay, a.weight_decay);
+    set!(c.schedule.kind, a.schedule);
+    set!(c.train.epochs, a.epochs);
+    set!(c.train.batch, a.batch);
+    set!(c.train.seed, a.seed);
+    set!(c.reg.l1, a.l1);
+    set!(c.reg.l2, a.l2);
+    if a.max_norm.is_some() {
+        c.reg.max_norm = a.max_norm;
+    }
+    if a.clip_grad_norm.is_some() {
+        c.reg.clip_grad_norm = a.clip_grad_norm;
+    }
+    if a.early_stopping.is_some() {
+        c.reg.early_stopping = a.early_stopping;
+    }
+    set!(c.train.monitor_every, a.monitor_every);
+    set!(c.train.checkpoint_every, a.checkpoint_every);
+    set!(c.train.label_smoothing, a.label_smoothing);
+    Ok(c)
+}
+
+/// Progress display: a bar per epoch on a terminal, one line per epoch always.
+struct Display {
+    epochs: u64,
+    bar: Option<ProgressBar>,
+    interactive: bool,
+}
+
+impl Display {
+    fn new(epochs: u64) -> Self {
+        Display { epochs, bar: None, interactive: std::io::stderr().is_terminal() }
+    }
+}
+
+impl Progress for Display {
+    fn epoch_start(&mut self, epoch: u64, batches: usize) {
+        if self.interactive {
+            let bar = ProgressBar::new(batches as u64);
+            bar.set_style(
+                ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches {elapsed}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_message(format!("{epoch}/{}", self.epochs));
+            self.bar = Some(bar);
+        }
+    }
+
+    fn batch(&mut self, _index: usize, _loss: f32) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+
+    fn epoch_end(&mut self, r: &EpochRecord) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        let mut line = format!("epoch {:>3}/{}  train loss {:.4}", r.epoch, self.epochs, r.train_loss);
+        if let Some(a) = r.train_accuracy {
+            line += &format!("  train acc {a:.4}");
+        }
+        if let Some(v) = &r.validation {
+            line += &format!("  val loss {:.4}", v.loss);
+            if let Some(a) = v.accuracy {
+                line += &format!("  val acc {a:.4}");
+            }
+        }
+        line += &format!("  lr {:.2e}  {:.2}s", r.lr, r.seconds);
+        println!("{line}");
+    }
+}
+
+fn print_test(m: &Metrics) {
+    println!("test loss: {:.4}", m.loss);
+    if let Some(a) = m.accuracy {
+        println!("test accuracy: {a:.3}");
+    }
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let cfg = resolve_config(&a)?;
+    let started = std::time::Instant::now();
+    let mut run = build_run(&cfg)?;
+    println!(
+        "nw train: {} ({} train / {} validation / {} test examples), model {}, {} parameters, {} for {} epochs",
+        cfg.data.dataset,
+        run.loader.dataset().len(),
+        run.validation.len(),
+        run.test.len(),
+        cfg.model.kind,
+        run.trainer.model.num_parameters(),
+        cfg.optim.name,
+        cfg.train.epochs
+    );
+    let m = session::fit(&mut run, &cfg, Some(&a.out), &mut Display::new(cfg.train.epochs))?;
+    if !run.trainer.warnings.is_empty() {
+        eprintln!("weight monitor: {} warning(s) raised during training", run.trainer.warnings.len());
+    }
+    println!("wrote {} ({:.1}s)", a.out.display(), started.elapsed().as_secs_f64());
+    print_test(&m);
+    Ok(())
+}
+
+fn eval(model: &Path) -> Result<()> {
+    let (_, run) = session::resume_run(&checkpoint_path(model))?;
+    let m = run.trainer.evaluate(&run.test, 1024)?;
+    print_test(&m);
+    if let Some(per) = &m.per_class_accuracy {
+        let names = run.class_names.clone().unwrap_or_default();
+        for (i, a) in per.iter().enumerate() {
+            println!("  class {:<12} {a:.3}", names.get(i).cloned().unwrap_or_else(|| i.to_string()));
+        }
+    }
+    Ok(())
+}
+
+fn predict(model: &Path, input: Option<&Path>) -> Result<()> {
+    let (_, run) = session::resume_run(&checkpoint_path(model))?;
+    let n_features = run.test.n_features();
+    let reader: Box<dyn BufRead> = match input {
+        Some(p) if p != Path::new("-") => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+        )),
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    let mut rows = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: Vec<f32> = line
+            .split(',')
+            .map(|v| v.trim().parse::<f32>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| TrainError::Config(format!("input line {}: {e}", i + 1)))?;
+        if row.len() != n_features {
+            bail!(TrainError::Config(format!(
+                "input line {}: {} values, the model takes {n_features}",
+                i + 1,
+                row.len()
+            )));
+        }
+        rows.extend(row);
+    }
+    if rows.is_empty() {
+        bail!(TrainError::Config("no input rows".into()));
+    }
+    let n = rows.len() / n_features;
+    let mut x = Tensor::from_vec(rows, &[n, n_features])?;
+    if let Some(s) = &run.scaler {
+        x = s.transform(&x).map_err(TrainError::from)?;
+    }
+    let shape: Vec<usize> = std::iter::once(n).chain(run.test.feature_shape().iter().copied()).collect();
+    let out = run.trainer.predict(&x.reshape(&shape)?)?;
+    if run.test.n_classes().is_some() {
+        let p = out.softmax(1)?;
+        let classes = p.argmax_axis(1)?;
+        let names = run.class_names.clone().unwrap_or_default();
+        let k = p.shape()[1];
+        let pv = p.to_vec();
+        for (i, &c) in classes.iter().enumerate() {
+            let probs: Vec<String> = pv[i * k..(i + 1) * k].iter().map(|v| format!("{v:.4}")).collect();
+            let name = names.get(c).cloned().unwrap_or_else(|| c.to_string());
+            println!("{name}\t{}", probs.join(","));
+        }
+    } else {
+        for row in out.to_vec().chunks(out.len() / n) {
+            let v: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
+            println!("{}", v.join(","));
+        }
+    }
+    Ok(())
+}
+
+fn inspect(model: &Path) -> Result<()> {
+    let path = checkpoint_path(model);
+    let ck = Checkpoint::load(&path)?;
+    let cfg = RunConfig::from_json(&ck.config)?;
+    let run = build_run(&cfg)?;
+    println!("{}", run.trainer.model.describe());
+    println!("epoch {}, step {}, {} parameters", ck.epoch, ck.step, run.trainer.model.num_parameters());
+    println!(
+        "{:<22} {:>14} {:>9} {:>11} {:>11} {:>11} {:>11} {:>8}",
+        "tensor", "shape", "count", "mean", "std", "min", "max", "zeros"
+    );
+    for t in ck.model.iter().filter(|t| !t.name.contains(':')) {
+        let n = t.data.len().max(1) as f64;
+        let mean = t.data.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = t.data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let min = t.data.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = t.data.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let zeros = t.data.iter().filter(|&&v| v == 0.0).count() as f64 / n;
+        println!(
+            "{:<22} {:>14} {:>9} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>7.1}%",
+            t.name,
+            format!("{:?}", t.shape),
+            t.data.len(),
+            mean,
+            var.sqrt(),
+            min,
+            max,
+            zeros * 100.0
+        );
+    }
+    Ok(())
+}
+
+fn prune(model: &Path, sparsity: f64, fine_tune: u64, out: Option<PathBuf>) -> Result<()> {
+    if !(0.0..1.0).contains(&sparsity) {
+        bail!(TrainError::Config(format!("--sparsity {sparsity} is outside [0, 1)")));
+    }
+    let (mut cfg, mut run) = session::resume_run(&checkpoint_path(model))?;
+    let before = run.trainer.evaluate(&run.test, 1024)?;
+    let weights: Vec<Param> = run
+        .trainer
+        .named_parameters()
+        .iter()
+        .filter(|(_, p)| p.shape().len() >= 2)
+        .map(|(_, p)| p.clone())
+        .collect();
+    let mut pruner = Pruner::new();
+    pruner.global_l1_to_sparsity(&weights, sparsity).map_err(TrainError::from)?;
+    pruner.apply(&weights).map_err(TrainError::from)?;
+    let pruned = run.trainer.evaluate(&run.test, 1024)?;
+    run.trainer.reg.pruner = Some(pruner);
+    // Fine-tune at a tenth of the run's rate, without its (finished) schedule.
+    run.trainer.lr_policy = None;
+    run.trainer.optimizer.set_lr(cfg.optim.lr * 0.1);
+    cfg.schedule.kind = "none".into();
+    cfg.train.epochs = run.trainer.epoch + fine_tune;
+    let out = out.unwrap_or_else(|| {
+        let base = if model.is_dir() {
+            model.to_path_buf()
+        } else {
+            model.parent().unwrap_or(Path::new(".")).to_path_buf()
+        };
+        PathBuf::from(format!("{}-pruned", base.display()))
+    });
+    let after = session::fit(&mut run, &cfg, Some(&out), &mut Display::new(cfg.train.epochs))?;
+    let names: Vec<String> = run
+        .trainer
+        .named_parameters()
+        .iter()
+        .filter(|(_, p)| p.shape().len() >= 2)
+        .map(|(n, _)| n.clone())
+        .collect();
+    let report = run.trainer.reg.pruner.as_ref().map(|p| p.report(&weights));
+    let acc = |m: &Metrics| m.accuracy.map_or_else(|| format!("loss {:.4}", m.loss), |a| format!("{a:.3}"));
+    println!("test accuracy before pruning: {}", acc(&before));
+    println!("after pruning to {:.0}% sparsity: {}", sparsity * 100.0, acc(&pruned));
+    println!("after {fine_tune} epochs of fine-tuning: {}", acc(&after));
+    if let Some(r) = report {
+        for (name, line) in names.iter().zip(r.to_string().lines()) {
+            println!("{name:<12} {line}");
+        }
+        if let Some(last) = r.to_string().lines().last() {
+            println!("{last}");
+        }
+    }
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+fn resume(checkpoint: &Path, epochs: Option<u64>, out: Option<PathBuf>) -> Result<()> {
+    let path = checkpoint_path(checkpoint);
+    let (mut cfg, mut run) = session::resume_run(&path)?;
+    if let Some(e) = epochs {
+        cfg.train.epochs = e;
+    }
+    let out = out.unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).to_path_buf());
+    println!(
+        "resuming at epoch {} (step {}) to epoch {}",
+        run.trainer.epoch, run.trainer.step, cfg.train.epochs
+    );
+    let m = session::fit(&mut run, &cfg, Some(&out), &mut Display::new(cfg.train.epochs))?;
+    print_test(&m);
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! The `nw` binary end to end, on small fast runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn nw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nw")).args(args).output().expect("nw runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nw-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn quick_train(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--dataset", "iris", "--batch", "16", "--out", out.to_str().unwrap()];
+    if !extra.contains(&"--epochs") {
+        args.extend_from_slice(&["--epochs", "6"]);
+    }
+    args.extend_from_slice(extra);
+    nw(&args)
+}
+
+#[test]
+fn train_writes_every_output_and_reports_accuracy() {
+    let out = tmp("train");
+    let o = quick_train(&out, &["--hidden", "16", "--lr", "0.02"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = text(&o);
+    let line = s.lines().find(|l| l.starts_with("test accuracy: ")).expect("an accuracy line");
+    let acc: f64 = line["test accuracy: ".len()..].trim().parse().unwrap();
+    assert!(acc > 0.8, "iris after 6 epochs: {acc}");
+    for f in [
+        "model.safetensors",
+        "checkpoint.nwck",
+        "metrics.csv",
+        "monitor.jsonl",
+        "config.toml",
+        "loss.svg",
+        "loss.png",
+        "accuracy.png",
+        "weight_norms.svg",
+        "update_norms.png",
+    ] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 7, "header + one line per epoch:\n{csv}");
+    let first = std::fs::read_to_string(out.join("monitor.jsonl")).unwrap();
+    assert!(first.lines().next().unwrap().contains("\"update_ratio\""));
+    // eval, inspect and predict on the saved run
+    let e = nw(&["eval", "--model", out.to_str().unwrap()]);
+    assert!(e.status.success() && text(&e).contains(line), "{}", text(&e));
+    let i = nw(&["inspect", "--model", out.to_str().unwrap()]);
+    assert!(i.status.success() && text(&i).contains("0.weight"), "{}", text(&i));
+    let mut p = Command::new(env!("CARGO_BIN_EXE_nw"))
+        .args(["predict", "--model", out.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    p.stdin.take().unwrap().write_all(b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n").unwrap();
+    let po = p.wait_with_output().unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&po.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("setosa"), "{lines:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn resume_from_a_periodic_checkpoint_is_bit_identical() {
+    let a = tmp("resume-a");
+    let o = quick_train(&a, &["--checkpoint-every", "3", "--dropout", "0.1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let c = tmp("resume-c");
+    let ck = a.join("checkpoint-epoch3.nwck");
+    let r = nw(&["resume", ck.to_str().unwrap(), "--out", c.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", text(&r));
+    let wa = std::fs::read(a.join("model.safetensors")).unwrap();
+    let wc = std::fs::read(c.join("model.safetensors")).unwrap();
+    assert!(wa == wc, "resumed weights differ from the uninterrupted run");
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&c);
+}
+
+#[test]
+fn errors_have_distinct_exit_codes_and_clear_messages() {
+    // bad config key -> 2, naming the key
+    let dir = tmp("bad-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("run.toml");
+    std::fs::write(&cfg, "[optim]\nlearnig_rate = 0.1\n").unwrap();
+    let o = nw(&["train", "--config", cfg.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("learnig_rate"), "{}", text(&o));
+    // unknown optimizer -> 2
+    let o = nw(&["train", "--optimizer", "adamm", "--out", dir.join("o").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // missing data set -> 3, saying how to get it
+    let o = nw(&[
+        "train",
+        "--dataset",
+        "csv",
+        "--csv",
+        "/nonexistent/data.csv",
+        "--out",
+        dir.join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // corrupted checkpoint -> 5
+    let run = tmp("corrupt");
+    let t = quick_train(&run, &["--epochs", "1"]);
+    assert!(t.status.success(), "{}", text(&t));
+    let ck = run.join("checkpoint.nwck");
+    let mut bytes = std::fs::read(&ck).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0xFF;
+    std::fs::write(&ck, &bytes).unwrap();
+    let o = nw(&["eval", "--model", run.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(text(&o).contains("corrupted"), "{}", text(&o));
+    std::fs::write(&ck, &bytes[..n / 2]).unwrap();
+    let o = nw(&["resume", ck.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&run);
+}
+
+#[test]
+fn help_explains_the_options() {
+    let o = nw(&["train", "--help"]);
+    let s = text(&o);
+    for opt in ["--optimizer", "--schedule", "--batch", "--dropout", "--init", "--out", "--early-stopping"] {
+        assert!(s.contains(opt), "--help lacks {opt}");
+    }
+}
+
+#[test]
+fn default_train_reaches_97_percent_on_digits() {
+    // The README's first command: `nw train` with no options (MLP on the
+    // embedded UCI digits, seed 0). Its result is bit-reproducible, so this
+    // is an exact check of the default run, not a statistical one.
+    let out = tmp("default");
+    let o = nw(&["train", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = text(&o);
+    let line = s.lines().find(|l| l.starts_with("test accuracy: ")).expect("an accuracy line");
+    let acc: f64 = line["test accuracy: ".len()..].trim().parse().unwrap();
+    assert!(acc >= 0.97, "default run: {acc}");
+    let _ = std::fs::remove_dir_all(&out);
+}
