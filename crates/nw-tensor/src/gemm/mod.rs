@@ -71,12 +71,13 @@ use rayon::prelude::*;
 
 use driver::{Blocking, MicroKernel};
 
-/// Products with fewer floating-point operations (`2 m n k`) than this run
-/// single-threaded: about 40 us of one core's work with the AVX-512 kernel,
-/// below which waking and joining a second thread costs about as much as it
-/// saves (a 128 x 128 x 128 product stays on one thread; 128 x 512 x 256
-/// and everything larger is split).
-pub const PAR_MIN_FLOPS: usize = 2 * 128 * 128 * 256;
+/// Products with fewer floating-point operations (`2 m n k`, here a
+/// 64 x 64 x 64 product, about 3 us of one core's work) than this run
+/// single-threaded. Above it the split pays even for small products: the
+/// regions are handed to rayon as one parallel loop, and a region that no
+/// idle thread picks up is run by the calling thread itself, so a busy or
+/// sleeping pool costs little more than the single-threaded call.
+pub const PAR_MIN_FLOPS: usize = 2 * 64 * 64 * 64;
 
 /// A micro-kernel instruction set. [`Kernel::detect`] picks the best one the
 /// CPU supports; tests and benchmarks force others through [`sgemm_with`].
