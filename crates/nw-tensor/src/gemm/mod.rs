@@ -53,8 +53,15 @@
 //! of two threads 11 x 8 full-height tiles rather than half of 128 rows.
 //! `K` is never split and `kc` does not depend on `T`, so every
 //! element of `C` sees the same operations in the same order whatever `T`
-//! is: results are bit-identical for any thread count. Products under
-//! [`PAR_MIN_FLOPS`] run on the calling thread.
+//! is: results are bit-identical for any thread count. (They do depend on the
+//! kernel: the scalar one rounds each multiply and add separately, while the
+//! AVX2 and AVX-512 ones fuse them, in the same order, and agree with each
+//! other.) Products under [`PAR_MIN_FLOPS`] run on the calling thread.
+//!
+//! # Memory
+//! Each thread that has run a GEMM keeps one packing buffer for reuse, at
+//! most `(MC + NC) x KC` floats (about 2.4 MiB) and only as large as the
+//! products it has seen need; nothing is allocated per call after that.
 
 mod driver;
 mod kernel_scalar;
