@@ -93,6 +93,15 @@ unsafe fn tile_avx512(
     rows: usize,
     cols: usize,
 ) {
+    if csc == 1 && beta != 0.0 {
+        // Start fetching the C tile now; it is read after the kc loop.
+        for i in 0..rows {
+            let p = c.wrapping_offset(i as isize * rsc);
+            // A prefetch is only a hint: it never faults, whatever address.
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(cols - 1) as *const i8);
+        }
+    }
     let mut acc = [[_mm512_setzero_ps(); 2]; MR512];
     let (mut ap, mut bp) = (a, b);
     for _ in 0..kc {

@@ -53,8 +53,15 @@
 //! of two threads 11 x 8 full-height tiles rather than half of 128 rows.
 //! `K` is never split and `kc` does not depend on `T`, so every
 //! element of `C` sees the same operations in the same order whatever `T`
-//! is: results are bit-identical for any thread count. Products under
-//! [`PAR_MIN_FLOPS`] run on the calling thread.
+//! is: results are bit-identical for any thread count. (They do depend on the
+//! kernel: the scalar one rounds each multiply and add separately, while the
+//! AVX2 and AVX-512 ones fuse them, in the same order, and agree with each
+//! other.) Products under [`PAR_MIN_FLOPS`] run on the calling thread.
+//!
+//! # Memory
+//! Each thread that has run a GEMM keeps one packing buffer for reuse, at
+//! most `(MC + NC) x KC` floats (about 2.4 MiB) and only as large as the
+//! products it has seen need; nothing is allocated per call after that.
 
 mod driver;
 mod kernel_scalar;
@@ -71,12 +78,13 @@ use rayon::prelude::*;
 
 use driver::{Blocking, MicroKernel};
 
-/// Products with fewer floating-point operations (`2 m n k`) than this run
-/// single-threaded: about 40 us of one core's work with the AVX-512 kernel,
-/// below which waking and joining a second thread costs about as much as it
-/// saves (a 128 x 128 x 128 product stays on one thread; 128 x 512 x 256
-/// and everything larger is split).
-pub const PAR_MIN_FLOPS: usize = 2 * 128 * 128 * 256;
+/// Products with fewer floating-point operations (`2 m n k`, here a
+/// 64 x 64 x 64 product, about 3 us of one core's work) than this run
+/// single-threaded. Above it the split pays even for small products: the
+/// regions are handed to rayon as one parallel loop, and a region that no
+/// idle thread picks up is run by the calling thread itself, so a busy or
+/// sleeping pool costs little more than the single-threaded call.
+pub const PAR_MIN_FLOPS: usize = 2 * 64 * 64 * 64;
 
 /// A micro-kernel instruction set. [`Kernel::detect`] picks the best one the
 /// CPU supports; tests and benchmarks force others through [`sgemm_with`].

@@ -430,3 +430,26 @@ fn agrees_with_matrixmultiply() {
     run_gemm(Kernel::detect(), Blocking::DEFAULT, 0.5, &a, &b, -1.0, &mut ours);
     check(&ours, &want, &|| "detected kernel".into());
 }
+
+#[test]
+fn fma_kernels_agree_bit_for_bit() {
+    // AVX2 and AVX-512 accumulate each element with FMAs in the same depth
+    // order from zero and round the update the same way, so with equal
+    // k-blocks they give the same bits (the module docs promise it). On a
+    // CPU with fewer than two FMA kernels there is no pair to compare.
+    let fma: Vec<Kernel> = Kernel::available().into_iter().filter(|&k| k != Kernel::Scalar).collect();
+    for pair in fma.windows(2) {
+        for (i, (m, k, n)) in [(37, 300, 45), (128, 784, 96), (5, 3, 70)].into_iter().enumerate() {
+            let mut g = Gen(900 + i as u64);
+            let a = Mat::new(m, k, Layout::RowMajor, &mut g);
+            let b = Mat::new(k, n, Layout::ColMajor, &mut g);
+            let c0 = Mat::new(m, n, Layout::Padded, &mut g);
+            let mut c1 = c0.clone();
+            let mut c2 = c0.clone();
+            run_gemm(pair[0], Blocking::DEFAULT, 0.7, &a, &b, 1.3, &mut c1);
+            run_gemm(pair[1], Blocking::DEFAULT, 0.7, &a, &b, 1.3, &mut c2);
+            let bits = |c: &Mat| c.data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&c1) == bits(&c2), "{pair:?} differ on {m}x{k}x{n}");
+        }
+    }
+}
