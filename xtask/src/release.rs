@@ -9,8 +9,8 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 /// Publishable crates, each after the crates it depends on.
-pub const CRATES: [&str; 8] =
-    ["nw-tensor", "nw-autograd", "nw-nn", "nw-optim", "nw-reg", "nw-data", "nw-train", "nw-cli"];
+pub const CRATES: [&str; 9] =
+    ["nw-tensor", "nw-autograd", "nw-nn", "nw-evolve", "nw-optim", "nw-reg", "nw-data", "nw-train", "nw-cli"];
 
 fn cargo(root: &Path, args: &[&str]) -> Result<()> {
     println!("$ cargo {}", args.join(" "));
@@ -31,13 +31,17 @@ pub fn run(root: &Path) -> Result<()> {
     cargo(root, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     cargo(root, &["test", "--workspace", "--release"])?;
     cargo(root, &["build", "--release", "-p", "nw-cli"])?;
+    // One `cargo package` for all crates: cargo packages them in dependency
+    // order and resolves the unpublished workspace dependencies locally.
+    // `--no-verify`: nw-data embeds files from the workspace's `datasets/`,
+    // which a stand-alone build of its package cannot see.
+    let mut args: Vec<&str> = vec!["package", "--allow-dirty", "--no-verify"];
     for c in CRATES {
         if root.join("crates").join(c).exists() {
-            // Dependencies on unpublished workspace crates cannot be verified
-            // against the registry, so package without the verify build.
-            cargo(root, &["package", "--allow-dirty", "--no-verify", "-p", c])?;
+            args.extend(["-p", c]);
         }
     }
+    cargo(root, &args)?;
     let dist = root.join("dist");
     std::fs::create_dir_all(&dist)?;
     let mut sums = String::new();
