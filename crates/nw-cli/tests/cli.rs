@@ -113,6 +113,22 @@ fn errors_have_distinct_exit_codes_and_clear_messages() {
         dir.join("o").to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // divergence -> 4, saying where and what to do
+    let o = nw(&[
+        "train",
+        "--dataset",
+        "iris",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+        "--epochs",
+        "2",
+        "--out",
+        dir.join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("diverged at step"), "{}", text(&o));
     // corrupted checkpoint -> 5
     let run = tmp("corrupt");
     let t = quick_train(&run, &["--epochs", "1"]);

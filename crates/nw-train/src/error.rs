@@ -27,7 +27,7 @@ pub enum TrainError {
     #[error(transparent)]
     Data(#[from] nw_data::DataError),
     /// A loss, gradient or weight became NaN or infinite.
-    #[error("training stopped: {0}")]
+    #[error(transparent)]
     NonFinite(#[from] NonFinite),
     /// Writing or reading a checkpoint failed.
     #[error(transparent)]

@@ -6,7 +6,7 @@ use thiserror::Error;
 
 /// A non-finite value found after a step.
 #[derive(Debug, Clone, PartialEq, Error)]
-#[error("step {step}: non-finite {what} in parameter {name} (first at element {index}: {value})")]
+#[error("{}", describe(self))]
 pub struct NonFinite {
     /// Optimizer step at which it was found.
     pub step: u64,
@@ -18,6 +18,20 @@ pub struct NonFinite {
     pub index: usize,
     /// The bad value.
     pub value: f32,
+}
+
+fn describe(e: &NonFinite) -> String {
+    if e.what == "loss" {
+        format!(
+            "training diverged at step {}: the loss is {} (lower the learning rate or clip gradients)",
+            e.step, e.value
+        )
+    } else {
+        format!(
+            "training diverged at step {}: non-finite {} in parameter {} (first at element {}: {})",
+            e.step, e.what, e.name, e.index, e.value
+        )
+    }
 }
 
 /// Checks the loss, then gradients, then weights, in model order, and
