@@ -4,7 +4,13 @@ of the forward pass and of forward + backward (input, weight and bias
 gradients) at 1 and 2 threads, and the median CPU time of the process per call
 (time.process_time, all threads). On a shared, loaded machine the CPU time at
 1 thread is the steadiest figure; at 2 threads it is the total work of both. Run: /tmp/torch/bin/python benches/torch/conv.py [--repeats N]
-The Rust side is `cargo run --release -p nw-tensor --example conv_bench`."""
+The Rust side is `cargo run --release -p nw-tensor --example conv_bench`.
+
+Also served by worker.py for `cargo xtask bench conv`, as two ops:
+  conv_fwd      -> "ok"  (current op: the forward pass, no graph)
+  conv_fwd_bwd  -> "ok"  (current op: forward, then backward with a fixed
+                          upstream gradient: input, weight and bias gradients)
+"""
 
 import argparse
 import statistics
@@ -24,6 +30,39 @@ def median_ms(fn, repeats):
         times.append((time.perf_counter() - t0) * 1e3)
         cpu.append((time.process_time() - c0) * 1e3)
     return statistics.median(times), min(times), statistics.median(cpu)
+
+
+def _tensors():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 32, 28, 28, generator=g).requires_grad_(True)
+    w = (torch.randn(64, 32, 3, 3, generator=g) * 0.1).requires_grad_()
+    b = torch.zeros(64, requires_grad=True)
+    dy = torch.randn(64, 64, 28, 28, generator=g)
+    return x, w, b, dy
+
+
+def setup_fwd():
+    x, w, b, _ = _tensors()
+
+    def run():
+        with torch.no_grad():
+            F.conv2d(x, w, b, padding=1)
+
+    return run
+
+
+def setup_fwd_bwd():
+    x, w, b, dy = _tensors()
+
+    def run():
+        with torch.enable_grad():
+            x.grad = w.grad = b.grad = None
+            F.conv2d(x, w, b, padding=1).backward(dy)
+
+    return run
+
+
+OPS = {"conv_fwd": setup_fwd, "conv_fwd_bwd": setup_fwd_bwd}
 
 
 def main():

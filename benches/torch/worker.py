@@ -7,6 +7,8 @@ Requests:
   threads N                     -> "ok N"  (torch.set_num_threads(N))
   gemm M K N TA TB              -> "ok"    (current op: C = A @ B, see below)
   optim VARIANT N               -> "ok"    (current op: one optimizer step, see optim.py)
+  mlp_layer | mlp_step OPT      -> "ok"    (current op: Linear+ReLU fwd+bwd / MLP step, see mlp.py)
+  conv_fwd | conv_fwd_bwd       -> "ok"    (current op: conv2d 64x32x28x28 -> 64 3x3, see conv.py)
   time ITERS                    -> "ok SECONDS" (runs the current op ITERS times)
   quit                          -> exits
 Any failure replies "err <message>" and the worker keeps serving.
@@ -48,6 +50,14 @@ OPS = {"gemm": setup_gemm}
 from optim import OPS as OPTIM_OPS  # noqa: E402  (benches/torch/optim.py: `optim VARIANT N`)
 
 OPS.update(OPTIM_OPS)
+
+from mlp import OPS as MLP_OPS  # noqa: E402  (benches/torch/mlp.py: `mlp_layer`, `mlp_step OPT`)
+
+OPS.update(MLP_OPS)
+
+from conv import OPS as CONV_OPS  # noqa: E402  (benches/torch/conv.py: `conv_fwd`, `conv_fwd_bwd`)
+
+OPS.update(CONV_OPS)
 
 
 def main():

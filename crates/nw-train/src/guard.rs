@@ -56,14 +56,27 @@ pub fn check_finite(
                 p.value()
             };
             let c = t.contiguous();
-            if let Some((index, &value)) =
-                c.as_slice().expect("contiguous").iter().enumerate().find(|(_, v)| !v.is_finite())
-            {
-                return Err(NonFinite { step, name: name.clone(), what, index, value });
+            let s = c.as_slice().expect("contiguous");
+            if let Some(index) = first_non_finite(s) {
+                return Err(NonFinite { step, name: name.clone(), what, index, value: s[index] });
             }
         }
     }
     Ok(())
+}
+
+/// The index of the first NaN or infinity in `s`. Blocks are tested without
+/// branches (an OR of "exponent bits all set" over the block, which the
+/// compiler vectorises); only a block that holds one is searched element by
+/// element. This runs over every gradient and weight twice per step, so a
+/// per-element early-exit loop would cost a sizeable part of a small step.
+fn first_non_finite(s: &[f32]) -> Option<usize> {
+    const BLOCK: usize = 256;
+    const EXP: u32 = 0x7f80_0000;
+    s.chunks(BLOCK).enumerate().find_map(|(b, chunk)| {
+        let bad = chunk.iter().fold(0u32, |acc, v| acc | u32::from(v.to_bits() & EXP == EXP));
+        (bad != 0).then(|| b * BLOCK + chunk.iter().position(|v| !v.is_finite()).expect("the block has one"))
+    })
 }
 
 #[cfg(test)]
@@ -87,5 +100,22 @@ mod tests {
         assert_eq!(check_finite(1, f32::NAN, &[], &g).unwrap_err().what, "loss");
         let ok = vec![("0.weight".to_string(), a)];
         assert!(check_finite(1, 0.1, &ok, &Grads::new()).is_ok());
+    }
+
+    #[test]
+    fn first_non_finite_finds_the_first_in_any_block() {
+        let mut v = vec![1.0f32; 1000];
+        assert_eq!(first_non_finite(&v), None);
+        assert_eq!(first_non_finite(&[]), None);
+        // f32::MAX and subnormals are finite
+        v[3] = f32::MAX;
+        v[4] = f32::MIN_POSITIVE / 2.0;
+        assert_eq!(first_non_finite(&v), None);
+        for (i, bad) in [(0, f32::NAN), (255, f32::INFINITY), (256, f32::NEG_INFINITY), (999, f32::NAN)] {
+            let mut w = v.clone();
+            w[i] = bad;
+            w[999.min(i + 300)] = f32::NAN; // a later one does not hide the first
+            assert_eq!(first_non_finite(&w), Some(i), "at {i}");
+        }
     }
 }

@@ -7,7 +7,11 @@
 //! To add a target (conv, optim, mlp ...): add a module, a [`Target`]
 //! variant, and, for a PyTorch comparison, an op in the worker's `OPS`.
 
+mod accuracy;
+pub mod alloc;
+mod conv;
 mod gemm;
+mod mlp;
 mod optim;
 pub mod torch;
 
@@ -23,6 +27,12 @@ pub enum Target {
     Gemm(gemm::Args),
     /// Adam and SGD-momentum steps over 10M parameters vs torch.optim, 1 and 2 threads.
     Optim(optim::Args),
+    /// Linear(784->512)+ReLU fwd+bwd vs its GEMMs, and an MLP training step (with allocation counts) vs torch.
+    Mlp(mlp::Args),
+    /// conv2d 64x32x28x28 -> 64 channels 3x3 pad 1, forward and forward+backward vs torch.
+    Conv(conv::Args),
+    /// Fashion-MNIST test accuracy and wall time of an MLP and a CNN, nw-train vs PyTorch (minutes).
+    Accuracy(accuracy::Args),
 }
 
 /// Runs one benchmark target.
@@ -30,6 +40,9 @@ pub fn run(target: Target) -> Result<()> {
     match target {
         Target::Gemm(args) => gemm::run(args),
         Target::Optim(args) => optim::run(args),
+        Target::Mlp(args) => mlp::run(args),
+        Target::Conv(args) => conv::run(args),
+        Target::Accuracy(args) => accuracy::run(args),
     }
 }
 
@@ -87,6 +100,22 @@ pub fn time_iters(iters: u64, mut f: impl FnMut()) -> f64 {
         f();
     }
     t0.elapsed().as_secs_f64()
+}
+
+/// Times `iters` calls of a fallible `f` on the calling thread, stopping at
+/// the first error.
+pub fn time_result(iters: u64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let t0 = Instant::now();
+    for _ in 0..iters {
+        f()?;
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// The 1-, 5- and 15-minute load averages, as `/proc/loadavg` gives them.
+pub fn loadavg() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// A one-line description of this machine: CPU model, logical CPUs, load.
