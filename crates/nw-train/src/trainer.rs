@@ -243,7 +243,9 @@ impl Trainer {
             pr.apply(&params)?;
         }
         if let Some(mn) = &self.reg.max_norm {
-            mn.apply(&params)?;
+            // Max-norm constrains the rows of weight matrices and kernels, not biases or norms.
+            let weights: Vec<Param> = params.iter().filter(|p| p.shape().len() >= 2).cloned().collect();
+            mn.apply(&weights)?;
         }
         check_finite(step, data_loss, &self.named, &Grads::new())?;
         self.step = step;
