@@ -9,6 +9,17 @@
 //! - `bench optim [--threads N] [--torch PYTHON] [--json] [--params N]`: an
 //!   Adam and an SGD-momentum step over 10M parameters against torch.optim
 //!   (fused and foreach), with memcpy and in-place bandwidth references.
+//! - `bench mlp [--threads N] [--torch PYTHON] [--json] [--optimizer adam|sgd]
+//!   [--steps N]`: Linear(784->512)+ReLU forward+backward against its three
+//!   GEMMs alone and torch; a 784-512-256-10 MLP training step against
+//!   `Trainer::train_step` and torch, with allocations per step and live
+//!   bytes over N steps (xtask counts allocations: `bench/alloc.rs`).
+//! - `bench conv [--threads N] [--torch PYTHON] [--json]`: conv2d
+//!   64x32x28x28 -> 64 3x3 pad 1, forward and forward+backward, vs torch.
+//! - `bench accuracy [--torch PYTHON] [--only mlp|cnn] [--threads N]
+//!   [--epochs N] [--batch N] [--lr X] [--dropout P] [--schedule none|cosine]
+//!   [--seed S]`: Fashion-MNIST test accuracy and training time, nw-train
+//!   then PyTorch (`benches/torch/accuracy.py`) with the same settings.
 //! - `parity DIR [--filter TEXT]`: every case of every reference fixture file
 //!   in DIR, one line each, then `N passed, N failed` (exit 1 on any failure).
 //! - `datasets fetch fashion-mnist`: Fashion-MNIST into `datasets/`, verified.

@@ -182,32 +182,81 @@ pub fn max_pool2d(
 }
 
 /// `y = max over the window` (padding is -inf), with the argmax positions.
+///
+/// Windows are scanned row by row, left to right, and an element is taken
+/// when it is larger than the best so far or NaN (as torch), so the first
+/// maximum wins. Without padding every window lies inside the input and the
+/// plane is walked with fixed strides ([`max_window`] on whole rows);
+/// with padding each window is clipped first.
 fn max_pool_kernel(g: &Geom, x: &Tensor) -> (Vec<f32>, Vec<usize>) {
     let x = x.contiguous();
     let xs = x.as_slice().expect("contiguous");
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let mut y = vec![0.0f32; g.planes * ohw];
     let mut idx = vec![0usize; g.planes * ohw];
+    let inside = g.ph == 0 && g.pw == 0;
     y.par_chunks_mut(ohw).zip(idx.par_chunks_mut(ohw)).enumerate().for_each(|(p, (yp, ip))| {
         let xp = &xs[p * hw..(p + 1) * hw];
         for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let (y0, y1, x0, x1) = g.clipped(oy, ox);
-                let (mut best, mut at) = (f32::NEG_INFINITY, y0 * g.w + x0);
-                for iy in y0..y1 {
-                    for ix in x0..x1 {
-                        let v = xp[iy * g.w + ix];
-                        if v > best || v.is_nan() {
-                            (best, at) = (v, iy * g.w + ix);
-                        }
-                    }
+            let (yrow, irow) = (&mut yp[oy * g.ow..(oy + 1) * g.ow], &mut ip[oy * g.ow..(oy + 1) * g.ow]);
+            if inside && (g.kh, g.kw, g.sh, g.sw) == (2, 2, 2, 2) {
+                // the common 2x2 window with stride 2: two input rows per output row
+                let (b0, b1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
+                let (r0, r1) = (&xp[b0..b0 + g.w], &xp[b1..b1 + g.w]);
+                for (ox, (yv, iv)) in yrow.iter_mut().zip(irow.iter_mut()).enumerate() {
+                    let j = 2 * ox;
+                    let (a, b, c, d) = (r0[j], r0[j + 1], r1[j], r1[j + 1]);
+                    (*yv, *iv) = if a.is_nan() | b.is_nan() | c.is_nan() | d.is_nan() {
+                        max_window(xp, g.w, 2 * oy, 2 * oy + 2, j, j + 2)
+                    } else {
+                        // The maximum without a data-dependent branch (a
+                        // compare-and-take per element mispredicts about once
+                        // per window on real activations and made this pass
+                        // ~10x slower), then the first element equal to it,
+                        // found by integer selects from the last, and its
+                        // value read back: the same element and bits as the
+                        // scan (with ties, -0.0 against 0.0 included, the
+                        // first one wins). Selecting the f32 value itself
+                        // would be compiled back into a branch.
+                        let m = a.max(b).max(c.max(d));
+                        let mut at = b1 + j + 1;
+                        at = if c == m { b1 + j } else { at };
+                        at = if b == m { b0 + j + 1 } else { at };
+                        at = if a == m { b0 + j } else { at };
+                        (xp[at], at)
+                    };
                 }
-                yp[oy * g.ow + ox] = best;
-                ip[oy * g.ow + ox] = at;
+            } else if inside {
+                // (oh - 1) sh + kh <= h and (ow - 1) sw + kw <= w (out_len, no padding)
+                let y0 = oy * g.sh;
+                for (ox, (yv, iv)) in yrow.iter_mut().zip(irow.iter_mut()).enumerate() {
+                    (*yv, *iv) = max_window(xp, g.w, y0, y0 + g.kh, ox * g.sw, ox * g.sw + g.kw);
+                }
+            } else {
+                for (ox, (yv, iv)) in yrow.iter_mut().zip(irow.iter_mut()).enumerate() {
+                    let (y0, y1, x0, x1) = g.clipped(oy, ox);
+                    (*yv, *iv) = max_window(xp, g.w, y0, y1, x0, x1);
+                }
             }
         }
     });
     (y, idx)
+}
+
+/// The maximum of rows `y0..y1`, columns `x0..x1` of a plane `w` wide, and
+/// its position (`-inf` at the window's first position when empty).
+#[inline(always)]
+fn max_window(xp: &[f32], w: usize, y0: usize, y1: usize, x0: usize, x1: usize) -> (f32, usize) {
+    let (mut best, mut at) = (f32::NEG_INFINITY, y0 * w + x0);
+    for iy in y0..y1 {
+        let row = iy * w;
+        for (ix, &v) in xp[row + x0..row + x1].iter().enumerate() {
+            if v > best || v.is_nan() {
+                (best, at) = (v, row + x0 + ix);
+            }
+        }
+    }
+    (best, at)
 }
 
 /// Gradient of [`max_pool2d`]: `dx[n, c, idx] += dy[n, c, oy, ox]` with

@@ -89,6 +89,47 @@ fn max_pool_nan_and_padding() {
     assert_eq!(idx, vec![1]);
 }
 
+/// The 2x2 stride-2 fast path against the scan it replaces (row by row,
+/// take when larger or NaN), bit for bit, on values chosen to tie: zeros of
+/// both signs, -inf, NaNs (one or several per window), repeated integers.
+#[test]
+fn max_pool_2x2_fast_path_matches_the_scan_bit_for_bit() {
+    let mut rng = Rng::new(7);
+    let palette = [0.0, -0.0, 1.0, -1.0, 2.0, f32::NEG_INFINITY, f32::INFINITY, f32::NAN, -f32::NAN];
+    let (n, c, h, w) = (3, 4, 10, 9); // odd width: the last column is in no window
+    for round in 0..20 {
+        let x = Tensor::from_fn(&[n, c, h, w], || {
+            let r = rng.uniform(0.0, 1.0);
+            if round % 2 == 0 {
+                palette[(r * palette.len() as f64) as usize % palette.len()]
+            } else {
+                ((r * 4.0).floor() - 2.0) as f32
+            }
+        });
+        let (y, idx) = max_pool2d(&x, (2, 2), (2, 2), (0, 0)).unwrap();
+        let (xs, ys) = (x.to_vec(), y.to_vec());
+        let (oh, ow) = (h / 2, w / 2);
+        for pl in 0..n * c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut best, mut at) = (f32::NEG_INFINITY, 2 * oy * w + 2 * ox);
+                    for iy in 2 * oy..2 * oy + 2 {
+                        for ix in 2 * ox..2 * ox + 2 {
+                            let v = xs[pl * h * w + iy * w + ix];
+                            if v > best || v.is_nan() {
+                                (best, at) = (v, iy * w + ix);
+                            }
+                        }
+                    }
+                    let j = (pl * oh + oy) * ow + ox;
+                    assert_eq!(ys[j].to_bits(), best.to_bits(), "value at {j}, round {round}");
+                    assert_eq!(idx[j], at, "index at {j}, round {round}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn avg_pool_matches_reference() {
     let mut rng = Rng::new(2);
