@@ -4,6 +4,7 @@
 
 use nw_tensor::Tensor;
 use nw_tensor::ops::erf;
+pub(crate) use nw_tensor::ops::sigmoid;
 
 use crate::error::{AutogradError, Result};
 use crate::op::Op;
@@ -341,15 +342,5 @@ impl Var {
             v,
             Op::CrossEntropy { logits: self.clone(), probs, targets: targets.to_vec(), smoothing },
         ))
-    }
-}
-
-/// Logistic sigmoid of one value, stable for large |x|.
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
     }
 }

@@ -104,6 +104,18 @@ pub enum Warning {
     },
 }
 
+impl Warning {
+    /// The parameter tensor the warning is about.
+    pub fn tensor(&self) -> &str {
+        match self {
+            Warning::UpdateTooLarge { name, .. }
+            | Warning::UpdateTooSmall { name, .. }
+            | Warning::VanishingGradient { name, .. }
+            | Warning::ExplodingGradient { name, .. } => name,
+        }
+    }
+}
+
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

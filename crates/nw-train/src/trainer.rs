@@ -146,7 +146,7 @@ pub struct Trainer {
     pub history: Vec<EpochRecord>,
     /// Every warning the monitor raised, in order.
     pub warnings: Vec<crate::monitor::Warning>,
-    warned: std::collections::HashSet<String>,
+    warned: std::collections::HashSet<(std::mem::Discriminant<crate::monitor::Warning>, String)>,
     named: Vec<(String, Param)>,
     relu_after: HashMap<usize, String>,
 }
@@ -249,14 +249,11 @@ impl Trainer {
         }
         check_finite(step, data_loss, &self.named, &Grads::new())?;
         self.step = step;
-        let recorded = self.monitor.after_step(step, self.epoch, &self.named, &grads, &acts);
-        let _ = recorded;
+        self.monitor.after_step(step, self.epoch, &self.named, &grads, &acts);
         for w in self.monitor.take_warnings() {
             // Each kind of warning about each tensor is logged once per run;
-            // all of them stay in the monitor's records.
-            let key =
-                format!("{:?}", std::mem::discriminant(&w)) + w.to_string().split(':').next().unwrap_or("");
-            if self.warned.insert(key) {
+            // all of them stay in `self.warnings`.
+            if self.warned.insert((std::mem::discriminant(&w), w.tensor().to_string())) {
                 tracing::warn!("{w}");
             }
             self.warnings.push(w);
@@ -406,9 +403,6 @@ impl Trainer {
         let rngs: Vec<[u64; 4]> =
             self.rngs.iter().map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).state()).collect();
         extra.insert("rngs".into(), serde_json::to_string(&rngs).expect("numbers"));
-        if let Some(es) = &self.early_stopping {
-            extra.insert("early_stopping".into(), format!("{:?}", es.best()));
-        }
         if let Some(pr) = &self.reg.pruner {
             for (n, p) in &self.named {
                 if let Some(m) = pr.mask(p) {

@@ -23,7 +23,7 @@ pub fn erf(x: f64) -> f64 {
 
 /// Logistic sigmoid `1 / (1 + e^-x)`, stable for large |x|.
 #[inline]
-pub(crate) fn sigmoid(x: f32) -> f32 {
+pub fn sigmoid(x: f32) -> f32 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
     } else {

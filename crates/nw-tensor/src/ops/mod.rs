@@ -11,7 +11,7 @@ mod math;
 mod reduce;
 
 pub use binary::broadcast_shape;
-pub use math::erf;
+pub use math::{erf, sigmoid};
 
 /// Elements per parallel work item of the elementwise kernels.
 pub const CHUNK: usize = 16 * 1024;

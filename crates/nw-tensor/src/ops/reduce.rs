@@ -190,7 +190,7 @@ impl Tensor {
         let ax = check_axis(op, axis, self.ndim())?;
         let shape = self.shape().to_vec();
         let n = shape[ax];
-        let (outer, inner) = outer_inner(&shape, ax);
+        let (_, inner) = outer_inner(&shape, ax);
         let src = self.contiguous();
         let s = src.as_slice().expect("contiguous");
         let mut out = vec![0.0f32; s.len()];
@@ -228,7 +228,6 @@ impl Tensor {
                 out.chunks_mut(block).enumerate().for_each(|(o, d)| work(o, d));
             }
         }
-        let _ = outer;
         Tensor::from_vec(out, &shape)
     }
 
