@@ -33,84 +33,144 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// `data.dataset` names (checked against the registry by a test).
+pub const DATASETS: &[&str] = &["digits", "iris", "wine", "breast-cancer", "fashion-mnist", "csv"];
+/// `model.kind` names.
+pub const MODELS: &[&str] = &["mlp", "cnn", "lstm", "gru", "rnn"];
+/// `model.activation` names.
+pub const ACTIVATIONS: &[&str] =
+    &["relu", "tanh", "sigmoid", "gelu", "silu", "leaky-relu", "elu", "softplus"];
+/// `model.init` names.
+pub const INITS: &[&str] = &[
+    "default",
+    "xavier-uniform",
+    "xavier-normal",
+    "kaiming-uniform",
+    "kaiming-normal",
+    "lecun-normal",
+    "orthogonal",
+    "small-normal",
+];
+
 /// The exit code for an error (see the crate docs).
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if let Some(t) = cause.downcast_ref::<TrainError>() {
-            return match t {
-                TrainError::Config(_) => 2,
-                TrainError::Data(_) => 3,
-                TrainError::NonFinite(_) => 4,
-                TrainError::Checkpoint(_) | TrainError::Nn(nw_nn::NnError::State(_)) => 5,
-                _ => 1,
-            };
+            return t.exit_code();
         }
-        if cause.downcast_ref::<nw_train::CheckpointError>().is_some() {
-            return 5;
+        if let Some(c) = cause.downcast_ref::<nw_train::CheckpointError>() {
+            return if matches!(c, nw_train::CheckpointError::Io { .. }) { 6 } else { 5 };
+        }
+        if cause.downcast_ref::<std::io::Error>().is_some() {
+            return 6;
         }
     }
     1
 }
 
+/// The error and its causes on one line, each cause once (a cause whose
+/// text the message already contains is not repeated).
+pub fn message(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out += ": ";
+            out += &c;
+        }
+    }
+    out
+}
+
 fn resolve_config(a: &TrainArgs) -> Result<RunConfig> {
     let mut c = match &a.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            RunConfig::from_toml(&text).with_context(|| format!("in {}", p.display()))?
-        }
+        Some(p) => RunConfig::from_file(p)?,
         None => RunConfig::default(),
     };
-    macro_rules! set {
-        ($field:expr, $value:expr) => {
-            if let Some(v) = $value.clone() {
-                $field = v;
-            }
-        };
-    }
-    set!(c.data.dataset, a.dataset);
-    if a.csv.is_some() {
-        c.data.csv = a.csv.clone();
-        if a.dataset.is_none() {
-            c.data.dataset = "csv".into();
+    // Choices first (each brings its own defaults), then their keys, then --set.
+    let mut sets: Vec<(&str, String)> = Vec::new();
+    let mut put = |k: &'static str, v: Option<String>| {
+        if let Some(v) = v {
+            sets.push((k, v));
         }
+    };
+    let list = |v: &Option<Vec<usize>>| v.as_ref().map(|v| format!("{v:?}"));
+    put("optim.name", a.optimizer.clone());
+    put("schedule.kind", a.schedule.clone());
+    put("data.dataset", a.dataset.clone().or_else(|| a.csv.as_ref().map(|_| "csv".into())));
+    put("data.csv", a.csv.as_ref().map(|p| toml_string(&p.to_string_lossy())));
+    put("data.target_column", a.target_column.map(|v| v.to_string()));
+    put("data.header", flag(a.header, a.no_header));
+    put("data.standardize", flag(a.standardize, a.no_standardize));
+    put("model.kind", a.model.clone());
+    put("model.hidden", list(&a.hidden));
+    put("model.activation", a.activation.clone());
+    put("model.dropout", a.dropout.map(|v| format!("{v:?}")));
+    put("model.channels", list(&a.channels));
+    put("model.width", a.width.map(|v| v.to_string()));
+    put("model.layers", a.layers.map(|v| v.to_string()));
+    put("model.init", a.init.clone());
+    put("model.init_from", a.init_from.as_ref().map(|p| toml_string(&p.to_string_lossy())));
+    put("model.init_from_partial", a.init_from_partial.then(|| "true".into()));
+    put("optim.lr", a.lr.map(|v| format!("{v:?}")));
+    put("optim.momentum", a.momentum.map(|v| format!("{v:?}")));
+    put("optim.nesterov", flag(a.nesterov, a.no_nesterov));
+    put("optim.weight_decay", a.weight_decay.map(|v| format!("{v:?}")));
+    put("optim.betas", a.betas.as_ref().map(|v| format!("{v:?}")));
+    put("optim.eps", a.eps.map(|v| format!("{v:?}")));
+    put("schedule.step_size", a.step_size.map(|v| v.to_string()));
+    put("schedule.gamma", a.gamma.map(|v| format!("{v:?}")));
+    put("schedule.milestones", list(&a.milestones));
+    put("schedule.warmup_epochs", a.warmup_epochs.map(|v| v.to_string()));
+    put("schedule.min_lr", a.min_lr.map(|v| format!("{v:?}")));
+    put("schedule.max_lr", a.max_lr.map(|v| format!("{v:?}")));
+    put("schedule.patience", a.patience.map(|v| v.to_string()));
+    put("reg.l1", a.l1.map(|v| format!("{v:?}")));
+    put("reg.l2", a.l2.map(|v| format!("{v:?}")));
+    put("reg.max_norm", a.max_norm.map(|v| format!("{v:?}")));
+    put("reg.clip_grad_norm", a.clip_grad_norm.map(|v| format!("{v:?}")));
+    put("reg.early_stopping", a.early_stopping.map(|v| v.to_string()));
+    put("train.epochs", a.epochs.map(|v| v.to_string()));
+    put("train.batch", a.batch.as_ref().map(|v| toml_string(v)));
+    put("train.seed", a.seed.map(|v| v.to_string()));
+    put("train.monitor_every", a.monitor_every.map(|v| v.to_string()));
+    put("train.checkpoint_every", a.checkpoint_every.map(|v| v.to_string()));
+    put("train.label_smoothing", a.label_smoothing.map(|v| format!("{v:?}")));
+    for (k, v) in sets {
+        c.set(k, &v).with_context(|| format!("--{}", flag_name(k)))?;
     }
-    if a.target_column.is_some() {
-        c.data.target_column = a.target_column;
+    for kv in &a.set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| TrainError::Config(format!("--set {kv:?}: expected KEY=VALUE")))?;
+        c.set(k.trim(), v.trim())?;
     }
-    set!(c.model.kind, a.model);
-    set!(c.model.hidden, a.hidden);
-    set!(c.model.activation, a.activation);
-    set!(c.model.dropout, a.dropout);
-    set!(c.model.channels, a.channels);
-    set!(c.model.width, a.width);
-    set!(c.model.layers, a.layers);
-    set!(c.model.init, a.init);
-    set!(c.optim.name, a.optimizer);
-    set!(c.optim.lr, a.lr);
-    set!(c.optim.momentum, a.momentum);
-    if a.nesterov {
-        c.optim.nesterov = true;
-    }
-    set!(c.optim.weight_decay, a.weight_decay);
-    set!(c.schedule.kind, a.schedule);
-    set!(c.train.epochs, a.epochs);
-    set!(c.train.batch, a.batch);
-    set!(c.train.seed, a.seed);
-    set!(c.reg.l1, a.l1);
-    set!(c.reg.l2, a.l2);
-    if a.max_norm.is_some() {
-        c.reg.max_norm = a.max_norm;
-    }
-    if a.clip_grad_norm.is_some() {
-        c.reg.clip_grad_norm = a.clip_grad_norm;
-    }
-    if a.early_stopping.is_some() {
-        c.reg.early_stopping = a.early_stopping;
-    }
-    set!(c.train.monitor_every, a.monitor_every);
-    set!(c.train.checkpoint_every, a.checkpoint_every);
-    set!(c.train.label_smoothing, a.label_smoothing);
+    c.validate()?;
     Ok(c)
+}
+
+/// The flag that sets `key` (for error messages).
+fn flag_name(key: &str) -> String {
+    match key {
+        "optim.name" => "optimizer".into(),
+        "schedule.kind" => "schedule".into(),
+        "model.kind" => "model".into(),
+        k => k.rsplit('.').next().unwrap_or(k).replace('_', "-"),
+    }
+}
+
+fn flag(on: bool, off: bool) -> Option<String> {
+    if off {
+        Some("false".into())
+    } else if on {
+        Some("true".into())
+    } else {
+        None
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
 }
 
 /// Progress display: a bar per epoch on a terminal, one line per epoch always.
@@ -172,8 +232,22 @@ fn print_test(m: &Metrics) {
     }
 }
 
+/// `adam (lr 0.002, betas [0.9,0.999], eps 1e-8)`: the optimizer with every value it runs with.
+fn describe_optimizer(o: &nw_train::config::OptimizerConfig) -> String {
+    let v = serde_json::to_value(o).expect("serialises");
+    let keys: Vec<String> = v
+        .as_object()
+        .map(|m| m.iter().filter(|(k, _)| *k != "name").map(|(k, v)| format!("{k} {v}")).collect())
+        .unwrap_or_default();
+    format!("{} ({})", o.name(), keys.join(", "))
+}
+
 fn train(a: TrainArgs) -> Result<()> {
     let cfg = resolve_config(&a)?;
+    if a.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(());
+    }
     let started = std::time::Instant::now();
     let mut run = build_run(&cfg)?;
     println!(
@@ -182,9 +256,9 @@ fn train(a: TrainArgs) -> Result<()> {
         run.loader.dataset().len(),
         run.validation.len(),
         run.test.len(),
-        cfg.model.kind,
+        cfg.model.kind.as_str(),
         run.trainer.model.num_parameters(),
-        cfg.optim.name,
+        describe_optimizer(&cfg.optim),
         cfg.train.epochs
     );
     let m = session::fit(&mut run, &cfg, Some(&a.out), &mut Display::new(cfg.train.epochs))?;
@@ -321,8 +395,10 @@ fn prune(model: &Path, sparsity: f64, fine_tune: u64, out: Option<PathBuf>) -> R
     run.trainer.reg.pruner = Some(pruner);
     // Fine-tune at a tenth of the run's rate, without its (finished) schedule.
     run.trainer.lr_policy = None;
-    run.trainer.optimizer.set_lr(cfg.optim.lr * 0.1);
-    cfg.schedule.kind = "none".into();
+    let lr = cfg.optim.lr() * 0.1;
+    run.trainer.optimizer.set_lr(lr);
+    cfg.optim.set_lr(lr);
+    cfg.schedule = nw_train::config::ScheduleConfig::None;
     cfg.train.epochs = run.trainer.epoch + fine_tune;
     let out = out.unwrap_or_else(|| {
         let base = if model.is_dir() {

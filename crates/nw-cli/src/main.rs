@@ -7,7 +7,8 @@
 //!
 //! Exit codes: 0 success, 1 other failure, 2 bad arguments or configuration,
 //! 3 data missing or unreadable, 4 training diverged (NaN/infinity),
-//! 5 a corrupted or mismatched model/checkpoint file.
+//! 5 a corrupted or mismatched model/checkpoint file, 6 an I/O failure (a
+//! full disk, an unwritable directory), 130 interrupted.
 
 mod commands;
 
@@ -85,98 +86,185 @@ pub enum Command {
     },
 }
 
-/// Options of `nw train`; each overrides the same key of `--config`.
+/// The values a flag that names a registered choice accepts (from the registries).
+mod choices {
+    use clap::builder::PossibleValuesParser;
+
+    pub fn optimizers() -> PossibleValuesParser {
+        PossibleValuesParser::new(nw_optim::OPTIMIZERS.iter().map(|(n, _)| *n))
+    }
+    pub fn schedules() -> PossibleValuesParser {
+        PossibleValuesParser::new(nw_train::config::SCHEDULES)
+    }
+    pub fn datasets() -> PossibleValuesParser {
+        PossibleValuesParser::new(crate::commands::DATASETS)
+    }
+    pub fn models() -> PossibleValuesParser {
+        PossibleValuesParser::new(crate::commands::MODELS)
+    }
+    pub fn activations() -> PossibleValuesParser {
+        PossibleValuesParser::new(crate::commands::ACTIVATIONS)
+    }
+    pub fn inits() -> PossibleValuesParser {
+        PossibleValuesParser::new(crate::commands::INITS)
+    }
+}
+
+/// Options of `nw train`. Each flag sets one key of the run's configuration
+/// (after `--config`, before `--set`); `--set KEY=VALUE` reaches every key,
+/// including those without a flag (`nw train --set optim.betas=[0.9,0.99]`).
 #[derive(Args, Default)]
 pub struct TrainArgs {
     /// A TOML file with any of the sections [data], [model], [optim], [schedule], [reg], [train].
-    #[arg(long)]
+    #[arg(long, help_heading = "Run")]
     pub config: Option<PathBuf>,
     /// Output directory for the model, checkpoint, metrics, monitor log and plots.
-    #[arg(long, default_value = "runs/latest")]
+    #[arg(long, default_value = "runs/latest", help_heading = "Run")]
     pub out: PathBuf,
-    /// Data set: digits (embedded), iris, wine, breast-cancer, fashion-mnist, or csv.
-    #[arg(long)]
+    /// Set any configuration key, e.g. `--set optim.betas=[0.9,0.99]` or
+    /// `--set schedule.kind=multistep --set schedule.milestones=[10,20]` (repeatable; applied last, in order).
+    #[arg(long = "set", value_name = "KEY=VALUE", help_heading = "Run")]
+    pub set: Vec<String>,
+    /// Print the resolved configuration as TOML and exit without training.
+    #[arg(long, help_heading = "Run")]
+    pub print_config: bool,
+
+    /// Data set (data.dataset).
+    #[arg(long, value_parser = choices::datasets(), help_heading = "Data")]
     pub dataset: Option<String>,
-    /// CSV file for --dataset csv (header line expected, target in the last column).
-    #[arg(long)]
+    /// CSV file for --dataset csv (data.csv; implies --dataset csv).
+    #[arg(long, help_heading = "Data")]
     pub csv: Option<PathBuf>,
-    /// The CSV's target column, counted from 0.
-    #[arg(long)]
+    /// The CSV's target column, counted from 0 (data.target_column).
+    #[arg(long, help_heading = "Data")]
     pub target_column: Option<usize>,
-    /// Architecture: mlp, cnn (conv3x3-relu-pool blocks) or lstm (over image rows).
-    #[arg(long)]
+    /// Whether the CSV has a header line (data.header; --no-header to unset).
+    #[arg(long, overrides_with = "no_header", help_heading = "Data")]
+    pub header: bool,
+    /// The CSV has no header line.
+    #[arg(long, help_heading = "Data")]
+    pub no_header: bool,
+    /// Standardise features on the training split (data.standardize; --no-standardize to unset).
+    #[arg(long, overrides_with = "no_standardize", help_heading = "Data")]
+    pub standardize: bool,
+    /// Do not standardise features.
+    #[arg(long, help_heading = "Data")]
+    pub no_standardize: bool,
+
+    /// Architecture template (model.kind).
+    #[arg(long, value_parser = choices::models(), help_heading = "Model")]
     pub model: Option<String>,
-    /// MLP hidden sizes, e.g. 256,128.
-    #[arg(long, value_delimiter = ',')]
+    /// MLP hidden sizes, e.g. 256,128 (model.hidden).
+    #[arg(long, value_delimiter = ',', help_heading = "Model")]
     pub hidden: Option<Vec<usize>>,
-    /// MLP activation: relu, tanh, sigmoid, gelu, silu.
-    #[arg(long)]
+    /// MLP activation (model.activation).
+    #[arg(long, value_parser = choices::activations(), help_heading = "Model")]
     pub activation: Option<String>,
-    /// Dropout probability.
-    #[arg(long)]
+    /// Dropout probability (model.dropout).
+    #[arg(long, help_heading = "Model")]
     pub dropout: Option<f64>,
-    /// CNN channels per convolution block, e.g. 32,64.
-    #[arg(long, value_delimiter = ',')]
+    /// CNN channels per convolution block, e.g. 32,64 (model.channels).
+    #[arg(long, value_delimiter = ',', help_heading = "Model")]
     pub channels: Option<Vec<usize>>,
-    /// CNN fully connected width, or LSTM hidden size.
-    #[arg(long)]
+    /// CNN fully connected width, or recurrent hidden size (model.width).
+    #[arg(long, help_heading = "Model")]
     pub width: Option<usize>,
-    /// LSTM layers.
-    #[arg(long)]
+    /// Recurrent layers (model.layers).
+    #[arg(long, help_heading = "Model")]
     pub layers: Option<usize>,
-    /// Weight initialiser: default, xavier-uniform, xavier-normal, kaiming-uniform, kaiming-normal, lecun-normal, orthogonal.
-    #[arg(long)]
+    /// Weight initialiser (model.init).
+    #[arg(long, value_parser = choices::inits(), help_heading = "Model")]
     pub init: Option<String>,
-    /// Optimizer: sgd, adam, adamw, adagrad, rmsprop, adadelta, adamax, nadam, radam, rprop, lion.
-    #[arg(long)]
+    /// Start from these weights: a safetensors file with PyTorch state_dict names (model.init_from).
+    #[arg(long, help_heading = "Model")]
+    pub init_from: Option<PathBuf>,
+    /// With --init-from: load the tensors that match and report the rest (model.init_from_partial).
+    #[arg(long, help_heading = "Model")]
+    pub init_from_partial: bool,
+
+    /// Optimizer, with its own torch defaults (optim.name).
+    #[arg(long, value_parser = choices::optimizers(), help_heading = "Optimizer")]
     pub optimizer: Option<String>,
-    /// Learning rate.
-    #[arg(long)]
+    /// Learning rate (optim.lr).
+    #[arg(long, help_heading = "Optimizer")]
     pub lr: Option<f64>,
-    /// Momentum (SGD, RMSprop).
-    #[arg(long)]
+    /// Momentum (optim.momentum: SGD, RMSprop).
+    #[arg(long, help_heading = "Optimizer")]
     pub momentum: Option<f64>,
-    /// Nesterov momentum (SGD).
-    #[arg(long)]
+    /// Nesterov momentum (optim.nesterov: SGD; --no-nesterov to unset).
+    #[arg(long, overrides_with = "no_nesterov", help_heading = "Optimizer")]
     pub nesterov: bool,
-    /// Weight decay (decoupled for AdamW and Lion, L2 otherwise).
-    #[arg(long)]
+    /// No Nesterov momentum.
+    #[arg(long, help_heading = "Optimizer")]
+    pub no_nesterov: bool,
+    /// Weight decay (optim.weight_decay: decoupled for AdamW and Lion, L2 otherwise).
+    #[arg(long, help_heading = "Optimizer")]
     pub weight_decay: Option<f64>,
-    /// Schedule: none, step, exponential, cosine, warmup-cosine, onecycle, plateau.
-    #[arg(long)]
+    /// Betas, e.g. 0.9,0.99 (optim.betas: Adam family, Lion).
+    #[arg(long, value_delimiter = ',', help_heading = "Optimizer")]
+    pub betas: Option<Vec<f64>>,
+    /// Epsilon (optim.eps: every optimizer that has one).
+    #[arg(long, help_heading = "Optimizer")]
+    pub eps: Option<f64>,
+
+    /// Learning-rate schedule, with its own defaults (schedule.kind).
+    #[arg(long, value_parser = choices::schedules(), help_heading = "Schedule")]
     pub schedule: Option<String>,
-    /// Epochs.
-    #[arg(long)]
-    pub epochs: Option<u64>,
-    /// Batch: full (gradient descent), online (one example), or a mini-batch size.
-    #[arg(long)]
-    pub batch: Option<String>,
-    /// Seed of everything random.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// L1 penalty on weights.
-    #[arg(long)]
+    /// StepLR period in epochs (schedule.step_size).
+    #[arg(long, help_heading = "Schedule")]
+    pub step_size: Option<usize>,
+    /// Decay factor (schedule.gamma: step, multistep, exponential, cyclic).
+    #[arg(long, help_heading = "Schedule")]
+    pub gamma: Option<f64>,
+    /// MultiStepLR milestones in epochs, e.g. 10,20 (schedule.milestones).
+    #[arg(long, value_delimiter = ',', help_heading = "Schedule")]
+    pub milestones: Option<Vec<usize>>,
+    /// Warm-up epochs (schedule.warmup_epochs: warmup-cosine).
+    #[arg(long, help_heading = "Schedule")]
+    pub warmup_epochs: Option<usize>,
+    /// Lowest rate (schedule.min_lr: cosine, warmup-cosine, warm-restarts, plateau).
+    #[arg(long, help_heading = "Schedule")]
+    pub min_lr: Option<f64>,
+    /// Peak rate (schedule.max_lr: cyclic, onecycle).
+    #[arg(long, help_heading = "Schedule")]
+    pub max_lr: Option<f64>,
+    /// Plateau patience in epochs (schedule.patience).
+    #[arg(long, help_heading = "Schedule")]
+    pub patience: Option<usize>,
+
+    /// L1 penalty on weights (reg.l1).
+    #[arg(long, help_heading = "Regularization")]
     pub l1: Option<f32>,
-    /// L2 penalty on weights (as a loss term).
-    #[arg(long)]
+    /// L2 penalty on weights, as a loss term (reg.l2).
+    #[arg(long, help_heading = "Regularization")]
     pub l2: Option<f32>,
-    /// Max-norm constraint on weight rows.
-    #[arg(long)]
+    /// Max-norm constraint on weight rows (reg.max_norm).
+    #[arg(long, help_heading = "Regularization")]
     pub max_norm: Option<f32>,
-    /// Clip the global gradient norm.
-    #[arg(long)]
+    /// Clip the global gradient norm (reg.clip_grad_norm).
+    #[arg(long, help_heading = "Regularization")]
     pub clip_grad_norm: Option<f64>,
-    /// Stop when the validation loss has not improved for this many epochs.
-    #[arg(long)]
+    /// Stop when the validation loss has not improved for this many epochs (reg.early_stopping).
+    #[arg(long, help_heading = "Regularization")]
     pub early_stopping: Option<usize>,
-    /// Record the weight monitor every N steps (0: epoch ends only).
-    #[arg(long)]
+
+    /// Epochs (train.epochs).
+    #[arg(long, help_heading = "Loop")]
+    pub epochs: Option<u64>,
+    /// Batch: full (gradient descent), online (one example), or a mini-batch size (train.batch).
+    #[arg(long, help_heading = "Loop")]
+    pub batch: Option<String>,
+    /// Seed of everything random (train.seed).
+    #[arg(long, help_heading = "Loop")]
+    pub seed: Option<u64>,
+    /// Record the weight monitor every N steps, 0: epoch ends only (train.monitor_every).
+    #[arg(long, help_heading = "Loop")]
     pub monitor_every: Option<u64>,
-    /// Write a checkpoint every N epochs (0: only at the end).
-    #[arg(long)]
+    /// Write a checkpoint every N epochs, 0: only at the end (train.checkpoint_every).
+    #[arg(long, help_heading = "Loop")]
     pub checkpoint_every: Option<u64>,
-    /// Label smoothing of the cross-entropy.
-    #[arg(long)]
+    /// Label smoothing of the cross-entropy (train.label_smoothing).
+    #[arg(long, help_heading = "Loop")]
     pub label_smoothing: Option<f32>,
 }
 
@@ -197,7 +285,7 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", commands::message(&e));
             ExitCode::from(commands::exit_code(&e))
         }
     }

@@ -31,7 +31,8 @@ use crate::state::ParamState;
 /// // v = 0.1, Δ = √1e-6 / √(0.1 + 1e-6) ≈ 3.1623e-3
 /// assert!((w.value().to_vec()[0] - (1.0 - 3.16226e-3)).abs() < 1e-6);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Adadelta {
     /// Learning rate γ scaling Δ (default 1.0).
     pub lr: f64,
@@ -40,6 +41,7 @@ pub struct Adadelta {
     /// ε (default 1e-6).
     pub eps: f64,
     /// Weight decay (default `L2(0.0)`).
+    #[serde(with = "crate::registry::l2")]
     pub weight_decay: WeightDecay,
     /// Ascend instead of descend (default false).
     pub maximize: bool,

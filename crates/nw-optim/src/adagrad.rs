@@ -29,13 +29,15 @@ use crate::state::ParamState;
 /// opt.step(&grads).unwrap(); // s = 4: θ = 1 − 0.1 · 2 / 2
 /// assert!((w.value().to_vec()[0] - 0.9).abs() < 1e-6);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Adagrad {
     /// Learning rate γ (default 1e-2).
     pub lr: f64,
     /// Learning-rate decay η (default 0).
     pub lr_decay: f64,
     /// Weight decay (default `L2(0.0)`).
+    #[serde(with = "crate::registry::l2")]
     pub weight_decay: WeightDecay,
     /// Starting value of the accumulator (default 0).
     pub initial_accumulator_value: f64,

@@ -33,7 +33,8 @@ use crate::state::ParamState;
 /// // first step: m̂ = g, v̂ = g², so θ moves by γ g / (|g| + ε') ≈ γ
 /// assert!((w.value().to_vec()[0] - 0.99).abs() < 1e-6);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "crate::registry::AdamRepr", into = "crate::registry::AdamRepr")]
 pub struct Adam {
     /// Learning rate γ (default 1e-3).
     pub lr: f64,
@@ -80,7 +81,8 @@ impl Default for Adam {
 /// // zero gradient: only the decay acts, θ = 2 (1 − 0.1 · 0.01)
 /// assert!((w.value().to_vec()[0] - 1.998).abs() < 1e-6);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AdamW {
     /// Learning rate γ (default 1e-3).
     pub lr: f64,
@@ -89,6 +91,7 @@ pub struct AdamW {
     /// ε (default 1e-8).
     pub eps: f64,
     /// Weight decay (default `Decoupled(0.01)`).
+    #[serde(with = "crate::registry::decoupled")]
     pub weight_decay: WeightDecay,
     /// AMSGrad (default false).
     pub amsgrad: bool,

@@ -30,7 +30,8 @@ use crate::state::ParamState;
 /// opt.step(&grads).unwrap(); // m = −0.05, u = 0.5: θ = 1 + (0.02 / 0.1) · 0.05 / 0.5
 /// assert!((w.value().to_vec()[0] - 1.02).abs() < 1e-6);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Adamax {
     /// Learning rate γ (default 2e-3).
     pub lr: f64,
@@ -39,6 +40,7 @@ pub struct Adamax {
     /// ε (default 1e-8).
     pub eps: f64,
     /// Weight decay (default `L2(0.0)`).
+    #[serde(with = "crate::registry::l2")]
     pub weight_decay: WeightDecay,
     /// Ascend instead of descend (default false).
     pub maximize: bool,

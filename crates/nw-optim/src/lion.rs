@@ -29,13 +29,15 @@ use crate::state::ParamState;
 /// opt.step(&grads).unwrap(); // every element moves by exactly lr against its gradient's sign
 /// assert_eq!(w.value().to_vec(), vec![0.9, 1.1]);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Lion {
     /// Learning rate γ (default 1e-4, the paper's advice: 3-10x smaller than AdamW's).
     pub lr: f64,
     /// (β1, β2) (default (0.9, 0.99)).
     pub betas: (f64, f64),
     /// Weight decay (default `Decoupled(0.0)`).
+    #[serde(with = "crate::registry::decoupled")]
     pub weight_decay: WeightDecay,
     /// Ascend instead of descend (default false).
     pub maximize: bool,

@@ -36,7 +36,8 @@ use crate::state::ParamState;
 /// let want = 1.0 - 0.02 - 0.02 * mu2 * 0.1 / (1.0 - mu1 * mu2);
 /// assert!((w.value().to_vec()[0] as f64 - want).abs() < 1e-6);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "crate::registry::NAdamRepr", into = "crate::registry::NAdamRepr")]
 pub struct NAdam {
     /// Learning rate γ (default 2e-3).
     pub lr: f64,

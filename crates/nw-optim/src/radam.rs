@@ -33,7 +33,8 @@ use crate::state::ParamState;
 /// opt.step(&grads).unwrap(); // ρ_1 = 1 ≤ 5: plain momentum step, m̂ = g
 /// assert!((w.value().to_vec()[0] - (1.0 - 0.02 * 3.0)).abs() < 1e-6);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "crate::registry::RAdamRepr", into = "crate::registry::RAdamRepr")]
 pub struct RAdam {
     /// Learning rate γ (default 1e-3).
     pub lr: f64,

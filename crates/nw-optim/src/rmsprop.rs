@@ -31,7 +31,8 @@ use crate::state::ParamState;
 /// opt.step(&grads).unwrap(); // v = 0.01: θ = 1 − 0.01 · 1 / 0.1
 /// assert!((w.value().to_vec()[0] - 0.9).abs() < 1e-5);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RmsProp {
     /// Learning rate γ (default 1e-2).
     pub lr: f64,
@@ -40,6 +41,7 @@ pub struct RmsProp {
     /// ε (default 1e-8).
     pub eps: f64,
     /// Weight decay (default `L2(0.0)`).
+    #[serde(with = "crate::registry::l2")]
     pub weight_decay: WeightDecay,
     /// Momentum μ (default 0).
     pub momentum: f64,

@@ -35,7 +35,8 @@ use crate::state::ParamState;
 /// opt.step(&grads).unwrap(); // same sign: Δ = 0.012, θ = 0.99 − 0.012
 /// assert!((w.value().to_vec()[0] - 0.978).abs() < 1e-6);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Rprop {
     /// Initial step size Δ (default 1e-2).
     pub lr: f64,
@@ -44,6 +45,7 @@ pub struct Rprop {
     /// (Δmin, Δmax) (default (1e-6, 50)).
     pub step_sizes: (f64, f64),
     /// Weight decay (default `L2(0.0)`, none; not in torch).
+    #[serde(with = "crate::registry::l2")]
     pub weight_decay: WeightDecay,
     /// Ascend instead of descend (default false).
     pub maximize: bool,

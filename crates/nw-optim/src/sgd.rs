@@ -33,7 +33,8 @@ use crate::state::ParamState;
 /// opt.step(&grads).unwrap(); // b = 0.9·1 + 1 = 1.9: θ = 0.9 − 0.19
 /// assert!((w.value().to_vec()[0] - 0.71).abs() < 1e-6);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Sgd {
     /// Learning rate γ (torch default 1e-3).
     pub lr: f64,
@@ -42,6 +43,7 @@ pub struct Sgd {
     /// Dampening τ of the gradient added to the buffer (default 0).
     pub dampening: f64,
     /// Weight decay (default `L2(0.0)`: none).
+    #[serde(with = "crate::registry::l2")]
     pub weight_decay: WeightDecay,
     /// Nesterov momentum (default false).
     pub nesterov: bool,

@@ -35,6 +35,45 @@ pub enum TrainError {
     /// The run's configuration is invalid or does not fit the data.
     #[error("configuration: {0}")]
     Config(String),
+    /// A model, weights file or checkpoint does not fit the model it is loaded into.
+    #[error("{0}")]
+    Mismatch(String),
+    /// Reading or writing a file failed (a full disk, a read-only or missing directory).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The run was interrupted (SIGINT or SIGTERM) after writing a checkpoint.
+    #[error("interrupted at step {step}; checkpoint written to {}", checkpoint.display())]
+    Interrupted {
+        /// Steps completed.
+        step: u64,
+        /// The checkpoint to resume from.
+        checkpoint: std::path::PathBuf,
+    },
+}
+
+impl TrainError {
+    /// The process exit code this error maps to: 2 configuration, 3 data,
+    /// 4 diverged, 5 corrupted or mismatched model/checkpoint, 6 I/O,
+    /// 130 interrupted, 1 anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            TrainError::Config(_) | TrainError::Optim(_) | TrainError::Reg(_) => 2,
+            TrainError::Data(_) => 3,
+            TrainError::NonFinite(_) => 4,
+            TrainError::Checkpoint(CheckpointError::Io { .. }) => 6,
+            TrainError::Checkpoint(_)
+            | TrainError::Mismatch(_)
+            | TrainError::Nn(nw_nn::NnError::State(_)) => 5,
+            TrainError::Io { .. } => 6,
+            TrainError::Interrupted { .. } => 130,
+            _ => 1,
+        }
+    }
 }
 
 /// Result alias for training.

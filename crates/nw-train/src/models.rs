@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use nw_autograd::Var;
 use nw_nn::{
-    Conv2d, Flatten, Gelu, Linear, Lstm, MaxPool2d, ModeFlag, Module, Relu, RnnConfig, Sequential, Sigmoid,
-    Silu, Tanh,
+    Conv2d, Elu, Flatten, Gelu, Gru, LeakyRelu, Linear, Lstm, MaxPool2d, ModeFlag, Module, Relu, Rnn,
+    RnnConfig, RnnNonlinearity, Sequential, Sigmoid, Silu, Softplus, Tanh,
 };
 use nw_tensor::Rng;
 use nw_tensor::conv::Conv2dSpec;
@@ -29,6 +29,12 @@ pub enum Activation {
     Gelu,
     /// SiLU / swish.
     Silu,
+    /// Leaky ReLU (slope 0.01).
+    LeakyRelu,
+    /// ELU (alpha 1).
+    Elu,
+    /// Softplus (beta 1).
+    Softplus,
 }
 
 impl Activation {
@@ -39,6 +45,9 @@ impl Activation {
             Activation::Sigmoid => Box::new(Sigmoid),
             Activation::Gelu => Box::new(Gelu::default()),
             Activation::Silu => Box::new(Silu),
+            Activation::LeakyRelu => Box::new(LeakyRelu::default()),
+            Activation::Elu => Box::new(Elu::default()),
+            Activation::Softplus => Box::new(Softplus::default()),
         }
     }
 
@@ -50,6 +59,9 @@ impl Activation {
             "sigmoid" => Activation::Sigmoid,
             "gelu" => Activation::Gelu,
             "silu" => Activation::Silu,
+            "leaky-relu" | "leaky_relu" => Activation::LeakyRelu,
+            "elu" => Activation::Elu,
+            "softplus" => Activation::Softplus,
             other => {
                 return Err(TrainError::Config(format!(
                     "unknown activation {other:?} (relu, tanh, sigmoid, gelu, silu)"
@@ -88,6 +100,20 @@ pub enum ModelSpec {
     /// row) through a batch-first LSTM stack; the last step's hidden state
     /// feeds a `Linear` to the outputs.
     Lstm {
+        /// Hidden state size.
+        hidden: usize,
+        /// Stacked layers.
+        layers: usize,
+    },
+    /// As [`ModelSpec::Lstm`], with a GRU stack.
+    Gru {
+        /// Hidden state size.
+        hidden: usize,
+        /// Stacked layers.
+        layers: usize,
+    },
+    /// As [`ModelSpec::Lstm`], with a plain tanh RNN stack.
+    Rnn {
         /// Hidden state size.
         hidden: usize,
         /// Stacked layers.
@@ -188,14 +214,23 @@ pub fn build_model(
             }
             model.push(Box::new(Linear::new(*hidden, outputs, rng)));
         }
-        ModelSpec::Lstm { hidden, layers } => {
+        ModelSpec::Lstm { hidden, layers }
+        | ModelSpec::Gru { hidden, layers }
+        | ModelSpec::Rnn { hidden, layers } => {
             let [c, h, w] = image_shape(input)?;
             if c != 1 {
-                return Err(TrainError::Config(format!("an LSTM over rows needs one channel, got {c}")));
+                return Err(TrainError::Config(format!(
+                    "a recurrent net over rows needs one channel, got {c}"
+                )));
             }
             model.push(Box::new(Reshape { shape: vec![h, w] }));
             let cfg = RnnConfig::new(w, *hidden).num_layers(*layers).batch_first(true);
-            model.push(Box::new(Lstm::new(cfg, rng)?));
+            let rnn: Box<dyn Module> = match spec {
+                ModelSpec::Lstm { .. } => Box::new(Lstm::new(cfg, rng)?),
+                ModelSpec::Gru { .. } => Box::new(Gru::new(cfg, rng)?),
+                _ => Box::new(Rnn::new(cfg, RnnNonlinearity::Tanh, rng)?),
+            };
+            model.push(rnn);
             model.push(Box::new(LastStep));
             model.push(Box::new(Linear::new(*hidden, outputs, rng)));
         }

@@ -16,7 +16,7 @@ use crate::monitor::TensorStats;
 use crate::trainer::EpochRecord;
 
 fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Config(format!("writing {}: {e}", path.display()))
+    TrainError::Io { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) }
 }
 
 /// Writes one CSV line per epoch: `epoch,step,lr,train_loss,train_acc,val_loss,val_acc,seconds`.
@@ -36,7 +36,7 @@ pub fn write_metrics_csv(path: &Path, history: &[EpochRecord]) -> Result<()> {
             r.seconds
         );
     }
-    std::fs::write(path, s).map_err(|e| io(path, e))
+    std::fs::write(path, s).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })
 }
 
 /// Writes the monitor's records as JSON lines.
@@ -46,7 +46,7 @@ pub fn write_monitor_jsonl(path: &Path, records: &[TensorStats]) -> Result<()> {
         s += &serde_json::to_string(r).map_err(|e| io(path, e))?;
         s.push('\n');
     }
-    std::fs::write(path, s).map_err(|e| io(path, e))
+    std::fs::write(path, s).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })
 }
 
 /// Registers a system font for plot text once; whether one was found.

@@ -61,10 +61,9 @@ pub fn fit(
     progress: &mut dyn Progress,
 ) -> Result<Metrics> {
     if let Some(dir) = out {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| TrainError::Config(format!("creating {}: {e}", dir.display())))?;
-        std::fs::write(dir.join(files::CONFIG), cfg.to_toml())
-            .map_err(|e| TrainError::Config(format!("writing {}: {e}", dir.join(files::CONFIG).display())))?;
+        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io { path: dir.to_path_buf(), source })?;
+        let p = dir.join(files::CONFIG);
+        std::fs::write(&p, cfg.to_toml()).map_err(|source| TrainError::Io { path: p, source })?;
     }
     let config_json = serde_json::to_string(cfg).expect("the configuration serialises");
     let write_checkpoint = |run: &Run| -> Result<()> {
@@ -86,7 +85,7 @@ pub fn fit(
             if let Some(dir) = out {
                 let keep = dir.join(format!("checkpoint-epoch{}.nwck", run.trainer.epoch));
                 std::fs::copy(dir.join(files::CHECKPOINT), &keep)
-                    .map_err(|e| TrainError::Config(format!("writing {}: {e}", keep.display())))?;
+                    .map_err(|source| TrainError::Io { path: keep.clone(), source })?;
             }
         }
         if run.trainer.should_stop()? {

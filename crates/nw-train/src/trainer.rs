@@ -425,7 +425,7 @@ impl Trainer {
     /// Restores a state written by [`Trainer::checkpoint`] into a trainer
     /// built from the same configuration.
     pub fn restore(&mut self, ck: &Checkpoint) -> Result<()> {
-        let bad = |m: String| TrainError::Config(format!("checkpoint does not fit this model: {m}"));
+        let bad = |m: String| TrainError::Mismatch(format!("checkpoint does not fit this model: {m}"));
         let by_name: HashMap<&str, &NamedTensor> = ck.model.iter().map(|t| (t.name.as_str(), t)).collect();
         // Check every tensor before changing anything: a failed restore leaves the trainer as it was.
         let mut values = Vec::with_capacity(self.named.len());

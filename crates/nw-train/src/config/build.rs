@@ -1,0 +1,221 @@
+//! Building a run from its configuration: data, model, optimizer, schedule,
+//! regularizers, monitor and loader.
+
+use nw_data::{BatchLoader, CsvOptions, Dataset, ImageLayout, LoaderConfig, Standardizer};
+use nw_nn::{Module, init};
+use nw_optim::Optimizer;
+use nw_reg::{EarlyStopping, MaxNorm, Mode, Penalty, PenaltySet};
+use nw_tensor::Rng;
+
+use super::{DataConfig, DatasetName, InitScheme, ModelConfig, ModelKind, RunConfig};
+use crate::error::{Result, TrainError};
+use crate::models::{Activation, ModelSpec, build_model};
+use crate::trainer::{LossKind, Trainer};
+
+/// A run ready to train.
+pub struct Run {
+    /// The trainer (model, optimizer, schedule, regularizers).
+    pub trainer: Trainer,
+    /// The training batches.
+    pub loader: BatchLoader,
+    /// Validation split.
+    pub validation: Dataset,
+    /// Test split.
+    pub test: Dataset,
+    /// Feature scaling fitted on the training split (apply it to new inputs).
+    pub scaler: Option<Standardizer>,
+    /// Class names, when the data set has them.
+    pub class_names: Option<Vec<String>>,
+}
+
+/// Loads the data a configuration names, unsplit (Fashion-MNIST: `(train, Some(test))`).
+pub fn load_data(cfg: &DataConfig, model_kind: ModelKind) -> Result<(Dataset, Option<Dataset>)> {
+    Ok(match cfg.dataset {
+        DatasetName::Digits | DatasetName::Iris | DatasetName::Wine | DatasetName::BreastCancer => {
+            (nw_data::embedded(&cfg.dataset.as_str().replace('-', "_"))?, None)
+        }
+        DatasetName::FashionMnist => {
+            let layout = if model_kind == ModelKind::Mlp { ImageLayout::Flat } else { ImageLayout::Nchw };
+            let f = nw_data::fashion_mnist_default(layout)?;
+            (f.train, Some(f.test))
+        }
+        DatasetName::Csv => {
+            let path = cfg
+                .csv
+                .as_ref()
+                .ok_or_else(|| TrainError::Config("data.dataset = \"csv\" needs data.csv".into()))?;
+            let mut o = CsvOptions::default().header(cfg.header);
+            if let Some(c) = cfg.target_column {
+                o = o.target_column(c);
+            }
+            (nw_data::read_csv(path, &o)?, None)
+        }
+    })
+}
+
+fn model_spec(m: &ModelConfig) -> Result<ModelSpec> {
+    use crate::config::ActivationName as A;
+    let activation = match m.activation {
+        A::Relu => Activation::Relu,
+        A::Tanh => Activation::Tanh,
+        A::Sigmoid => Activation::Sigmoid,
+        A::Gelu => Activation::Gelu,
+        A::Silu => Activation::Silu,
+        A::LeakyRelu => Activation::LeakyRelu,
+        A::Elu => Activation::Elu,
+        A::Softplus => Activation::Softplus,
+    };
+    Ok(match m.kind {
+        ModelKind::Mlp => ModelSpec::Mlp { hidden: m.hidden.clone(), activation, dropout: m.dropout },
+        ModelKind::Cnn => {
+            ModelSpec::Cnn { channels: m.channels.clone(), hidden: m.width, dropout: m.dropout }
+        }
+        ModelKind::Lstm => ModelSpec::Lstm { hidden: m.width, layers: m.layers },
+        ModelKind::Gru => ModelSpec::Gru { hidden: m.width, layers: m.layers },
+        ModelKind::Rnn => ModelSpec::Rnn { hidden: m.width, layers: m.layers },
+    })
+}
+
+/// Builds the optimizer a configuration names over `params`.
+pub fn build_optimizer(
+    o: &nw_optim::OptimizerConfig,
+    params: Vec<nw_autograd::Param>,
+) -> Result<Box<dyn Optimizer>> {
+    Ok(o.build(params)?)
+}
+
+fn reinit(model: &dyn Module, scheme: InitScheme, rng: &mut Rng) -> Result<()> {
+    if scheme == InitScheme::Default {
+        return Ok(());
+    }
+    for (name, p) in model.named_parameters() {
+        let shape = p.shape();
+        if shape.len() < 2 || !name.contains("weight") {
+            continue;
+        }
+        let nl = init::Nonlinearity::Relu;
+        let t = match scheme {
+            InitScheme::Default => unreachable!("returned above"),
+            InitScheme::XavierUniform => init::xavier_uniform(&shape, 1.0, rng),
+            InitScheme::XavierNormal => init::xavier_normal(&shape, 1.0, rng),
+            InitScheme::KaimingUniform => init::kaiming_uniform(&shape, 0.0, init::FanMode::FanIn, nl, rng),
+            InitScheme::KaimingNormal => init::kaiming_normal(&shape, 0.0, init::FanMode::FanIn, nl, rng),
+            InitScheme::LecunNormal => init::lecun_normal(&shape, rng),
+            InitScheme::Orthogonal => init::orthogonal(&shape, 1.0, rng),
+            InitScheme::SmallNormal => init::normal(&shape, 0.0, 0.01, rng),
+        }
+        .map_err(|e| TrainError::Config(format!("model.init {scheme:?} of {name}: {e}")))?;
+        p.set(t)?;
+    }
+    Ok(())
+}
+
+/// Builds everything a configuration describes: data (split with the run's
+/// seed, scaled on the training split), model, optimizer, schedule,
+/// regularizers, monitor and loader.
+pub fn build_run(cfg: &RunConfig) -> Result<Run> {
+    cfg.validate()?;
+    let seed = cfg.train.seed;
+    let (data, given_test) = load_data(&cfg.data, cfg.model.kind)?;
+    let mut split_rng = Rng::new(seed ^ 0x5EED_0001);
+    let (mut train, mut validation, mut test) = match given_test {
+        Some(test) => {
+            let s = if data.labels().is_some() {
+                data.split_stratified(cfg.data.validation, 0.0, &mut split_rng)?
+            } else {
+                data.split(cfg.data.validation, 0.0, &mut split_rng)?
+            };
+            (s.train, s.validation, test)
+        }
+        None => {
+            let s = if data.labels().is_some() {
+                data.split_stratified(cfg.data.validation, cfg.data.test, &mut split_rng)?
+            } else {
+                data.split(cfg.data.validation, cfg.data.test, &mut split_rng)?
+            };
+            (s.train, s.validation, s.test)
+        }
+    };
+    let scaler = if cfg.data.standardize {
+        let s = Standardizer::fit_dataset(&train)?;
+        train = s.apply(&train)?;
+        validation = s.apply(&validation)?;
+        test = s.apply(&test)?;
+        Some(s)
+    } else {
+        None
+    };
+    let class_names = data.class_names().map(<[String]>::to_vec);
+    let (outputs, loss) = match data.n_classes() {
+        Some(k) => (k, LossKind::CrossEntropy { label_smoothing: cfg.train.label_smoothing }),
+        None => (data.targets().as_values().map_or(1, |v| v.len() / v.shape()[0].max(1)), LossKind::Mse),
+    };
+    let mut rng = Rng::new(seed);
+    let built = build_model(&model_spec(&cfg.model)?, train.feature_shape(), outputs, &mut rng)?;
+    reinit(&built.model, cfg.model.init, &mut rng)?;
+    let optimizer = build_optimizer(&cfg.optim, built.model.parameters())?;
+    let batch = cfg.batch_size();
+    let loader = BatchLoader::new(
+        train.clone(),
+        LoaderConfig { batch_size: batch, seed: seed ^ 0x5EED_0002, ..Default::default() },
+    )?;
+    let mut trainer = Trainer::new(built.model, optimizer, loss);
+    trainer.rngs = built.rngs;
+    trainer.lr_policy = cfg.schedule.policy(cfg.optim.lr(), cfg.train.epochs, loader.batches_per_epoch())?;
+    trainer.monitor = crate::WeightMonitor::new(cfg.train.monitor());
+    let r = &cfg.reg;
+    if r.l1 != 0.0 || r.l2 != 0.0 {
+        let params: Vec<nw_autograd::Param> =
+            trainer.named_parameters().iter().map(|(_, p)| p.clone()).collect();
+        trainer.reg.penalties = Some(PenaltySet::weights_only(&params, Penalty::new(r.l1, r.l2)?)?);
+    }
+    trainer.reg.max_norm = r.max_norm.map(MaxNorm::new).transpose()?;
+    trainer.reg.clip_grad_norm = r.clip_grad_norm;
+    if let Some(p) = r.early_stopping {
+        trainer.early_stopping = Some(EarlyStopping::new(p, 0.0, Mode::Min)?.restore_best_weights(true));
+    }
+    Ok(Run { trainer, loader, validation, test, scaler, class_names })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys() {
+        let c = RunConfig::default();
+        assert_eq!(RunConfig::from_toml(&c.to_toml()).unwrap(), c);
+        let e = RunConfig::from_toml("[optim]\nlearning_rate = 0.1\n").unwrap_err().to_string();
+        assert!(e.contains("learning_rate"), "{e}");
+        let partial = RunConfig::from_toml("[train]\nepochs = 3\n").unwrap();
+        assert_eq!(partial.train.epochs, 3);
+        assert_eq!(partial.optim, crate::config::default_optimizer());
+    }
+
+    #[test]
+    fn toml_errors_name_line_and_key() {
+        let e = RunConfig::from_toml("[train]\nepochs = 3\n\n[optim]\nname = \"adam\"\nmomentum = 0.9\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("momentum") && e.contains("line 4"), "{e}");
+        let e = RunConfig::from_toml("[model]\nactivation = \"relu6\"\n").unwrap_err().to_string();
+        assert!(e.contains("relu6") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn bad_names_are_config_errors() {
+        let e = RunConfig::from_toml("[optim]\nname = \"adamm\"\n").unwrap_err().to_string();
+        assert!(e.contains("adamm"), "{e}");
+        let e = RunConfig::from_toml("[train]\nbatch = 0\n").unwrap_err().to_string();
+        assert!(e.contains("batch"), "{e}");
+        let e = RunConfig::from_toml("[data]\ndataset = \"mnist\"\n").unwrap_err().to_string();
+        assert!(e.contains("mnist"), "{e}");
+    }
+
+    #[test]
+    fn the_default_run_builds() {
+        let run = build_run(&RunConfig::default()).unwrap();
+        assert_eq!(run.trainer.optimizer.name(), "Adam");
+        assert_eq!(run.trainer.optimizer.lr(), 2e-3);
+    }
+}
