@@ -4,11 +4,13 @@
 //! Along each axis with input size `in` and output size `out`, the scale is
 //! `1 / scale_factor` when a scale factor was given, else `in / out`; with
 //! bilinear `align_corners` it is `(in - 1) / (out - 1)` (0 when `out = 1`).
-//! As in PyTorch's f32 CPU kernels the scale and the source coordinates are
-//! f32:
+//! Scales, source coordinates and weights are computed in f64:
 //!
 //! - **nearest** (torch's `nearest`, not `nearest-exact`): output `dst`
-//!   reads `src = min(floor(dst * scale), in - 1)`;
+//!   reads `src = min(floor(dst * scale), in - 1)`, where the product is
+//!   rounded to f32 before the floor, as PyTorch's kernel does (`floorf`), so
+//!   that a product a rounding error below an integer (`3 * (2 / 3)`) takes
+//!   that integer;
 //! - **bilinear**: source `s = max((dst + 0.5) scale - 0.5, 0)`
 //!   (`s = dst scale` with `align_corners`), `i0 = min(floor(s), in - 1)`,
 //!   `i1 = min(i0 + 1, in - 1)`, `l1 = clamp(s - i0, 0, 1)`, `l0 = 1 - l1`;
@@ -121,36 +123,36 @@ fn check_rank(op: &'static str, shape: &[usize]) -> Result<()> {
 struct Tap {
     i0: usize,
     i1: usize,
-    l0: f32,
-    l1: f32,
+    l0: f64,
+    l1: f64,
 }
 
 /// The taps of one axis, `input -> output`, with the factor that was given.
 fn axis_taps(input: usize, output: usize, factor: Option<f64>, mode: UpsampleMode) -> Vec<Tap> {
-    // torch compute_scales_value: (float)(1 / factor) when given and > 0, else (float)in / out
-    let given = || match factor {
-        Some(f) if f > 0.0 => (1.0 / f) as f32,
-        _ => input as f32 / output as f32,
+    // torch compute_scales_value: 1 / factor when given and > 0, else in / out
+    let scale = match factor {
+        Some(f) if f > 0.0 => 1.0 / f,
+        _ => input as f64 / output as f64,
     };
     (0..output)
         .map(|dst| match mode {
             UpsampleMode::Nearest => {
-                // src = min(floor(dst * scale), in - 1)
-                let src = ((dst as f32 * given()).floor() as usize).min(input - 1);
+                // src = min(floor(dst * scale), in - 1), the product rounded to f32 first
+                let src = (((dst as f64 * scale) as f32).floor() as usize).min(input - 1);
                 Tap { i0: src, i1: src, l0: 1.0, l1: 0.0 }
             }
             UpsampleMode::Bilinear { .. } if input == output => Tap { i0: dst, i1: dst, l0: 1.0, l1: 0.0 },
             UpsampleMode::Bilinear { align_corners } => {
                 let s = if align_corners {
                     // s = dst (in - 1) / (out - 1)
-                    let scale = if output > 1 { (input - 1) as f32 / (output - 1) as f32 } else { 0.0 };
-                    scale * dst as f32
+                    let scale = if output > 1 { (input - 1) as f64 / (output - 1) as f64 } else { 0.0 };
+                    scale * dst as f64
                 } else {
                     // s = max((dst + 0.5) scale - 0.5, 0)
-                    (given() * (dst as f32 + 0.5) - 0.5).max(0.0)
+                    (scale * (dst as f64 + 0.5) - 0.5).max(0.0)
                 };
                 let i0 = (s.floor() as usize).min(input - 1);
-                let l1 = (s - i0 as f32).clamp(0.0, 1.0);
+                let l1 = (s - i0 as f64).clamp(0.0, 1.0);
                 let i1 = if i0 < input - 1 { i0 + 1 } else { i0 };
                 Tap { i0, i1, l0: 1.0 - l1, l1 }
             }
@@ -219,10 +221,9 @@ pub fn upsample2d(x: &Tensor, spec: &Upsample2dSpec) -> Result<Tensor> {
                 let (r0, r1) = (&xp[r.i0 * p.w..(r.i0 + 1) * p.w], &xp[r.i1 * p.w..(r.i1 + 1) * p.w]);
                 for (ox, c) in p.cols.iter().enumerate() {
                     // lh0 (lw0 x00 + lw1 x01) + lh1 (lw0 x10 + lw1 x11), in f64
-                    let (lw0, lw1) = (c.l0 as f64, c.l1 as f64);
-                    let top = lw0 * r0[c.i0] as f64 + lw1 * r0[c.i1] as f64;
-                    let bot = lw0 * r1[c.i0] as f64 + lw1 * r1[c.i1] as f64;
-                    yp[oy * p.ow + ox] = (r.l0 as f64 * top + r.l1 as f64 * bot) as f32;
+                    let top = c.l0 * r0[c.i0] as f64 + c.l1 * r0[c.i1] as f64;
+                    let bot = c.l0 * r1[c.i0] as f64 + c.l1 * r1[c.i1] as f64;
+                    yp[oy * p.ow + ox] = (r.l0 * top + r.l1 * bot) as f32;
                 }
             }
         });
@@ -254,12 +255,11 @@ pub fn upsample2d_backward(
         for (oy, r) in p.rows.iter().enumerate() {
             for (ox, c) in p.cols.iter().enumerate() {
                 let g = gp[oy * p.ow + ox] as f64;
-                let (gt, gb) = (g * r.l0 as f64, g * r.l1 as f64);
-                let (lw0, lw1) = (c.l0 as f64, c.l1 as f64);
-                acc[r.i0 * p.w + c.i0] += gt * lw0;
-                acc[r.i0 * p.w + c.i1] += gt * lw1;
-                acc[r.i1 * p.w + c.i0] += gb * lw0;
-                acc[r.i1 * p.w + c.i1] += gb * lw1;
+                let (gt, gb) = (g * r.l0, g * r.l1);
+                acc[r.i0 * p.w + c.i0] += gt * c.l0;
+                acc[r.i0 * p.w + c.i1] += gt * c.l1;
+                acc[r.i1 * p.w + c.i0] += gb * c.l0;
+                acc[r.i1 * p.w + c.i1] += gb * c.l1;
             }
         }
         dxp.iter_mut().zip(&acc).for_each(|(o, &a)| *o = a as f32);
@@ -285,6 +285,19 @@ mod tests {
         // downsampling 5 -> 2: scale 2.5: 0, 2
         let t = axis_taps(5, 2, None, UpsampleMode::Nearest);
         assert_eq!(t.iter().map(|t| t.i0).collect::<Vec<_>>(), vec![0, 2]);
+        // products a rounding error below an integer take the integer:
+        // 4 -> 6 (scale 2/3): floor(0, .67, 1.33, 2, 2.67, 3.33); in general floor(dst in / out)
+        let t = axis_taps(4, 6, None, UpsampleMode::Nearest);
+        assert_eq!(t.iter().map(|t| t.i0).collect::<Vec<_>>(), vec![0, 0, 1, 2, 2, 3]);
+        for (i, o) in [(3, 9), (6, 9), (7, 21), (10, 30), (49, 98), (12, 18), (20, 50)] {
+            let t = axis_taps(i, o, None, UpsampleMode::Nearest);
+            for (dst, tap) in t.iter().enumerate() {
+                assert_eq!(tap.i0, dst * i / o, "{i} -> {o} at {dst}");
+            }
+        }
+        // with a factor: floor(dst / factor)
+        let t = axis_taps(10, 30, Some(3.0), UpsampleMode::Nearest);
+        assert!(t.iter().enumerate().all(|(dst, tap)| tap.i0 == dst / 3));
     }
 
     #[test]

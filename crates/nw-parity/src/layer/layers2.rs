@@ -54,8 +54,13 @@ pub(super) fn build(
         "instance_norm" => {
             reject_unknown(h, &["eps", "affine"], op)?;
             let xj = x()?;
+            // InstanceNorm2d: [N, C, H, W], or unbatched [C, H, W]
+            let c = match xj.shape.len() {
+                3 => xj.shape[0],
+                _ => channels(op, xj)?,
+            };
             let m = InstanceNorm2d::with_options(
-                channels(op, xj)?,
+                c,
                 hyper_f64(h, "eps", 1e-5)? as f32,
                 hyper_bool(h, "affine", false)?,
             );
