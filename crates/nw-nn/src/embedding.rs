@@ -46,13 +46,14 @@ impl Embedding {
         padding_idx: usize,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let mut w = Tensor::randn(&[num_embeddings, embedding_dim], 0.0, 1.0, rng).to_vec();
         if padding_idx >= num_embeddings {
             return Err(NnError::config(
                 "Embedding",
                 format!("padding_idx {padding_idx} is not below num_embeddings {num_embeddings}"),
             ));
         }
+        // torch: normal_(0, 1) over the whole table, then the padding row zeroed
+        let mut w = Tensor::randn(&[num_embeddings, embedding_dim], 0.0, 1.0, rng).to_vec();
         w[padding_idx * embedding_dim..(padding_idx + 1) * embedding_dim].fill(0.0);
         let weight = Tensor::from_vec(w, &[num_embeddings, embedding_dim])?;
         Embedding::from_tensor(weight)?.with_padding(padding_idx)

@@ -75,7 +75,14 @@ impl ConvTranspose2d {
         if weight.ndim() != 4 {
             return Err(NnError::config(what, format!("weight must be 4-D, got {:?}", weight.shape())));
         }
-        let out = weight.shape()[1] * spec.groups;
+        let g = spec.groups;
+        if g == 0 || !weight.shape()[0].is_multiple_of(g) {
+            return Err(NnError::config(
+                what,
+                format!("groups {g} must divide the in_channels of weight {:?}", weight.shape()),
+            ));
+        }
+        let out = weight.shape()[1] * g;
         if let Some(b) = &bias
             && b.shape() != [out]
         {

@@ -223,6 +223,10 @@ fn loss_case(op: &str, h: &Value, inputs: &BTreeMap<String, JsonTensor>) -> Resu
         }
         "bce_with_logits" => {
             reject_unknown(h, &["reduction"], op)?;
+            if let Some(k) = inputs.keys().find(|k| !["input", "target", "pos_weight"].contains(&k.as_str()))
+            {
+                return Err(CaseError::Unsupported(format!("{op} input {k:?}")));
+            }
             // inputs.pos_weight [C]: a constant weight of each class's positive term
             let pos_weight = inputs.get("pos_weight").map(JsonTensor::to_tensor);
             (Box::new(BceWithLogitsLoss { reduction: reduction(h)?, pos_weight }), false)
