@@ -5,13 +5,17 @@
 //! input's shape.
 
 use nw_tensor::Tensor;
-use nw_tensor::conv::{conv_backward_bias, conv2d_backward, conv2d_backward_input, conv2d_backward_weight};
+use nw_tensor::conv::{
+    conv_backward_bias, conv_transpose2d_backward_input, conv_transpose2d_backward_weight, conv2d_backward,
+    conv2d_backward_input, conv2d_backward_weight,
+};
 use nw_tensor::pool::{adaptive_avg_pool2d_backward, avg_pool2d_backward, max_pool2d_backward};
+use nw_tensor::upsample::upsample2d_backward;
 
 use crate::error::Result;
 use crate::op::Op;
 use crate::ops::{GELU_C, SQRT_2_OVER_PI, normal_cdf, sigmoid};
-use crate::ops_nn::{norm_backward, pointwise_loss_backward};
+use crate::ops_nn::{bce_pos_weight_backward, norm_backward, pointwise_loss_backward};
 use crate::var::Var;
 
 /// `g * f(x)` elementwise, where `f` is the local derivative at each input element.
@@ -225,6 +229,22 @@ fn dense(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
             z.index_add_(*axis, idx, g)?;
             one(a, z)
         }
+        // embedding: dW[r] += g[k] for every position k that read row r,
+        // except r = padding_idx, whose gradient is zero (its value is read
+        // as stored, as torch's padding_idx)
+        EmbeddingRows { weight, indices, padding_idx } => {
+            let dim = weight.shape()[1];
+            let gc = g.contiguous();
+            let gs = gc.as_slice().expect("contiguous");
+            let mut dw = vec![0.0f32; weight.value().len()];
+            for (k, &r) in indices.iter().enumerate() {
+                if Some(r) != *padding_idx {
+                    let row = &mut dw[r * dim..(r + 1) * dim];
+                    row.iter_mut().zip(&gs[k * dim..(k + 1) * dim]).for_each(|(d, &v)| *d += v);
+                }
+            }
+            one(weight, Tensor::from_vec(dw, weight.shape())?)
+        }
         // gather: scatter-add g back to the gathered positions
         Gather(a, axis, idx) => {
             let mut z = Tensor::zeros(a.shape());
@@ -287,14 +307,37 @@ fn dense(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
             }
             Ok(out)
         }
+        // y = conv_transpose(x, W) + b = C^T(x) + b for the direct convolution C:
+        //   dx = C(G) (cropped to x),  dW = the weight gradient of C with input G
+        //   and output gradient x,  db[o] = sum_{n, p} G[n, o, p]
+        ConvTranspose2d { x, weight, bias, spec } => {
+            let mut out = Vec::with_capacity(3);
+            if x.requires_grad() {
+                out.push((x.clone(), conv_transpose2d_backward_input(g, weight.value(), x.shape(), spec)?));
+            }
+            if weight.requires_grad() {
+                out.push((
+                    weight.clone(),
+                    conv_transpose2d_backward_weight(g, x.value(), weight.shape(), spec)?,
+                ));
+            }
+            if let Some(b) = bias.as_ref().filter(|b| b.requires_grad()) {
+                out.push((b.clone(), conv_backward_bias(g)?));
+            }
+            Ok(out)
+        }
         // max pool: dx[idx] += G at the element each window chose, 0 elsewhere
         MaxPool2d { x, indices } => one(x, max_pool2d_backward(g, indices, x.shape())?),
         // avg pool: each element of a window receives G / divisor
-        AvgPool2d { x, kernel, stride, padding, count_include_pad } => {
-            one(x, avg_pool2d_backward(g, x.shape(), *kernel, *stride, *padding, *count_include_pad)?)
-        }
+        AvgPool2d { x, kernel, stride, padding, count_include_pad, ceil_mode } => one(
+            x,
+            avg_pool2d_backward(g, x.shape(), *kernel, *stride, *padding, *count_include_pad, *ceil_mode)?,
+        ),
         // adaptive avg pool: each element of a cell's window receives G / cell size
         AdaptiveAvgPool2d(x) => one(x, adaptive_avg_pool2d_backward(g, x.shape())?),
+        // upsample: each input element receives the output gradients that read
+        // it, times their interpolation weights (1 for nearest)
+        Upsample2d { x, spec } => one(x, upsample2d_backward(g, x.shape(), spec)?),
         // l = l(x, y) elementwise: dx = g dl/dx, dy = g dl/dy, with the
         // per-loss derivatives in ops_nn.rs (PointwiseLoss::derivatives):
         //   squared 2d, -2d; absolute sign d, -sign d; smooth L1 d/beta or sign d;
@@ -303,6 +346,12 @@ fn dense(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
         PointwiseLoss(x, t, kind) => {
             let (dx, dy) = pointwise_loss_backward(*kind, x.value(), t.value(), g)?;
             Ok(vec![(x.clone(), dx), (t.clone(), dy)])
+        }
+        // l = (1 - y) x + lw softplus(-x), lw = 1 + (p - 1) y:
+        //   dl/dx = lw sigmoid(x) - p y,  dl/dy = (p - 1) softplus(-x) - x  (times g)
+        BceWithLogitsPosWeight { x, target, pos_weight } => {
+            let (dx, dy) = bce_pos_weight_backward(x.value(), target.value(), pos_weight, g)?;
+            Ok(vec![(x.clone(), dx), (target.clone(), dy)])
         }
         // y = xhat w + b per row of D elements, xhat = (x - mean) inv_std:
         // dxhat = g w;  dx = inv_std (dxhat - mean(dxhat) - xhat mean(dxhat xhat));
@@ -330,6 +379,25 @@ fn dense(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
             let ch = move |i: usize| (i / s.max(1)) % c.max(1);
             let wv = weight.as_ref().map(|w| w.value());
             let (dx, dw, db) = norm_backward(xhat, inv_std, wv, g, ch, ch, c, *batch_stats)?;
+            let mut out = vec![(x.clone(), dx)];
+            if let Some(w) = weight {
+                out.push((w.clone(), dw));
+            }
+            if let Some(b) = bias {
+                out.push((b.clone(), db));
+            }
+            Ok(out)
+        }
+        // group norm: the layer-norm gradient per (sample, group) of D = C/G * S
+        // values, with w and b per channel:
+        //   dx = inv_std (g w - mean(g w) - xhat mean(g w xhat)),  dw[c] = sum g xhat, db[c] = sum g
+        GroupNorm { x, weight, bias, xhat, inv_std, groups } => {
+            let c = x.shape()[1];
+            let s: usize = x.shape()[2..].iter().product();
+            let d = (c / (*groups).max(1) * s).max(1);
+            let wv = weight.as_ref().map(|w| w.value());
+            let (dx, dw, db) =
+                norm_backward(xhat, inv_std, wv, g, |i| i / d, |i| (i / s.max(1)) % c.max(1), c, true)?;
             let mut out = vec![(x.clone(), dx)];
             if let Some(w) = weight {
                 out.push((w.clone(), dw));

@@ -9,8 +9,9 @@
 //! [`no_grad`] scopes, [`gradcheck`] (central differences). Besides the
 //! elementwise, linear-algebra, reduction and layout operations, `Var` has
 //! the fused network operations that nw-nn's layers use: elementwise losses
-//! ([`Var::pointwise_loss`], [`PointwiseLoss`]), cross-entropy, layer and
-//! batch normalisation ([`BatchStats`]), convolution and pooling.
+//! ([`Var::pointwise_loss`], [`PointwiseLoss`]), cross-entropy, layer,
+//! batch and group normalisation ([`BatchStats`]), convolution and
+//! transposed convolution, pooling, upsampling and embedding lookups.
 //!
 //! ```
 //! use nw_autograd::{Param, Var};

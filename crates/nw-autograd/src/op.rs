@@ -2,7 +2,8 @@
 //! values its backward needs. Backward of all of them is in `backward.rs`.
 
 use nw_tensor::Tensor;
-use nw_tensor::conv::Conv2dSpec;
+use nw_tensor::conv::{Conv2dSpec, ConvTranspose2dSpec};
+use nw_tensor::upsample::Upsample2dSpec;
 
 use crate::ops_nn::PointwiseLoss;
 use crate::var::Var;
@@ -51,6 +52,12 @@ pub(crate) enum Op {
     Narrow(Var, usize, usize),
     Concat(Vec<Var>, usize),
     IndexSelect(Var, usize, Vec<usize>),
+    /// Rows `indices` of a `[num, dim]` table; the row `padding_idx` gets no gradient.
+    EmbeddingRows {
+        weight: Var,
+        indices: Vec<usize>,
+        padding_idx: Option<usize>,
+    },
     Gather(Var, usize, Vec<usize>),
     // ----- normalisers -----
     Softmax(Var, usize),
@@ -66,6 +73,13 @@ pub(crate) enum Op {
     },
     /// Elementwise loss between a prediction and a target (no reduction).
     PointwiseLoss(Var, Var, PointwiseLoss),
+    /// Binary cross-entropy on logits with a positive-class weight per
+    /// element (`pos_weight` broadcast to the input's shape; a constant).
+    BceWithLogitsPosWeight {
+        x: Var,
+        target: Var,
+        pos_weight: Tensor,
+    },
     // ----- normalisations -----
     /// Layer norm over trailing dims; saves the normalised input and the
     /// per-row `1 / sqrt(var + eps)`.
@@ -87,6 +101,16 @@ pub(crate) enum Op {
         inv_std: Vec<f32>,
         batch_stats: bool,
     },
+    /// Group norm over `[N, C, ...]` with `groups` groups of channels; saves
+    /// the normalised input and the per-(sample, group) `1 / sqrt(var + eps)`.
+    GroupNorm {
+        x: Var,
+        weight: Option<Var>,
+        bias: Option<Var>,
+        xhat: Tensor,
+        inv_std: Vec<f32>,
+        groups: usize,
+    },
     // ----- convolution and pooling -----
     /// 2-D convolution with its hyper-parameters.
     Conv2d {
@@ -94,6 +118,13 @@ pub(crate) enum Op {
         weight: Var,
         bias: Option<Var>,
         spec: Conv2dSpec,
+    },
+    /// 2-D transposed convolution with its hyper-parameters.
+    ConvTranspose2d {
+        x: Var,
+        weight: Var,
+        bias: Option<Var>,
+        spec: ConvTranspose2dSpec,
     },
     /// 2-D max pooling; saves the in-plane index of each chosen element.
     MaxPool2d {
@@ -107,9 +138,15 @@ pub(crate) enum Op {
         stride: (usize, usize),
         padding: (usize, usize),
         count_include_pad: bool,
+        ceil_mode: bool,
     },
     /// Adaptive average pooling (the output size is the gradient's).
     AdaptiveAvgPool2d(Var),
+    /// Nearest or bilinear upsampling.
+    Upsample2d {
+        x: Var,
+        spec: Upsample2dSpec,
+    },
 }
 
 impl Op {
@@ -149,8 +186,12 @@ impl Op {
             | LogSoftmax(a, _)
             | MaxPool2d { x: a, .. }
             | AvgPool2d { x: a, .. }
-            | AdaptiveAvgPool2d(a) => vec![a],
-            Linear(x, w, b) | Conv2d { x, weight: w, bias: b, .. } => {
+            | AdaptiveAvgPool2d(a)
+            | Upsample2d { x: a, .. }
+            | EmbeddingRows { weight: a, .. } => vec![a],
+            Linear(x, w, b)
+            | Conv2d { x, weight: w, bias: b, .. }
+            | ConvTranspose2d { x, weight: w, bias: b, .. } => {
                 let mut v = vec![x, w];
                 if let Some(b) = b {
                     v.push(b);
@@ -158,8 +199,10 @@ impl Op {
                 v
             }
             Concat(vs, _) => vs.iter().collect(),
-            PointwiseLoss(a, b, _) => vec![a, b],
-            LayerNorm { x, weight, bias, .. } | BatchNorm { x, weight, bias, .. } => {
+            PointwiseLoss(a, b, _) | BceWithLogitsPosWeight { x: a, target: b, .. } => vec![a, b],
+            LayerNorm { x, weight, bias, .. }
+            | BatchNorm { x, weight, bias, .. }
+            | GroupNorm { x, weight, bias, .. } => {
                 let mut v = vec![x];
                 v.extend(weight.iter());
                 v.extend(bias.iter());

@@ -2,9 +2,9 @@
 //! Each records an [`Op`]; its derivative is in `backward.rs` under the same
 //! variant name.
 
-use nw_tensor::Tensor;
 use nw_tensor::ops::erf;
 pub(crate) use nw_tensor::ops::sigmoid;
+use nw_tensor::{Tensor, TensorError};
 
 use crate::error::{AutogradError, Result};
 use crate::op::Op;
@@ -267,6 +267,34 @@ impl Var {
     pub fn index_select(&self, axis: usize, indices: &[usize]) -> Result<Var> {
         let v = self.value().index_select(axis, indices)?;
         Ok(Var::from_op(v, Op::IndexSelect(self.clone(), axis, indices.to_vec())))
+    }
+
+    /// Rows `indices` of a `[num, dim]` table -> `[indices.len(), dim]`: an
+    /// embedding lookup. The gradient of a row is the sum of the output
+    /// gradients that read it, except for row `padding_idx`, which is read as
+    /// stored and gets a zero gradient (torch's `padding_idx`).
+    pub fn embedding_rows(&self, indices: &[usize], padding_idx: Option<usize>) -> Result<Var> {
+        if self.shape().len() != 2 {
+            return Err(TensorError::InvalidShape {
+                op: "embedding",
+                shape: self.shape().to_vec(),
+                reason: "the table must be [num_embeddings, embedding_dim]".into(),
+            }
+            .into());
+        }
+        if let Some(p) = padding_idx.filter(|&p| p >= self.shape()[0]) {
+            return Err(TensorError::IndexOutOfRange {
+                op: "embedding",
+                index: p as i64,
+                size: self.shape()[0],
+            }
+            .into());
+        }
+        let v = self.value().index_select(0, indices)?;
+        Ok(Var::from_op(
+            v,
+            Op::EmbeddingRows { weight: self.clone(), indices: indices.to_vec(), padding_idx },
+        ))
     }
 
     /// `out[i][j] = self[i][index[i][j]]` along `axis` (see [`Tensor::gather`]).

@@ -1,10 +1,12 @@
-//! Forward halves of convolution and pooling, wrapping the nw-tensor
-//! kernels ([`nw_tensor::conv`], [`nw_tensor::pool`]); the backward arms in
-//! `backward.rs` call the matching backward kernels.
+//! Forward halves of convolution, pooling and upsampling, wrapping the
+//! nw-tensor kernels ([`nw_tensor::conv`], [`nw_tensor::pool`],
+//! [`nw_tensor::upsample`]); the backward arms in `backward.rs` call the
+//! matching backward kernels.
 
 use nw_tensor::TensorError;
-use nw_tensor::conv::{Conv1dSpec, Conv2dSpec, conv2d};
+use nw_tensor::conv::{Conv1dSpec, Conv2dSpec, ConvTranspose2dSpec, conv_transpose2d, conv2d};
 use nw_tensor::pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d};
+use nw_tensor::upsample::{Upsample2dSpec, upsample2d};
 
 use crate::error::Result;
 use crate::op::Op;
@@ -19,6 +21,23 @@ impl Var {
         Ok(Var::from_op(
             y,
             Op::Conv2d { x: self.clone(), weight: weight.clone(), bias: bias.cloned(), spec: *spec },
+        ))
+    }
+
+    /// 2-D transposed convolution (PyTorch `conv_transpose2d`): input
+    /// `[n, c_in, h, w]`, weight `[c_in, c_out / groups, kh, kw]`, optional
+    /// bias `[c_out]` -> `[n, c_out, oh, ow]` with
+    /// `oh = (h - 1) sh - 2 ph + dh (kh - 1) + oph + 1`.
+    pub fn conv_transpose2d(
+        &self,
+        weight: &Var,
+        bias: Option<&Var>,
+        spec: &ConvTranspose2dSpec,
+    ) -> Result<Var> {
+        let y = conv_transpose2d(self.value(), weight.value(), bias.map(|b| b.value()), spec)?;
+        Ok(Var::from_op(
+            y,
+            Op::ConvTranspose2d { x: self.clone(), weight: weight.clone(), bias: bias.cloned(), spec: *spec },
         ))
     }
 
@@ -38,33 +57,47 @@ impl Var {
     }
 
     /// 2-D max pooling over `[n, c, h, w]` (padding counts as -inf; the
-    /// gradient goes to the first maximum of each window).
+    /// gradient goes to the first maximum of each window). `ceil_mode`
+    /// rounds the output size up, as PyTorch (see [`nw_tensor::pool`]).
     pub fn max_pool2d(
         &self,
         kernel: (usize, usize),
         stride: (usize, usize),
         padding: (usize, usize),
+        ceil_mode: bool,
     ) -> Result<Var> {
-        let (y, indices) = max_pool2d(self.value(), kernel, stride, padding)?;
+        let (y, indices) = max_pool2d(self.value(), kernel, stride, padding, ceil_mode)?;
         Ok(Var::from_op(y, Op::MaxPool2d { x: self.clone(), indices }))
     }
 
     /// 2-D average pooling over `[n, c, h, w]`; with `count_include_pad`
-    /// (PyTorch's default) padded positions count in the divisor.
+    /// (PyTorch's default) padded positions count in the divisor;
+    /// `ceil_mode` rounds the output size up.
     pub fn avg_pool2d(
         &self,
         kernel: (usize, usize),
         stride: (usize, usize),
         padding: (usize, usize),
         count_include_pad: bool,
+        ceil_mode: bool,
     ) -> Result<Var> {
-        let y = avg_pool2d(self.value(), kernel, stride, padding, count_include_pad)?;
-        Ok(Var::from_op(y, Op::AvgPool2d { x: self.clone(), kernel, stride, padding, count_include_pad }))
+        let y = avg_pool2d(self.value(), kernel, stride, padding, count_include_pad, ceil_mode)?;
+        Ok(Var::from_op(
+            y,
+            Op::AvgPool2d { x: self.clone(), kernel, stride, padding, count_include_pad, ceil_mode },
+        ))
     }
 
     /// Adaptive average pooling of `[n, c, h, w]` to `[n, c, oh, ow]`.
     pub fn adaptive_avg_pool2d(&self, output_size: (usize, usize)) -> Result<Var> {
         let y = adaptive_avg_pool2d(self.value(), output_size)?;
         Ok(Var::from_op(y, Op::AdaptiveAvgPool2d(self.clone())))
+    }
+
+    /// Nearest or bilinear upsampling of `[n, c, h, w]` to `spec.size`
+    /// (PyTorch `F.interpolate`; see [`nw_tensor::upsample`]).
+    pub fn upsample2d(&self, spec: &Upsample2dSpec) -> Result<Var> {
+        let y = upsample2d(self.value(), spec)?;
+        Ok(Var::from_op(y, Op::Upsample2d { x: self.clone(), spec: *spec }))
     }
 }

@@ -129,6 +129,11 @@ fn clamped_logs(x: f64) -> (f64, f64) {
     (x.ln().max(-100.0), (-x).ln_1p().max(-100.0))
 }
 
+/// `softplus(-x) = ln(1 + e^-x) = ln(1 + e^-|x|) + max(-x, 0)`, stably.
+fn softplus_neg(x: f64) -> f64 {
+    (-x.abs()).exp().ln_1p() + (-x).max(0.0)
+}
+
 fn sigmoid64(x: f64) -> f64 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
@@ -257,6 +262,116 @@ impl Var {
         Ok(Var::from_op(
             y,
             Op::LayerNorm { x: self.clone(), weight: weight.cloned(), bias: bias.cloned(), xhat, inv_std },
+        ))
+    }
+
+    /// Group normalisation (torch `group_norm`): input `[N, C, ...]`, the
+    /// `C` channels split into `groups` consecutive groups; each sample's
+    /// group (its `C / groups` channels at every position) is shifted to mean
+    /// 0 and scaled to biased variance 1 with `eps` added, then
+    /// `* weight[c] + bias[c]` (both `[C]`, each optional). `groups = C` is
+    /// instance normalisation, `groups = 1` a layer norm over `[C, ...]`
+    /// with per-channel affine parameters.
+    ///
+    /// ```
+    /// use nw_autograd::Var;
+    /// use nw_tensor::Tensor;
+    /// // one sample, 2 channels of 2 values, one group: mean 2.5, var 1.25
+    /// let x = Var::constant(Tensor::from_vec(vec![1., 2., 3., 4.], &[1, 2, 2]).unwrap());
+    /// let y = x.group_norm(1, None, None, 0.0).unwrap().value().to_vec();
+    /// assert!((y[0] + 1.5 / 1.25f32.sqrt()).abs() < 1e-6);
+    /// ```
+    pub fn group_norm(
+        &self,
+        groups: usize,
+        weight: Option<&Var>,
+        bias: Option<&Var>,
+        eps: f32,
+    ) -> Result<Var> {
+        let shape = self.shape();
+        if shape.len() < 2 {
+            return Err(TensorError::InvalidShape {
+                op: "group_norm",
+                shape: shape.to_vec(),
+                reason: "needs an input [N, C, ...]".into(),
+            }
+            .into());
+        }
+        let (c, s) = (shape[1], shape[2..].iter().product::<usize>());
+        if groups == 0 || !c.is_multiple_of(groups) {
+            return Err(invalid(
+                "group_norm",
+                format!("num_groups {groups} must divide the {c} channels of input {shape:?}"),
+            ));
+        }
+        check_affine("group_norm (weight)", weight, &[c])?;
+        check_affine("group_norm (bias)", bias, &[c])?;
+        // each (sample, group) is a contiguous run of d = C / G * S values
+        let d = c / groups * s;
+        let x = self.value().contiguous();
+        let xs = x.as_slice().expect("contiguous");
+        let rows = xs.len().checked_div(d).unwrap_or(0);
+        let mut xhat = vec![0.0f32; xs.len()];
+        let mut inv_std = vec![0.0f32; rows];
+        for r in 0..rows {
+            let row = &xs[r * d..(r + 1) * d];
+            let (mean, var) = mean_var(row.iter().copied());
+            let is = 1.0 / (var + eps as f64).sqrt();
+            inv_std[r] = is as f32;
+            for (o, &v) in xhat[r * d..(r + 1) * d].iter_mut().zip(row) {
+                *o = ((v as f64 - mean) * is) as f32;
+            }
+        }
+        let xhat = Tensor::from_vec(xhat, shape)?;
+        let y = affine(&xhat, weight, bias, |i| (i / s.max(1)) % c)?;
+        Ok(Var::from_op(
+            y,
+            Op::GroupNorm {
+                x: self.clone(),
+                weight: weight.cloned(),
+                bias: bias.cloned(),
+                xhat,
+                inv_std,
+                groups,
+            },
+        ))
+    }
+
+    /// Binary cross-entropy on logits with a weight on the positive term
+    /// (torch `binary_cross_entropy_with_logits(pos_weight=)`), no reduction:
+    ///
+    /// ```text
+    /// l = -(p y ln sigmoid(x) + (1 - y) ln(1 - sigmoid(x)))
+    ///   = (1 - y) x + (1 + (p - 1) y) softplus(-x),   softplus(-x) = ln(1 + e^-|x|) + max(-x, 0)
+    /// ```
+    ///
+    /// `pos_weight` (typically `[C]`, one per class along the last axis) is
+    /// broadcast to the input's shape and is not differentiated; the target
+    /// may be soft (any value) and may require a gradient.
+    pub fn bce_with_logits_pos_weight(&self, target: &Var, pos_weight: &Tensor) -> Result<Var> {
+        let op = "binary_cross_entropy_with_logits";
+        if self.shape() != target.shape() {
+            return Err(mismatch(op, self.shape(), target.shape()));
+        }
+        let pw = pos_weight
+            .broadcast_to(self.shape())
+            .map_err(|_| mismatch(op, self.shape(), pos_weight.shape()))?;
+        let pw = pw.contiguous();
+        let (x, y) = (self.value().contiguous(), target.value().contiguous());
+        let (xs, ys, ps) = (
+            x.as_slice().expect("contiguous"),
+            y.as_slice().expect("contiguous"),
+            pw.as_slice().expect("contiguous"),
+        );
+        let v: Vec<f32> = (0..xs.len())
+            .map(|i| {
+                let (x, y, p) = (xs[i] as f64, ys[i] as f64, ps[i] as f64);
+                ((1.0 - y) * x + (1.0 + (p - 1.0) * y) * softplus_neg(x)) as f32
+            })
+            .collect();
+        Ok(Var::from_op(
+            Tensor::from_vec(v, self.shape())?,
+            Op::BceWithLogitsPosWeight { x: self.clone(), target: target.clone(), pos_weight: pw },
         ))
     }
 
@@ -429,6 +544,33 @@ pub(crate) fn pointwise_loss_backward(
         let gi = gs[i] as f64;
         dx[i] = (gi * a) as f32;
         dy[i] = (gi * b) as f32;
+    }
+    Ok((Tensor::from_vec(dx, x.shape())?, Tensor::from_vec(dy, x.shape())?))
+}
+
+/// Gradients `(g dl/dx, g dl/dy)` of [`Var::bce_with_logits_pos_weight`]
+/// (`pos_weight` already broadcast to the input's shape):
+/// `dl/dx = lw sigmoid(x) - p y`, `dl/dy = (p - 1) softplus(-x) - x`, `lw = 1 + (p - 1) y`.
+pub(crate) fn bce_pos_weight_backward(
+    x: &Tensor,
+    y: &Tensor,
+    pos_weight: &Tensor,
+    g: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let (x, y, g) = (x.contiguous(), y.contiguous(), g.contiguous());
+    let (xs, ys, ps, gs) = (
+        x.as_slice().expect("contiguous"),
+        y.as_slice().expect("contiguous"),
+        pos_weight.as_slice().expect("contiguous"),
+        g.as_slice().expect("contiguous"),
+    );
+    let mut dx = vec![0.0f32; xs.len()];
+    let mut dy = vec![0.0f32; xs.len()];
+    for i in 0..xs.len() {
+        let (xv, yv, p, gi) = (xs[i] as f64, ys[i] as f64, ps[i] as f64, gs[i] as f64);
+        let lw = 1.0 + (p - 1.0) * yv;
+        dx[i] = (gi * (lw * sigmoid64(xv) - p * yv)) as f32;
+        dy[i] = (gi * ((p - 1.0) * softplus_neg(xv) - xv)) as f32;
     }
     Ok((Tensor::from_vec(dx, x.shape())?, Tensor::from_vec(dy, x.shape())?))
 }

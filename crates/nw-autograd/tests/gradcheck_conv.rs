@@ -67,12 +67,16 @@ fn conv1d_all_operands() {
 #[test]
 fn pooling() {
     let x = distinct(&[2, 2, 6, 5], 11);
-    check("max_pool2d", |v| v[0].max_pool2d((2, 2), (2, 2), (0, 0)), std::slice::from_ref(&x));
-    check("max_pool2d_overlap_pad", |v| v[0].max_pool2d((3, 3), (2, 2), (1, 1)), std::slice::from_ref(&x));
-    check("avg_pool2d", |v| v[0].avg_pool2d((3, 2), (2, 1), (1, 1), true), std::slice::from_ref(&x));
+    check("max_pool2d", |v| v[0].max_pool2d((2, 2), (2, 2), (0, 0), false), std::slice::from_ref(&x));
+    check(
+        "max_pool2d_overlap_pad",
+        |v| v[0].max_pool2d((3, 3), (2, 2), (1, 1), false),
+        std::slice::from_ref(&x),
+    );
+    check("avg_pool2d", |v| v[0].avg_pool2d((3, 2), (2, 1), (1, 1), true, false), std::slice::from_ref(&x));
     check(
         "avg_pool2d_exclude_pad",
-        |v| v[0].avg_pool2d((3, 3), (2, 2), (1, 1), false),
+        |v| v[0].avg_pool2d((3, 3), (2, 2), (1, 1), false, false),
         std::slice::from_ref(&x),
     );
     check("adaptive_avg_pool2d", |v| v[0].adaptive_avg_pool2d((4, 3)), std::slice::from_ref(&x));

@@ -195,23 +195,26 @@ pub struct MaxPool2d {
     pub stride: (usize, usize),
     /// Implicit -inf padding `(ph, pw)` (at most half the window).
     pub padding: (usize, usize),
+    /// Round the output size up (torch `ceil_mode`, default false); a window
+    /// must still start inside the input or its left padding.
+    pub ceil_mode: bool,
 }
 
 impl MaxPool2d {
     /// Square window `k`, stride `k`, no padding.
     pub fn new(k: usize) -> Self {
-        MaxPool2d { kernel: (k, k), stride: (k, k), padding: (0, 0) }
+        MaxPool2d { kernel: (k, k), stride: (k, k), padding: (0, 0), ceil_mode: false }
     }
 }
 
 impl Module for MaxPool2d {
     fn forward(&self, x: &Var) -> Result<Var> {
-        Ok(x.max_pool2d(self.kernel, self.stride, self.padding)?)
+        Ok(x.max_pool2d(self.kernel, self.stride, self.padding, self.ceil_mode)?)
     }
     fn describe(&self) -> String {
         format!(
-            "MaxPool2d(kernel_size={:?}, stride={:?}, padding={:?})",
-            self.kernel, self.stride, self.padding
+            "MaxPool2d(kernel_size={:?}, stride={:?}, padding={:?}, ceil_mode={})",
+            self.kernel, self.stride, self.padding, self.ceil_mode
         )
     }
 }
@@ -227,23 +230,31 @@ pub struct AvgPool2d {
     pub padding: (usize, usize),
     /// Whether padded positions count in the divisor (PyTorch's default `true`).
     pub count_include_pad: bool,
+    /// Round the output size up (torch `ceil_mode`, default false).
+    pub ceil_mode: bool,
 }
 
 impl AvgPool2d {
     /// Square window `k`, stride `k`, no padding.
     pub fn new(k: usize) -> Self {
-        AvgPool2d { kernel: (k, k), stride: (k, k), padding: (0, 0), count_include_pad: true }
+        AvgPool2d {
+            kernel: (k, k),
+            stride: (k, k),
+            padding: (0, 0),
+            count_include_pad: true,
+            ceil_mode: false,
+        }
     }
 }
 
 impl Module for AvgPool2d {
     fn forward(&self, x: &Var) -> Result<Var> {
-        Ok(x.avg_pool2d(self.kernel, self.stride, self.padding, self.count_include_pad)?)
+        Ok(x.avg_pool2d(self.kernel, self.stride, self.padding, self.count_include_pad, self.ceil_mode)?)
     }
     fn describe(&self) -> String {
         format!(
-            "AvgPool2d(kernel_size={:?}, stride={:?}, padding={:?}, count_include_pad={})",
-            self.kernel, self.stride, self.padding, self.count_include_pad
+            "AvgPool2d(kernel_size={:?}, stride={:?}, padding={:?}, ceil_mode={}, count_include_pad={})",
+            self.kernel, self.stride, self.padding, self.ceil_mode, self.count_include_pad
         )
     }
 }
@@ -296,6 +307,12 @@ mod tests {
         let x = Var::constant(Tensor::zeros(&[2, 3, 6, 6]));
         assert_eq!(MaxPool2d::new(2).forward(&x).unwrap().shape(), &[2, 3, 3, 3]);
         assert_eq!(AvgPool2d::new(3).forward(&x).unwrap().shape(), &[2, 3, 2, 2]);
+        // ceil_mode: 6 with k 4, s 4 -> 2 windows (the second clipped)
+        let ceil = MaxPool2d { ceil_mode: true, ..MaxPool2d::new(4) };
+        assert_eq!(ceil.forward(&x).unwrap().shape(), &[2, 3, 2, 2]);
+        assert_eq!(MaxPool2d::new(4).forward(&x).unwrap().shape(), &[2, 3, 1, 1]);
+        let ceil = AvgPool2d { ceil_mode: true, ..AvgPool2d::new(4) };
+        assert_eq!(ceil.forward(&x).unwrap().shape(), &[2, 3, 2, 2]);
         let a = AdaptiveAvgPool2d { output_size: (1, 1) };
         assert_eq!(a.forward(&x).unwrap().shape(), &[2, 3, 1, 1]);
     }

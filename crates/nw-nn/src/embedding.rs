@@ -10,7 +10,8 @@ use crate::module::Module;
 /// (`weight: [num, dim]`, initialised `N(0, 1)` as PyTorch). The input
 /// holds indices (integral values, any shape `S`); the output is
 /// `S + [dim]`. The gradient of a row is the sum of the output gradients
-/// of every position that looked it up.
+/// of every position that looked it up, except for the row `padding_idx`
+/// (torch's `padding_idx`): it is read as stored and its gradient is zero.
 ///
 /// ```
 /// use nw_nn::{Embedding, Module};
@@ -23,12 +24,58 @@ use crate::module::Module;
 pub struct Embedding {
     /// `[num_embeddings, embedding_dim]`.
     pub weight: Param,
+    /// The row that gets no gradient, if any (set with [`Embedding::with_padding`]).
+    padding_idx: Option<usize>,
 }
 
 impl Embedding {
     /// A table drawn from `N(0, 1)`.
     pub fn new(num_embeddings: usize, embedding_dim: usize, rng: &mut Rng) -> Self {
-        Embedding { weight: Param::new(Tensor::randn(&[num_embeddings, embedding_dim], 0.0, 1.0, rng)) }
+        Embedding {
+            weight: Param::new(Tensor::randn(&[num_embeddings, embedding_dim], 0.0, 1.0, rng)),
+            padding_idx: None,
+        }
+    }
+
+    /// A table drawn from `N(0, 1)` whose row `padding_idx` is then set to
+    /// zeros and gets no gradient (torch `nn.Embedding(padding_idx=)`).
+    /// Errors when `padding_idx` is not a row.
+    pub fn with_padding_idx(
+        num_embeddings: usize,
+        embedding_dim: usize,
+        padding_idx: usize,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        if padding_idx >= num_embeddings {
+            return Err(NnError::config(
+                "Embedding",
+                format!("padding_idx {padding_idx} is not below num_embeddings {num_embeddings}"),
+            ));
+        }
+        // torch: normal_(0, 1) over the whole table, then the padding row zeroed
+        let mut w = Tensor::randn(&[num_embeddings, embedding_dim], 0.0, 1.0, rng).to_vec();
+        w[padding_idx * embedding_dim..(padding_idx + 1) * embedding_dim].fill(0.0);
+        let weight = Tensor::from_vec(w, &[num_embeddings, embedding_dim])?;
+        Embedding::from_tensor(weight)?.with_padding(padding_idx)
+    }
+
+    /// The same table with row `padding_idx` excluded from the gradient
+    /// (its values are kept as they are). Errors when it is not a row.
+    pub fn with_padding(mut self, padding_idx: usize) -> Result<Self> {
+        let rows = self.weight.shape()[0];
+        if padding_idx >= rows {
+            return Err(NnError::config(
+                "Embedding",
+                format!("padding_idx {padding_idx} is not below num_embeddings {rows}"),
+            ));
+        }
+        self.padding_idx = Some(padding_idx);
+        Ok(self)
+    }
+
+    /// The row that gets no gradient, if any.
+    pub fn padding_idx(&self) -> Option<usize> {
+        self.padding_idx
     }
 
     /// A table with the given values (`[num, dim]`).
@@ -39,7 +86,7 @@ impl Embedding {
                 format!("weight must be [num, dim], got {:?}", weight.shape()),
             ));
         }
-        Ok(Embedding { weight: Param::new(weight) })
+        Ok(Embedding { weight: Param::new(weight), padding_idx: None })
     }
 
     /// Looks up `indices` (row-major, of shape `shape`).
@@ -51,7 +98,7 @@ impl Embedding {
             ));
         }
         let wshape = self.weight.shape();
-        let rows = Var::param(&self.weight).index_select(0, indices)?;
+        let rows = Var::param(&self.weight).embedding_rows(indices, self.padding_idx)?;
         let mut out = shape.to_vec();
         out.push(wshape[1]);
         Ok(rows.reshape(&out)?)
@@ -86,7 +133,10 @@ impl Module for Embedding {
 
     fn describe(&self) -> String {
         let s = self.weight.shape();
-        format!("Embedding({}, {})", s[0], s[1])
+        match self.padding_idx {
+            Some(p) => format!("Embedding({}, {}, padding_idx={p})", s[0], s[1]),
+            None => format!("Embedding({}, {})", s[0], s[1]),
+        }
     }
 }
 
@@ -112,5 +162,25 @@ mod tests {
         let g = y.backward().unwrap();
         // row 2 used twice, row 0 once, row 1 never
         assert_eq!(g.get(&e.weight).unwrap().to_vec(), vec![1.0, 1.0, 0.0, 0.0, 2.0, 2.0]);
+    }
+
+    #[test]
+    fn padding_row_is_zeroed_at_init_and_gets_no_gradient() {
+        let e = Embedding::with_padding_idx(4, 3, 1, &mut Rng::new(0)).unwrap();
+        let w = e.weight.value().to_vec();
+        assert_eq!(&w[3..6], &[0.0; 3]);
+        // the other rows are the plain draws, in the same order as torch (draw, then zero the row)
+        let plain = Embedding::new(4, 3, &mut Rng::new(0)).weight.value().to_vec();
+        assert_eq!(&w[..3], &plain[..3]);
+        assert_eq!(&w[6..], &plain[6..]);
+        // read as stored (here set to ones), gradient zero
+        let e = Embedding::from_tensor(Tensor::ones(&[3, 2])).unwrap().with_padding(2).unwrap();
+        let y = e.lookup(&[2, 0, 2], &[3]).unwrap();
+        assert_eq!(y.value().to_vec(), vec![1.0; 6]);
+        let g = y.sum().backward().unwrap();
+        assert_eq!(g.get(&e.weight).unwrap().to_vec(), vec![1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        assert!(e.describe().contains("padding_idx=2"));
+        assert!(Embedding::with_padding_idx(4, 3, 4, &mut Rng::new(0)).is_err());
+        assert!(Embedding::from_tensor(Tensor::ones(&[3, 2])).unwrap().with_padding(3).is_err());
     }
 }

@@ -8,9 +8,10 @@
 //! Main items:
 //! - [`Module`] (forward, named parameters and buffers, train/eval mode),
 //!   [`Sequential`], [`prefixed`] for hand-written containers;
-//! - layers [`Linear`], [`Conv1d`], [`Conv2d`], [`MaxPool2d`],
-//!   [`AvgPool2d`], [`AdaptiveAvgPool2d`], [`Embedding`], [`LayerNorm`],
-//!   [`BatchNorm1d`], [`BatchNorm2d`], recurrent [`Rnn`], [`Lstm`], [`Gru`];
+//! - layers [`Linear`], [`Conv1d`], [`Conv2d`], [`ConvTranspose2d`],
+//!   [`MaxPool2d`], [`AvgPool2d`], [`AdaptiveAvgPool2d`], [`Upsample`],
+//!   [`Embedding`], [`LayerNorm`], [`BatchNorm1d`], [`BatchNorm2d`],
+//!   [`GroupNorm`], [`InstanceNorm2d`], recurrent [`Rnn`], [`Lstm`], [`Gru`];
 //! - activations [`Relu`], [`LeakyRelu`], [`Elu`], [`Gelu`], [`Sigmoid`],
 //!   [`Tanh`], [`Softplus`], [`Silu`], [`Softmax`], [`LogSoftmax`], [`Flatten`];
 //! - losses in [`loss`] ([`MseLoss`], [`L1Loss`], [`SmoothL1Loss`],
@@ -56,11 +57,13 @@ mod activation;
 mod conv;
 mod embedding;
 mod error;
+mod group_norm;
 pub mod init;
 mod linear;
 pub mod loss;
 mod module;
 mod norm;
+mod resample;
 mod rnn;
 pub mod state;
 
@@ -70,6 +73,7 @@ pub use activation::{
 pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, MaxPool2d};
 pub use embedding::Embedding;
 pub use error::{NnError, Result};
+pub use group_norm::{GroupNorm, InstanceNorm2d};
 pub use linear::Linear;
 pub use loss::{
     BceLoss, BceWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, Loss, MseLoss, NllLoss, Reduction,
@@ -77,5 +81,6 @@ pub use loss::{
 };
 pub use module::{Buffer, BufferValue, Dtype, ModeFlag, Module, Sequential, prefixed};
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};
+pub use resample::{ConvTranspose2d, Upsample, UpsampleSize};
 pub use rnn::{Gru, Lstm, RecurrentLayer, Rnn, RnnConfig, RnnNonlinearity, RnnOutput, RnnState};
 pub use state::{StateError, StateMismatch};

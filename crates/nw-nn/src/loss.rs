@@ -102,6 +102,19 @@ pub fn binary_cross_entropy_with_logits(input: &Var, target: &Var, reduction: Re
     Ok(reduction.apply(input.pointwise_loss(target, PointwiseLoss::BinaryCrossEntropyWithLogits)?))
 }
 
+/// Binary cross-entropy on logits with the positive term of each element
+/// weighted by `pos_weight` (broadcast to the input, typically `[C]` for the
+/// last axis; not differentiated), as torch's `pos_weight`:
+/// `l = -(p y ln sigmoid(x) + (1 - y) ln(1 - sigmoid(x)))`, reduced.
+pub fn binary_cross_entropy_with_logits_pos_weight(
+    input: &Var,
+    target: &Var,
+    pos_weight: &Tensor,
+    reduction: Reduction,
+) -> Result<Var> {
+    Ok(reduction.apply(input.bce_with_logits_pos_weight(target, pos_weight)?))
+}
+
 /// Cross-entropy of `[n, classes]` logits against class indices, with label
 /// smoothing `(1 - eps) onehot + eps / classes` (torch semantics).
 pub fn cross_entropy(
@@ -292,10 +305,26 @@ value_loss!(
     /// Binary cross-entropy on probabilities (torch `nn.BCELoss`).
     BceLoss {} => |s, i, t| binary_cross_entropy(i, t, s.reduction)
 );
-value_loss!(
-    /// Binary cross-entropy on logits (torch `nn.BCEWithLogitsLoss`).
-    BceWithLogitsLoss {} => |s, i, t| binary_cross_entropy_with_logits(i, t, s.reduction)
-);
+/// Binary cross-entropy on logits (torch `nn.BCEWithLogitsLoss`), with an
+/// optional weight of the positive term per class (`pos_weight`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BceWithLogitsLoss {
+    /// How element losses are combined.
+    pub reduction: Reduction,
+    /// Weight of the positive term, broadcast to the input (typically
+    /// `[classes]`; default none: all 1).
+    pub pos_weight: Option<Tensor>,
+}
+
+impl Loss for BceWithLogitsLoss {
+    fn loss(&self, input: &Var, target: &Target) -> Result<Var> {
+        let t = values("BceWithLogitsLoss", target)?;
+        match &self.pos_weight {
+            None => binary_cross_entropy_with_logits(input, t, self.reduction),
+            Some(p) => binary_cross_entropy_with_logits_pos_weight(input, t, p, self.reduction),
+        }
+    }
+}
 
 /// Cross-entropy over class indices (torch `nn.CrossEntropyLoss`). Without
 /// weights or an ignored class it runs the fused softmax/log-likelihood

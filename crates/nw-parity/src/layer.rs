@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+mod layers2;
+
 use nw_autograd::{Param, Var};
 use nw_nn::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, BceLoss, BceWithLogitsLoss, BufferValue, Conv1d,
@@ -221,7 +223,13 @@ fn loss_case(op: &str, h: &Value, inputs: &BTreeMap<String, JsonTensor>) -> Resu
         }
         "bce_with_logits" => {
             reject_unknown(h, &["reduction"], op)?;
-            (Box::new(BceWithLogitsLoss { reduction: reduction(h)? }), false)
+            if let Some(k) = inputs.keys().find(|k| !["input", "target", "pos_weight"].contains(&k.as_str()))
+            {
+                return Err(CaseError::Unsupported(format!("{op} input {k:?}")));
+            }
+            // inputs.pos_weight [C]: a constant weight of each class's positive term
+            let pos_weight = inputs.get("pos_weight").map(JsonTensor::to_tensor);
+            (Box::new(BceWithLogitsLoss { reduction: reduction(h)?, pos_weight }), false)
         }
         "cross_entropy" | "cross_entropy_label_smoothing" | "cross_entropy_sum" => {
             reject_unknown(h, &["reduction", "label_smoothing", "ignore_index"], op)?;
@@ -386,6 +394,9 @@ fn build(case: &Case) -> Result<Run, CaseError> {
     if let Some(run) = loss_case(op, h, &inputs)? {
         return Ok(run);
     }
+    if let Some(run) = layers2::build(op, h, &inputs, &params)? {
+        return Ok(run);
+    }
     match op {
         "linear" => {
             reject_unknown(h, &[], op)?;
@@ -409,8 +420,13 @@ fn build(case: &Case) -> Result<Run, CaseError> {
         }
         "batch_norm" => batch_norm_case(case, h, &inputs, &params),
         "embedding" => {
-            reject_unknown(h, &[], op)?;
-            let m = Embedding::from_tensor(need(&params, "weight", "params")?.to_tensor()).map_err(failed)?;
+            reject_unknown(h, &["padding_idx"], op)?;
+            let mut m =
+                Embedding::from_tensor(need(&params, "weight", "params")?.to_tensor()).map_err(failed)?;
+            // padding_idx: that row is read as stored and gets no gradient
+            if let Some(p) = opt_int(h, "padding_idx")? {
+                m = m.with_padding(p).map_err(failed)?;
+            }
             let idx = need(&inputs, "indices", "inputs")?;
             let y = m.lookup(&idx.to_indices("inputs.indices")?, &idx.shape).map_err(failed)?;
             Ok(Run {
@@ -449,9 +465,9 @@ fn build(case: &Case) -> Result<Run, CaseError> {
         }
         "max_pool2d" | "avg_pool2d" => {
             let known: &[&str] = if op == "max_pool2d" {
-                &["kernel_size", "stride", "padding"]
+                &["kernel_size", "stride", "padding", "ceil_mode"]
             } else {
-                &["kernel_size", "stride", "padding", "count_include_pad"]
+                &["kernel_size", "stride", "padding", "count_include_pad", "ceil_mode"]
             };
             reject_unknown(h, known, op)?;
             let kernel = pair(h, "kernel_size", 0)?;
@@ -462,11 +478,12 @@ fn build(case: &Case) -> Result<Run, CaseError> {
             let stride =
                 if h.get("stride").is_none_or(Value::is_null) { kernel } else { pair(h, "stride", 1)? };
             let padding = pair(h, "padding", 0)?;
+            let ceil_mode = hyper_bool(h, "ceil_mode", false)?;
             let m: Box<dyn Module> = if op == "max_pool2d" {
-                Box::new(MaxPool2d { kernel, stride, padding })
+                Box::new(MaxPool2d { kernel, stride, padding, ceil_mode })
             } else {
                 let count_include_pad = hyper_bool(h, "count_include_pad", true)?;
-                Box::new(AvgPool2d { kernel, stride, padding, count_include_pad })
+                Box::new(AvgPool2d { kernel, stride, padding, count_include_pad, ceil_mode })
             };
             module_case(m.as_ref(), leaf(need(&inputs, "x", "inputs")?), &params)
         }

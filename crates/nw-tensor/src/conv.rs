@@ -1,5 +1,6 @@
 //! 2-D and 1-D convolution (PyTorch layouts and semantics) by im2col + GEMM,
-//! with the three backward kernels beside the forward.
+//! with the three backward kernels beside the forward, and the 2-D
+//! transposed convolution built on them ([`conv_transpose2d`]).
 //!
 //! Layouts: input NCHW `[n, c_in, h, w]`, weight `[c_out, c_in / groups, kh, kw]`,
 //! bias `[c_out]`, output `[n, c_out, oh, ow]` with
@@ -69,10 +70,15 @@ mod kernels;
 mod passes;
 #[cfg(test)]
 mod tests;
+mod transpose;
 
 use crate::error::{Result, TensorError};
 use crate::tensor::Tensor;
 use passes::{backward, bias_grad, forward};
+pub use transpose::{
+    ConvTranspose2dSpec, conv_transpose2d, conv_transpose2d_backward_bias, conv_transpose2d_backward_input,
+    conv_transpose2d_backward_weight, conv_transpose2d_output_shape,
+};
 
 /// Upper bound on the number of image ranges the weight gradient is split
 /// into (see the module docs on determinism). A constant, never the thread count.

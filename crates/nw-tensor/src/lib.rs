@@ -1,13 +1,14 @@
 //! # nw-tensor
 //!
 //! f32 N-dimensional tensors and the CPU kernels every other nw crate is built
-//! on: GEMM, convolution and pooling ([`conv`], [`pool`], each with its
-//! backward kernels), elementwise math, reductions, softmax, indexing, and the
-//! seeded random generator.
+//! on: GEMM, convolution, pooling and upsampling ([`conv`], [`pool`],
+//! [`upsample`], each with its backward kernels), elementwise math,
+//! reductions, softmax, indexing, and the seeded random generator.
 //!
 //! Main types: [`Tensor`] (reference-counted, copy-on-write, strided views),
 //! [`Rng`] (xoshiro256++, explicit and serialisable), [`TensorError`],
-//! [`Conv2dSpec`] / [`Conv1dSpec`] (convolution hyper-parameters).
+//! [`Conv2dSpec`] / [`Conv1dSpec`] / [`ConvTranspose2dSpec`] (convolution
+//! hyper-parameters).
 //!
 //! ```
 //! use nw_tensor::{Rng, Tensor};
@@ -43,8 +44,9 @@ pub mod ops;
 pub mod pool;
 mod rng;
 mod tensor;
+pub mod upsample;
 
-pub use conv::{Accumulation, Conv1dSpec, Conv2dSpec, ConvGrads};
+pub use conv::{Accumulation, Conv1dSpec, Conv2dSpec, ConvGrads, ConvTranspose2dSpec};
 pub use error::{Result, TensorError};
 pub use rng::Rng;
 pub use tensor::Tensor;

@@ -1,10 +1,13 @@
 //! Max, average and adaptive-average pooling over NCHW (and NCL) tensors with
-//! PyTorch's semantics (`ceil_mode = false`, no dilation), each backward
-//! beside its forward.
+//! PyTorch's semantics (no dilation), each backward beside its forward.
 //!
 //! Output size along an axis: `o = (size + 2 pad - kernel) / stride + 1`
-//! (floor). As in PyTorch, `pad <= kernel / 2`, so every window holds at
-//! least one input element.
+//! (floor), or with `ceil_mode` `o = ceil((size + 2 pad - kernel) / stride) + 1`,
+//! less one when the last window would start past the input and its left
+//! padding (`(o - 1) stride >= size + pad`): a window must start inside the
+//! input or its left padding. Windows are clipped to the padded input. As in
+//! PyTorch, `pad <= kernel / 2`, so every window holds at least one input
+//! element.
 //!
 //! - **max**: padding acts as `-inf`; the first maximum in row-major window
 //!   order wins, and a NaN wins over any number (the last NaN, as in PyTorch's
@@ -24,13 +27,16 @@
 //! use nw_tensor::pool::{avg_pool2d, max_pool2d, max_pool2d_backward};
 //!
 //! let x = Tensor::from_vec((0..16).map(|v| v as f32).collect(), &[1, 1, 4, 4]).unwrap();
-//! let (y, idx) = max_pool2d(&x, (2, 2), (2, 2), (0, 0)).unwrap();
+//! let (y, idx) = max_pool2d(&x, (2, 2), (2, 2), (0, 0), false).unwrap();
 //! assert_eq!(y.to_vec(), vec![5., 7., 13., 15.]);
 //! assert_eq!(idx, vec![5, 7, 13, 15]);
 //! let dx = max_pool2d_backward(&Tensor::ones(&[1, 1, 2, 2]), &idx, x.shape()).unwrap();
 //! assert_eq!(dx.to_vec()[5], 1.0);
-//! let a = avg_pool2d(&x, (2, 2), (2, 2), (0, 0), true).unwrap();
+//! let a = avg_pool2d(&x, (2, 2), (2, 2), (0, 0), true, false).unwrap();
 //! assert_eq!(a.to_vec(), vec![2.5, 4.5, 10.5, 12.5]);
+//! // ceil_mode: a 3x3 window with stride 2 over 4 columns gives 2 outputs, the last clipped
+//! let (c, _) = max_pool2d(&x, (3, 3), (2, 2), (0, 0), true).unwrap();
+//! assert_eq!(c.to_vec(), vec![10., 11., 14., 15.]);
 //! ```
 
 #[cfg(test)]
@@ -67,10 +73,11 @@ impl Geom {
         kernel: (usize, usize),
         stride: (usize, usize),
         padding: (usize, usize),
+        ceil_mode: bool,
     ) -> Result<Geom> {
         let (oh, ow) = (
-            out_len(op, shown, shape[2], kernel.0, stride.0, padding.0)?,
-            out_len(op, shown, shape[3], kernel.1, stride.1, padding.1)?,
+            out_len(op, shown, shape[2], kernel.0, stride.0, padding.0, ceil_mode)?,
+            out_len(op, shown, shape[3], kernel.1, stride.1, padding.1, ceil_mode)?,
         );
         Ok(Geom {
             planes: shape[0] * shape[1],
@@ -103,6 +110,15 @@ impl Geom {
         (y0, y1, x0, x1)
     }
 
+    /// Whether every window lies inside the unpadded input (no padding, and
+    /// with `ceil_mode` no last window running past the edge).
+    fn inside(&self) -> bool {
+        self.ph == 0
+            && self.pw == 0
+            && (self.oh - 1) * self.sh + self.kh <= self.h
+            && (self.ow - 1) * self.sw + self.kw <= self.w
+    }
+
     /// The window clipped to the input: `(y0, y1, x0, x1)` as indices.
     fn clipped(&self, oy: usize, ox: usize) -> (usize, usize, usize, usize) {
         let (y0, y1, x0, x1) = self.window(oy, ox);
@@ -111,8 +127,18 @@ impl Geom {
     }
 }
 
-/// Output length along one axis, checking the window parameters.
-fn out_len(op: &'static str, shown: &[usize], size: usize, k: usize, s: usize, p: usize) -> Result<usize> {
+/// Output length along one axis, checking the window parameters:
+/// `(size + 2p - k) / s + 1`, rounded down, or up with `ceil` (then less one
+/// if that last window would start at or past `size + p`).
+fn out_len(
+    op: &'static str,
+    shown: &[usize],
+    size: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    ceil: bool,
+) -> Result<usize> {
     if k == 0 || s == 0 {
         return Err(TensorError::InvalidArgument {
             op,
@@ -136,7 +162,12 @@ fn out_len(op: &'static str, shown: &[usize], size: usize, k: usize, s: usize, p
             reason: format!("kernel {k} is larger than the input {shown:?} padded by {p}"),
         });
     }
-    Ok((padded - k) / s + 1)
+    if !ceil {
+        return Ok((padded - k) / s + 1);
+    }
+    let o = (padded - k).div_ceil(s) + 1;
+    // the last window must start inside the input or its left padding
+    Ok(if (o - 1) * s >= size + p { o - 1 } else { o })
 }
 
 fn check_rank(op: &'static str, shape: &[usize], rank: usize) -> Result<()> {
@@ -168,15 +199,17 @@ fn per_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync
 ///
 /// `indices[j]` is the position `iy * w + ix` within its input plane of the
 /// element chosen for output `j` (row-major over `y`), as PyTorch's
-/// `return_indices`; pass it to [`max_pool2d_backward`].
+/// `return_indices`; pass it to [`max_pool2d_backward`]. `ceil_mode` rounds
+/// the output size up (see the [module docs](self)).
 pub fn max_pool2d(
     x: &Tensor,
     kernel: (usize, usize),
     stride: (usize, usize),
     padding: (usize, usize),
+    ceil_mode: bool,
 ) -> Result<(Tensor, Vec<usize>)> {
     check_rank("max_pool2d", x.shape(), 4)?;
-    let g = Geom::new("max_pool2d", x.shape(), x.shape(), kernel, stride, padding)?;
+    let g = Geom::new("max_pool2d", x.shape(), x.shape(), kernel, stride, padding, ceil_mode)?;
     let (y, idx) = max_pool_kernel(&g, x);
     Ok((Tensor::from_vec(y, &g.out_shape(x.shape()))?, idx))
 }
@@ -185,16 +218,16 @@ pub fn max_pool2d(
 ///
 /// Windows are scanned row by row, left to right, and an element is taken
 /// when it is larger than the best so far or NaN (as torch), so the first
-/// maximum wins. Without padding every window lies inside the input and the
-/// plane is walked with fixed strides ([`max_window`] on whole rows);
-/// with padding each window is clipped first.
+/// maximum wins. When every window lies inside the input (no padding, no
+/// ceil-mode overhang) the plane is walked with fixed strides ([`max_window`]
+/// on whole rows); otherwise each window is clipped first.
 fn max_pool_kernel(g: &Geom, x: &Tensor) -> (Vec<f32>, Vec<usize>) {
     let x = x.contiguous();
     let xs = x.as_slice().expect("contiguous");
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let mut y = vec![0.0f32; g.planes * ohw];
     let mut idx = vec![0usize; g.planes * ohw];
-    let inside = g.ph == 0 && g.pw == 0;
+    let inside = g.inside();
     y.par_chunks_mut(ohw).zip(idx.par_chunks_mut(ohw)).enumerate().for_each(|(p, (yp, ip))| {
         let xp = &xs[p * hw..(p + 1) * hw];
         for oy in 0..g.oh {
@@ -227,7 +260,7 @@ fn max_pool_kernel(g: &Geom, x: &Tensor) -> (Vec<f32>, Vec<usize>) {
                     };
                 }
             } else if inside {
-                // (oh - 1) sh + kh <= h and (ow - 1) sw + kw <= w (out_len, no padding)
+                // (oh - 1) sh + kh <= h and (ow - 1) sw + kw <= w (Geom::inside)
                 let y0 = oy * g.sh;
                 for (ox, (yv, iv)) in yrow.iter_mut().zip(irow.iter_mut()).enumerate() {
                     (*yv, *iv) = max_window(xp, g.w, y0, y0 + g.kh, ox * g.sw, ox * g.sw + g.kw);
@@ -310,17 +343,19 @@ fn scatter_max(op: &'static str, grad_out: &Tensor, indices: &[usize], hw: usize
 /// 2-D average pooling of `x [n, c, h, w]` -> `[n, c, oh, ow]`.
 ///
 /// `y = sum(window ∩ input) / divisor`, where `divisor` is the window area
-/// clipped to the padded input when `count_include_pad` (PyTorch's default),
-/// else the number of input elements in the window.
+/// clipped to the padded input when `count_include_pad` (PyTorch's default;
+/// a ceil-mode window's part past the padding does not count), else the
+/// number of input elements in the window.
 pub fn avg_pool2d(
     x: &Tensor,
     kernel: (usize, usize),
     stride: (usize, usize),
     padding: (usize, usize),
     count_include_pad: bool,
+    ceil_mode: bool,
 ) -> Result<Tensor> {
     check_rank("avg_pool2d", x.shape(), 4)?;
-    let g = Geom::new("avg_pool2d", x.shape(), x.shape(), kernel, stride, padding)?;
+    let g = Geom::new("avg_pool2d", x.shape(), x.shape(), kernel, stride, padding, ceil_mode)?;
     Tensor::from_vec(avg_pool_kernel(&g, x, count_include_pad), &g.out_shape(x.shape()))
 }
 
@@ -366,10 +401,11 @@ pub fn avg_pool2d_backward(
     stride: (usize, usize),
     padding: (usize, usize),
     count_include_pad: bool,
+    ceil_mode: bool,
 ) -> Result<Tensor> {
     let op = "avg_pool2d_backward";
     check_rank(op, input_shape, 4)?;
-    let g = Geom::new(op, input_shape, input_shape, kernel, stride, padding)?;
+    let g = Geom::new(op, input_shape, input_shape, kernel, stride, padding, ceil_mode)?;
     check_grad(op, grad_out.shape(), &g.out_shape(input_shape))?;
     let dx = window_backward(&g, grad_out, |oy, ox| {
         let (y0, y1, x0, x1) = g.clipped(oy, ox);
@@ -508,7 +544,15 @@ fn as_3d(t: Tensor) -> Result<Tensor> {
 /// `indices` are positions within `0..l`. See [`max_pool2d`].
 pub fn max_pool1d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<(Tensor, Vec<usize>)> {
     check_rank("max_pool1d", x.shape(), 3)?;
-    let g = Geom::new("max_pool1d", &shape_4d(x.shape()), x.shape(), (1, kernel), (1, stride), (0, padding))?;
+    let g = Geom::new(
+        "max_pool1d",
+        &shape_4d(x.shape()),
+        x.shape(),
+        (1, kernel),
+        (1, stride),
+        (0, padding),
+        false,
+    )?;
     let (y, idx) = max_pool_kernel(&g, &as_4d(x)?);
     Ok((Tensor::from_vec(y, &[x.shape()[0], x.shape()[1], g.ow])?, idx))
 }
@@ -537,7 +581,15 @@ pub fn avg_pool1d(
     count_include_pad: bool,
 ) -> Result<Tensor> {
     check_rank("avg_pool1d", x.shape(), 3)?;
-    let g = Geom::new("avg_pool1d", &shape_4d(x.shape()), x.shape(), (1, kernel), (1, stride), (0, padding))?;
+    let g = Geom::new(
+        "avg_pool1d",
+        &shape_4d(x.shape()),
+        x.shape(),
+        (1, kernel),
+        (1, stride),
+        (0, padding),
+        false,
+    )?;
     Tensor::from_vec(avg_pool_kernel(&g, &as_4d(x)?, count_include_pad), &[x.shape()[0], x.shape()[1], g.ow])
 }
 
@@ -553,7 +605,8 @@ pub fn avg_pool1d_backward(
     let op = "avg_pool1d_backward";
     check_rank(op, input_shape, 3)?;
     check_rank(op, grad_out.shape(), 3)?;
-    let g = Geom::new(op, &shape_4d(input_shape), input_shape, (1, kernel), (1, stride), (0, padding))?;
+    let g =
+        Geom::new(op, &shape_4d(input_shape), input_shape, (1, kernel), (1, stride), (0, padding), false)?;
     check_grad(op, grad_out.shape(), &[input_shape[0], input_shape[1], g.ow])?;
     let dx = window_backward(&g, grad_out, |oy, ox| {
         let (y0, y1, x0, x1) = g.clipped(oy, ox);

@@ -108,15 +108,15 @@ fn run(case: &Value) -> Vec<(String, Tensor)> {
         "max_pool2d" => {
             let k = pair(&h["kernel_size"]);
             let (s, p) = (hyper_or(h, "stride", k), hyper_or(h, "padding", (0, 0)));
-            let (y, idx) = max_pool2d(&x, k, s, p).unwrap();
+            let (y, idx) = max_pool2d(&x, k, s, p, false).unwrap();
             out(y, max_pool2d_backward(&dy, &idx, x.shape()).unwrap())
         }
         "avg_pool2d" => {
             let k = pair(&h["kernel_size"]);
             let (s, p) = (hyper_or(h, "stride", k), hyper_or(h, "padding", (0, 0)));
             let cip = h["count_include_pad"].as_bool().unwrap_or(true);
-            let y = avg_pool2d(&x, k, s, p, cip).unwrap();
-            out(y, avg_pool2d_backward(&dy, x.shape(), k, s, p, cip).unwrap())
+            let y = avg_pool2d(&x, k, s, p, cip, false).unwrap();
+            out(y, avg_pool2d_backward(&dy, x.shape(), k, s, p, cip, false).unwrap())
         }
         "adaptive_avg_pool2d" => {
             let o = pair(&h["output_size"]);

@@ -4,7 +4,7 @@ use super::*;
 use crate::rng::Rng;
 
 /// In-range input positions `(iy, ix)` of window `(oy, ox)`, row-major, and the
-/// number of window taps (in range or padding).
+/// number of window taps inside the padded input (in range or padding).
 fn taps(
     (h, w): (usize, usize),
     (oy, ox): (usize, usize),
@@ -13,6 +13,7 @@ fn taps(
     p: (usize, usize),
 ) -> (Vec<(usize, usize)>, usize) {
     let mut v = Vec::new();
+    let mut area = 0;
     for ky in 0..k.0 {
         for kx in 0..k.1 {
             let iy = (oy * s.0 + ky) as isize - p.0 as isize;
@@ -20,13 +21,26 @@ fn taps(
             if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
                 v.push((iy as usize, ix as usize));
             }
+            if iy < (h + p.0) as isize && ix < (w + p.1) as isize {
+                area += 1;
+            }
         }
     }
-    (v, k.0 * k.1)
+    (v, area)
 }
 
-fn out_size(size: usize, k: usize, s: usize, p: usize) -> usize {
-    (size + 2 * p - k) / s + 1
+/// The number of windows along an axis, counted one start `i s` (in padded
+/// coordinates) at a time: floor mode takes every window that fits in the
+/// padded input (`i s + k <= size + 2p`); ceil mode every window that would
+/// fit with `s - 1` more padding (`i s + k < size + 2p + s`) and starts inside
+/// the input or its left padding (`i s < size + p`).
+fn out_size(size: usize, k: usize, s: usize, p: usize, ceil: bool) -> usize {
+    (0..)
+        .take_while(|&i| {
+            let start = i * s;
+            if ceil { start + k < size + 2 * p + s && start < size + p } else { start + k <= size + 2 * p }
+        })
+        .count()
 }
 
 /// Small integers so that windows hold ties, negative so that padding as 0
@@ -36,16 +50,37 @@ fn tie_input(shape: &[usize], rng: &mut Rng) -> Tensor {
 }
 
 #[test]
+fn ceil_mode_output_sizes() {
+    // torch: 7 -> 4 with k 2, s 2; 5 with k 2, s 2, p 1 -> ceil(5/2) + 1 = 4,
+    // less the window that would start at 6 = size + pad: 3
+    let x = Tensor::zeros(&[1, 1, 7, 5]);
+    assert_eq!(max_pool2d(&x, (2, 2), (2, 2), (0, 0), true).unwrap().0.shape(), &[1, 1, 4, 3]);
+    assert_eq!(max_pool2d(&x, (2, 2), (2, 2), (0, 0), false).unwrap().0.shape(), &[1, 1, 3, 2]);
+    assert_eq!(avg_pool2d(&x, (2, 2), (2, 2), (1, 1), true, true).unwrap().shape(), &[1, 1, 4, 3]);
+    assert_eq!(out_size(5, 2, 2, 1, true), 3);
+    // width 6, k 3, s 2, p 1: ceil(5 / 2) + 1 = 4 windows; the last covers
+    // padded columns 6..9, of which column 6 (input column 5) and column 7
+    // (right padding) lie in the padded input: divisor 2, not 3
+    let ones = Tensor::ones(&[1, 1, 1, 6]);
+    let y = avg_pool2d(&ones, (1, 3), (1, 2), (0, 1), true, true).unwrap().to_vec();
+    assert_eq!(y, vec![2.0 / 3.0, 1.0, 1.0, 0.5]);
+    let y = avg_pool2d(&ones, (1, 3), (1, 2), (0, 1), false, true).unwrap().to_vec();
+    assert_eq!(y, vec![1.0; 4]);
+}
+
+#[test]
 fn max_pool_matches_reference() {
     let mut rng = Rng::new(1);
     let (n, c, h, w) = (2, 3, 7, 6);
     for kh in 1..=3 {
         for kw in 1..=3 {
             for s in [(1, 1), (2, 2), (3, 1), (2, 3)] {
-                for p in [(0, 0), (kh / 2, kw / 2), (0, kw / 2)] {
+                for (p, ceil) in
+                    [(0, 0), (kh / 2, kw / 2), (0, kw / 2)].into_iter().flat_map(|p| [(p, false), (p, true)])
+                {
                     let x = tie_input(&[n, c, h, w], &mut rng);
-                    let (y, idx) = max_pool2d(&x, (kh, kw), s, p).unwrap();
-                    let (oh, ow) = (out_size(h, kh, s.0, p.0), out_size(w, kw, s.1, p.1));
+                    let (y, idx) = max_pool2d(&x, (kh, kw), s, p, ceil).unwrap();
+                    let (oh, ow) = (out_size(h, kh, s.0, p.0, ceil), out_size(w, kw, s.1, p.1, ceil));
                     assert_eq!(y.shape(), &[n, c, oh, ow]);
                     let xs = x.to_vec();
                     let ys = y.to_vec();
@@ -79,12 +114,12 @@ fn max_pool_matches_reference() {
 fn max_pool_nan_and_padding() {
     // Padding is -inf: an all-negative input stays negative at the border.
     let x = Tensor::full(&[1, 1, 2, 2], -3.0);
-    let (y, idx) = max_pool2d(&x, (3, 3), (1, 1), (1, 1)).unwrap();
+    let (y, idx) = max_pool2d(&x, (3, 3), (1, 1), (1, 1), false).unwrap();
     assert_eq!(y.to_vec(), vec![-3.0; 4]);
     assert_eq!(idx, vec![0, 0, 0, 0]);
     // A NaN wins over numbers (PyTorch propagates NaN through max pooling).
     let x = Tensor::from_vec(vec![1.0, f32::NAN, 5.0, 2.0], &[1, 1, 2, 2]).unwrap();
-    let (y, idx) = max_pool2d(&x, (2, 2), (2, 2), (0, 0)).unwrap();
+    let (y, idx) = max_pool2d(&x, (2, 2), (2, 2), (0, 0), false).unwrap();
     assert!(y.to_vec()[0].is_nan());
     assert_eq!(idx, vec![1]);
 }
@@ -106,7 +141,7 @@ fn max_pool_2x2_fast_path_matches_the_scan_bit_for_bit() {
                 ((r * 4.0).floor() - 2.0) as f32
             }
         });
-        let (y, idx) = max_pool2d(&x, (2, 2), (2, 2), (0, 0)).unwrap();
+        let (y, idx) = max_pool2d(&x, (2, 2), (2, 2), (0, 0), false).unwrap();
         let (xs, ys) = (x.to_vec(), y.to_vec());
         let (oh, ow) = (h / 2, w / 2);
         for pl in 0..n * c {
@@ -138,10 +173,10 @@ fn avg_pool_matches_reference() {
         for kw in 1..=4 {
             for s in [(1, 1), (2, 2), (3, 2)] {
                 for p in [(0, 0), (kh / 2, kw / 2)] {
-                    for cip in [true, false] {
+                    for (cip, ceil) in [(true, false), (false, false), (true, true), (false, true)] {
                         let x = Tensor::randn(&[n, c, h, w], 0.0, 1.0, &mut rng);
-                        let y = avg_pool2d(&x, (kh, kw), s, p, cip).unwrap();
-                        let (oh, ow) = (out_size(h, kh, s.0, p.0), out_size(w, kw, s.1, p.1));
+                        let y = avg_pool2d(&x, (kh, kw), s, p, cip, ceil).unwrap();
+                        let (oh, ow) = (out_size(h, kh, s.0, p.0, ceil), out_size(w, kw, s.1, p.1, ceil));
                         assert_eq!(y.shape(), &[n, c, oh, ow]);
                         let dy = Tensor::randn(y.shape(), 0.0, 1.0, &mut rng);
                         let (xs, ys, dys) = (x.to_vec(), y.to_vec(), dy.to_vec());
@@ -150,8 +185,8 @@ fn avg_pool_matches_reference() {
                             for oy in 0..oh {
                                 for ox in 0..ow {
                                     let (t, area) = taps((h, w), (oy, ox), (kh, kw), s, p);
-                                    // With ceil_mode off every tap lies in the padded input,
-                                    // so the padded-window area is kh * kw.
+                                    // the padded-window area: kh * kw unless a ceil-mode
+                                    // window runs past the padding
                                     let div = if cip { area } else { t.len() } as f64;
                                     let sum: f64 =
                                         t.iter().map(|&(iy, ix)| xs[pl * h * w + iy * w + ix] as f64).sum();
@@ -168,7 +203,7 @@ fn avg_pool_matches_reference() {
                                 }
                             }
                         }
-                        let dx = avg_pool2d_backward(&dy, x.shape(), (kh, kw), s, p, cip).unwrap();
+                        let dx = avg_pool2d_backward(&dy, x.shape(), (kh, kw), s, p, cip, ceil).unwrap();
                         for (g, w) in dx.to_vec().iter().zip(&dx_want) {
                             assert!((*g as f64 - w).abs() <= 1e-6 * (1.0 + w.abs()), "{g} vs {w}");
                         }
@@ -237,7 +272,7 @@ fn one_d_forms_match_height_one() {
     let x = Tensor::randn(&[2, 3, 11], 0.0, 1.0, &mut rng);
     let x4 = x.reshape(&[2, 3, 1, 11]).unwrap();
     let (y, idx) = max_pool1d(&x, 3, 2, 1).unwrap();
-    let (y4, idx4) = max_pool2d(&x4, (1, 3), (1, 2), (0, 1)).unwrap();
+    let (y4, idx4) = max_pool2d(&x4, (1, 3), (1, 2), (0, 1), false).unwrap();
     assert_eq!(y.shape(), &[2, 3, 6]);
     assert_eq!((y.to_vec(), &idx), (y4.to_vec(), &idx4));
     let dy = Tensor::randn(y.shape(), 0.0, 1.0, &mut rng);
@@ -247,10 +282,10 @@ fn one_d_forms_match_height_one() {
         max_pool2d_backward(&dy4, &idx4, x4.shape()).unwrap().to_vec()
     );
     let a = avg_pool1d(&x, 3, 2, 1, false).unwrap();
-    assert_eq!(a.to_vec(), avg_pool2d(&x4, (1, 3), (1, 2), (0, 1), false).unwrap().to_vec());
+    assert_eq!(a.to_vec(), avg_pool2d(&x4, (1, 3), (1, 2), (0, 1), false, false).unwrap().to_vec());
     assert_eq!(
         avg_pool1d_backward(&dy, x.shape(), 3, 2, 1, false).unwrap().to_vec(),
-        avg_pool2d_backward(&dy4, x4.shape(), (1, 3), (1, 2), (0, 1), false).unwrap().to_vec()
+        avg_pool2d_backward(&dy4, x4.shape(), (1, 3), (1, 2), (0, 1), false, false).unwrap().to_vec()
     );
     let ad = adaptive_avg_pool1d(&x, 4).unwrap();
     assert_eq!(ad.shape(), &[2, 3, 4]);
@@ -266,19 +301,19 @@ fn one_d_forms_match_height_one() {
 fn bad_arguments_are_errors() {
     let x = Tensor::zeros(&[1, 2, 5, 5]);
     let msg = |r: Result<Tensor>| r.unwrap_err().to_string();
-    assert!(msg(max_pool2d(&x, (0, 2), (1, 1), (0, 0)).map(|r| r.0)).contains("must be positive"));
-    assert!(msg(max_pool2d(&x, (2, 2), (1, 0), (0, 0)).map(|r| r.0)).contains("must be positive"));
-    let e = msg(max_pool2d(&x, (3, 3), (1, 1), (2, 1)).map(|r| r.0));
+    assert!(msg(max_pool2d(&x, (0, 2), (1, 1), (0, 0), false).map(|r| r.0)).contains("must be positive"));
+    assert!(msg(max_pool2d(&x, (2, 2), (1, 0), (0, 0), false).map(|r| r.0)).contains("must be positive"));
+    let e = msg(max_pool2d(&x, (3, 3), (1, 1), (2, 1), false).map(|r| r.0));
     assert_eq!(e, "max_pool2d: padding 2 must be at most half the kernel 3 (input [1, 2, 5, 5])");
-    let e = msg(avg_pool2d(&x, (6, 2), (1, 1), (0, 0), true));
+    let e = msg(avg_pool2d(&x, (6, 2), (1, 1), (0, 0), true, false));
     assert_eq!(e, "avg_pool2d: kernel 6 is larger than the input [1, 2, 5, 5] padded by 0");
     assert!(
-        msg(avg_pool2d(&Tensor::zeros(&[2, 5, 5]), (2, 2), (2, 2), (0, 0), true))
+        msg(avg_pool2d(&Tensor::zeros(&[2, 5, 5]), (2, 2), (2, 2), (0, 0), true, false))
             .starts_with("avg_pool2d: invalid shape [2, 5, 5]")
     );
     assert!(msg(adaptive_avg_pool2d(&x, (0, 1))).starts_with("adaptive_avg_pool2d: output size (0, 1)"));
     let dy = Tensor::zeros(&[1, 2, 2, 2]);
-    let e = msg(avg_pool2d_backward(&dy, x.shape(), (2, 2), (1, 1), (0, 0), true));
+    let e = msg(avg_pool2d_backward(&dy, x.shape(), (2, 2), (1, 1), (0, 0), true, false));
     assert_eq!(e, "avg_pool2d_backward: shape mismatch between [1, 2, 4, 4] and [1, 2, 2, 2]");
     let e = msg(max_pool2d_backward(&dy, &[0; 7], x.shape()));
     assert!(e.starts_with("max_pool2d_backward: 7 indices"), "{e}");
@@ -289,7 +324,7 @@ fn bad_arguments_are_errors() {
     let e = msg(max_pool1d(&Tensor::zeros(&[1, 2, 3]), 4, 1, 0).map(|r| r.0));
     assert_eq!(e, "max_pool1d: kernel 4 is larger than the input [1, 2, 3] padded by 0");
     assert!(msg(adaptive_avg_pool2d_backward(&dy, &[1, 2, 5])).contains("invalid shape"));
-    let e = msg(avg_pool2d(&x, (usize::MAX, 1), (1, 1), (usize::MAX / 2, 0), true));
+    let e = msg(avg_pool2d(&x, (usize::MAX, 1), (1, 1), (usize::MAX / 2, 0), true, false));
     assert!(e.contains("overflows"), "{e}");
 }
 
@@ -300,10 +335,10 @@ fn bits_do_not_depend_on_thread_count() {
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let (m, idx) = max_pool2d(&x, (3, 3), (2, 2), (1, 1)).unwrap();
+            let (m, idx) = max_pool2d(&x, (3, 3), (2, 2), (1, 1), true).unwrap();
             let dm = max_pool2d_backward(&m, &idx, x.shape()).unwrap();
-            let a = avg_pool2d(&x, (3, 2), (2, 1), (1, 1), false).unwrap();
-            let da = avg_pool2d_backward(&a, x.shape(), (3, 2), (2, 1), (1, 1), false).unwrap();
+            let a = avg_pool2d(&x, (3, 2), (2, 1), (1, 1), false, true).unwrap();
+            let da = avg_pool2d_backward(&a, x.shape(), (3, 2), (2, 1), (1, 1), false, true).unwrap();
             let ad = adaptive_avg_pool2d(&x, (5, 4)).unwrap();
             let dad = adaptive_avg_pool2d_backward(&ad, x.shape()).unwrap();
             (m, idx, dm, a, da, ad, dad)
