@@ -12,15 +12,15 @@ use nw_tensor::Tensor;
 use nw_train::session::{self, Progress, checkpoint_path};
 use nw_train::{Checkpoint, EpochRecord, Metrics, RunConfig, TrainError, build_run};
 
-use crate::{Cli, Command, TrainArgs};
+use crate::{Cli, Command, ModelSource, TrainArgs};
 
 /// Runs the parsed command, inside a pool of `--threads` workers when given.
 pub fn run(cli: Cli) -> Result<()> {
     let go = move || match cli.command {
         Command::Train(a) => train(*a),
-        Command::Eval { model } => eval(&model),
-        Command::Predict { model, input } => predict(&model, input.as_deref()),
-        Command::Inspect { model } => inspect(&model),
+        Command::Eval(source) => eval(&source),
+        Command::Predict { source, input, logits } => predict(&source, input.as_deref(), logits),
+        Command::Inspect(source) => inspect(&source),
         Command::Prune { model, sparsity, fine_tune_epochs, out } => {
             prune(&model, sparsity, fine_tune_epochs, out)
         }
@@ -270,8 +270,27 @@ fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn eval(model: &Path) -> Result<()> {
-    let (_, run) = session::resume_run(&checkpoint_path(model))?;
+/// The run a model source describes: an nw checkpoint restored, or a run
+/// built from a configuration with the weights file loaded into it.
+fn load_source(src: &ModelSource) -> Result<(RunConfig, nw_train::Run, Option<nw_train::Checkpoint>)> {
+    match (&src.weights, &src.config) {
+        (Some(w), Some(c)) => {
+            let cfg = RunConfig::from_file(c)?;
+            let run = build_run(&cfg)?;
+            nw_train::pretrained::load_weights(&run.trainer.model, w, false)?;
+            Ok((cfg, run, None))
+        }
+        _ => {
+            let path = checkpoint_path(&src.model);
+            let ck = Checkpoint::load(&path)?;
+            let (cfg, run) = session::resume_run(&path)?;
+            Ok((cfg, run, Some(ck)))
+        }
+    }
+}
+
+fn eval(src: &ModelSource) -> Result<()> {
+    let (_, run, _) = load_source(src)?;
     let m = run.trainer.evaluate(&run.test, 1024)?;
     print_test(&m);
     if let Some(per) = &m.per_class_accuracy {
@@ -283,18 +302,24 @@ fn eval(model: &Path) -> Result<()> {
     Ok(())
 }
 
-fn predict(model: &Path, input: Option<&Path>) -> Result<()> {
-    let (_, run) = session::resume_run(&checkpoint_path(model))?;
+fn parse_err(input: Option<&Path>, line: usize, message: String) -> TrainError {
+    let path = input.unwrap_or(Path::new("<stdin>")).to_path_buf();
+    TrainError::Data(nw_data::DataError::Parse { path, line, message })
+}
+
+fn predict(src: &ModelSource, input: Option<&Path>, logits: bool) -> Result<()> {
+    let (_, run, _) = load_source(src)?;
     let n_features = run.test.n_features();
     let reader: Box<dyn BufRead> = match input {
         Some(p) if p != Path::new("-") => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+            std::fs::File::open(p).map_err(|source| TrainError::Io { path: p.to_path_buf(), source })?,
         )),
         _ => Box::new(std::io::stdin().lock()),
     };
     let mut rows = Vec::new();
     for (i, line) in reader.lines().enumerate() {
-        let line = line?;
+        let line =
+            line.map_err(|source| TrainError::Io { path: input.unwrap_or(Path::new("-")).into(), source })?;
         if line.trim().is_empty() {
             continue;
         }
@@ -302,18 +327,14 @@ fn predict(model: &Path, input: Option<&Path>) -> Result<()> {
             .split(',')
             .map(|v| v.trim().parse::<f32>())
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| TrainError::Config(format!("input line {}: {e}", i + 1)))?;
+            .map_err(|e| parse_err(input, i + 1, e.to_string()))?;
         if row.len() != n_features {
-            bail!(TrainError::Config(format!(
-                "input line {}: {} values, the model takes {n_features}",
-                i + 1,
-                row.len()
-            )));
+            bail!(parse_err(input, i + 1, format!("{} values, the model takes {n_features}", row.len())));
         }
         rows.extend(row);
     }
     if rows.is_empty() {
-        bail!(TrainError::Config("no input rows".into()));
+        bail!(parse_err(input, 0, "no input rows".into()));
     }
     let n = rows.len() / n_features;
     let mut x = Tensor::from_vec(rows, &[n, n_features])?;
@@ -322,49 +343,62 @@ fn predict(model: &Path, input: Option<&Path>) -> Result<()> {
     }
     let shape: Vec<usize> = std::iter::once(n).chain(run.test.feature_shape().iter().copied()).collect();
     let out = run.trainer.predict(&x.reshape(&shape)?)?;
-    if run.test.n_classes().is_some() {
+    let width = out.len() / n.max(1);
+    if run.test.n_classes().is_some() && !logits {
         let p = out.softmax(1)?;
         let classes = p.argmax_axis(1)?;
         let names = run.class_names.clone().unwrap_or_default();
-        let k = p.shape()[1];
         let pv = p.to_vec();
         for (i, &c) in classes.iter().enumerate() {
-            let probs: Vec<String> = pv[i * k..(i + 1) * k].iter().map(|v| format!("{v:.4}")).collect();
+            let probs: Vec<String> =
+                pv[i * width..(i + 1) * width].iter().map(|v| format!("{v:.4}")).collect();
             let name = names.get(c).cloned().unwrap_or_else(|| c.to_string());
             println!("{name}\t{}", probs.join(","));
         }
     } else {
-        for row in out.to_vec().chunks(out.len() / n) {
-            let v: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
+        // Regression values, or raw outputs with --logits (full precision).
+        for row in out.to_vec().chunks(width.max(1)) {
+            let v: Vec<String> = row.iter().map(|v| format!("{v:e}")).collect();
             println!("{}", v.join(","));
         }
     }
     Ok(())
 }
 
-fn inspect(model: &Path) -> Result<()> {
-    let path = checkpoint_path(model);
-    let ck = Checkpoint::load(&path)?;
-    let cfg = RunConfig::from_json(&ck.config)?;
-    let run = build_run(&cfg)?;
+fn inspect(src: &ModelSource) -> Result<()> {
+    let (cfg, run, ck) = load_source(src)?;
+    println!("# architecture, as configured (nw train --config accepts this)");
+    let model_toml = toml::to_string_pretty(&toml::Table::from_iter([(
+        "model".to_string(),
+        toml::Value::try_from(&cfg.model).expect("serialises"),
+    )]))
+    .expect("serialises");
+    println!("{model_toml}");
     println!("{}", run.trainer.model.describe());
-    println!("epoch {}, step {}, {} parameters", ck.epoch, ck.step, run.trainer.model.num_parameters());
+    match &ck {
+        Some(ck) => {
+            let p = ck.progress();
+            println!("epoch {}, step {}, {} parameters", p.epoch, p.step, run.trainer.model.num_parameters());
+        }
+        None => println!("{} parameters", run.trainer.model.num_parameters()),
+    }
     println!(
         "{:<22} {:>14} {:>9} {:>11} {:>11} {:>11} {:>11} {:>8}",
         "tensor", "shape", "count", "mean", "std", "min", "max", "zeros"
     );
-    for t in ck.model.iter().filter(|t| !t.name.contains(':')) {
-        let n = t.data.len().max(1) as f64;
-        let mean = t.data.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = t.data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        let min = t.data.iter().copied().fold(f32::INFINITY, f32::min);
-        let max = t.data.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let zeros = t.data.iter().filter(|&&v| v == 0.0).count() as f64 / n;
+    for (name, p) in run.trainer.named_parameters() {
+        let data = p.value().to_vec();
+        let n = data.len().max(1) as f64;
+        let mean = data.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let min = data.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = data.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let zeros = data.iter().filter(|&&v| v == 0.0).count() as f64 / n;
         println!(
             "{:<22} {:>14} {:>9} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>7.1}%",
-            t.name,
-            format!("{:?}", t.shape),
-            t.data.len(),
+            name,
+            format!("{:?}", p.shape()),
+            data.len(),
             mean,
             var.sqrt(),
             min,
@@ -399,6 +433,10 @@ fn prune(model: &Path, sparsity: f64, fine_tune: u64, out: Option<PathBuf>) -> R
     run.trainer.optimizer.set_lr(lr);
     cfg.optim.set_lr(lr);
     cfg.schedule = nw_train::config::ScheduleConfig::None;
+    // Fine-tuning is a new phase: the original run's early stopping (which
+    // may already have fired) does not carry over.
+    run.trainer.early_stopping = None;
+    cfg.reg.early_stopping = None;
     cfg.train.epochs = run.trainer.epoch + fine_tune;
     let out = out.unwrap_or_else(|| {
         let base = if model.is_dir() {

@@ -38,26 +38,21 @@ pub enum Command {
     /// Train a model (defaults: an MLP on the embedded digits).
     Train(Box<TrainArgs>),
     /// Loss and accuracy of a trained model on its run's test split.
-    Eval {
-        /// A run directory (or its checkpoint file).
-        #[arg(long, default_value = "runs/latest")]
-        model: PathBuf,
-    },
-    /// Class and probabilities for rows of features (CSV, from a file or stdin).
+    Eval(ModelSource),
+    /// Class and probabilities (or values, or raw outputs) for rows of features (CSV, from a file or stdin).
     Predict {
-        /// A run directory (or its checkpoint file).
-        #[arg(long, default_value = "runs/latest")]
-        model: PathBuf,
+        /// The model.
+        #[command(flatten)]
+        source: ModelSource,
         /// A CSV file of feature rows (no target column); `-` or absent reads stdin.
         #[arg(long)]
         input: Option<PathBuf>,
+        /// Print the raw outputs (logits) instead of classes and probabilities.
+        #[arg(long)]
+        logits: bool,
     },
-    /// Architecture, parameter counts and weight statistics of a saved model.
-    Inspect {
-        /// A run directory (or its checkpoint file).
-        #[arg(long, default_value = "runs/latest")]
-        model: PathBuf,
-    },
+    /// Architecture (as TOML), parameter counts and weight statistics of a saved model.
+    Inspect(ModelSource),
     /// Prune a trained model by global weight magnitude, fine-tune, report accuracy before and after.
     Prune {
         /// A run directory (or its checkpoint file).
@@ -108,6 +103,22 @@ mod choices {
     pub fn inits() -> PossibleValuesParser {
         PossibleValuesParser::new(crate::commands::INITS)
     }
+}
+
+/// Where a model comes from: an nw run (`--model`), or a safetensors file
+/// with PyTorch state_dict names plus a TOML configuration describing its
+/// architecture and data (`--weights FILE --config MODEL.toml`).
+#[derive(Args, Clone)]
+pub struct ModelSource {
+    /// A run directory (or its checkpoint file).
+    #[arg(long, default_value = "runs/latest", conflicts_with = "weights")]
+    pub model: PathBuf,
+    /// A safetensors weights file (e.g. saved from PyTorch); needs --config.
+    #[arg(long, requires = "config")]
+    pub weights: Option<PathBuf>,
+    /// The TOML configuration (architecture, data, input scaling) that --weights belongs to.
+    #[arg(long, requires = "weights")]
+    pub config: Option<PathBuf>,
 }
 
 /// Options of `nw train`. Each flag sets one key of the run's configuration

@@ -89,6 +89,164 @@ fn resume_from_a_periodic_checkpoint_is_bit_identical() {
     let _ = std::fs::remove_dir_all(&c);
 }
 
+/// The files a resumed run must reproduce byte for byte.
+const REPRODUCED: [&str; 3] = ["model.safetensors", "metrics.csv", "monitor.jsonl"];
+
+fn same_outputs(a: &Path, b: &Path, what: &str) {
+    for f in REPRODUCED {
+        let x = std::fs::read(a.join(f)).unwrap_or_else(|e| panic!("{what}: {}: {e}", a.join(f).display()));
+        let y = std::fs::read(b.join(f)).unwrap_or_else(|e| panic!("{what}: {}: {e}", b.join(f).display()));
+        assert!(x == y, "{what}: {f} differs from the uninterrupted run");
+    }
+}
+
+#[test]
+fn resume_after_any_epoch_continues_everything() {
+    // Early stopping, dropout, a plateau schedule and the monitor at every
+    // step: resuming after each epoch gives the uninterrupted run's bytes.
+    let a = tmp("resume-all-a");
+    let flags = [
+        "--epochs",
+        "8",
+        "--checkpoint-every",
+        "1",
+        "--dropout",
+        "0.2",
+        "--schedule",
+        "plateau",
+        "--patience",
+        "1",
+        "--early-stopping",
+        "3",
+        "--monitor-every",
+        "1",
+        "--hidden",
+        "12",
+    ];
+    let o = quick_train(&a, &flags);
+    assert!(o.status.success(), "{}", text(&o));
+    let epochs = std::fs::read_to_string(a.join("metrics.csv")).unwrap().lines().count() - 1;
+    for k in 1..epochs {
+        let c = tmp(&format!("resume-all-c{k}"));
+        let ck = a.join(format!("checkpoint-epoch{k}.nwck"));
+        let r = nw(&["resume", ck.to_str().unwrap(), "--out", c.to_str().unwrap()]);
+        assert!(r.status.success(), "{}", text(&r));
+        same_outputs(&a, &c, &format!("resume after epoch {k}"));
+        let _ = std::fs::remove_dir_all(&c);
+    }
+    // A pruned run keeps its masks through a resume.
+    let p = tmp("resume-pruned");
+    let o = nw(&[
+        "prune",
+        "--model",
+        a.to_str().unwrap(),
+        "--sparsity",
+        "0.6",
+        "--fine-tune-epochs",
+        "3",
+        "--out",
+        p.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let first = (1..=20)
+        .find(|e| p.join(format!("checkpoint-epoch{e}.nwck")).is_file())
+        .expect("a periodic checkpoint");
+    let c = tmp("resume-pruned-c");
+    let ck = p.join(format!("checkpoint-epoch{first}.nwck"));
+    let r = nw(&["resume", ck.to_str().unwrap(), "--out", c.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", text(&r));
+    same_outputs(&p, &c, "resume of a pruned run");
+    for d in [a, p, c] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn per_optimizer_defaults_and_every_schedule_from_the_cli() {
+    let show = |args: &[&str]| -> String {
+        let mut v = vec!["train", "--print-config"];
+        v.extend_from_slice(args);
+        let o = nw(&v);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // Lion: the paper's lr 1e-4 and betas (0.9, 0.99); Adadelta: torch's lr 1.0.
+    let lion = show(&["--optimizer", "lion"]);
+    assert!(lion.contains("lr = 0.0001") && lion.contains("0.99,"), "{lion}");
+    let adadelta = show(&["--optimizer", "adadelta"]);
+    assert!(adadelta.contains("lr = 1.0"), "{adadelta}");
+    // eps reaches every optimizer that has one.
+    for o in ["adam", "adamw", "adagrad", "rmsprop", "adadelta", "adamax", "nadam", "radam"] {
+        let c = show(&["--optimizer", o, "--eps", "0.125"]);
+        assert!(c.contains("eps = 0.125"), "{o}: {c}");
+    }
+    // --no-nesterov undoes a true from a file.
+    let dir = tmp("nesterov");
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("run.toml");
+    std::fs::write(&f, "[optim]\nname = \"sgd\"\nmomentum = 0.9\nnesterov = true\n").unwrap();
+    let c = show(&["--config", f.to_str().unwrap(), "--no-nesterov"]);
+    assert!(c.contains("nesterov = false"), "{c}");
+    let c = show(&["--config", f.to_str().unwrap()]);
+    assert!(c.contains("nesterov = true"), "{c}");
+    // Every schedule trains from the CLI.
+    for s in [
+        "none",
+        "constant",
+        "step",
+        "exponential",
+        "cosine",
+        "warmup-cosine",
+        "warm-restarts",
+        "linear",
+        "polynomial",
+        "cyclic",
+        "onecycle",
+        "plateau",
+    ] {
+        let out = dir.join(s);
+        let o = quick_train(&out, &["--epochs", "2", "--schedule", s]);
+        assert!(o.status.success(), "--schedule {s}: {}", text(&o));
+    }
+    let out = dir.join("multistep");
+    let o = quick_train(&out, &["--epochs", "3", "--schedule", "multistep", "--milestones", "1,2"]);
+    assert!(o.status.success(), "multistep: {}", text(&o));
+    let out = dir.join("custom");
+    let o = quick_train(
+        &out,
+        &[
+            "--epochs",
+            "2",
+            "--set",
+            "schedule={kind = \"custom\", per_step = true, schedule = { Step = { step_size = 3, gamma = 0.5 } }}",
+        ],
+    );
+    assert!(o.status.success(), "custom: {}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn help_and_readme_list_exactly_the_registry() {
+    let o = nw(&["train", "--help"]);
+    let help = text(&o);
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let listed = |text: &str, marker: &str| -> Vec<String> {
+        let line =
+            text.lines().find(|l| l.contains(marker)).unwrap_or_else(|| panic!("no line with {marker}"));
+        let inner = line.split(marker).nth(1).unwrap();
+        let inner = inner.split(']').next().unwrap();
+        inner.split(',').map(|s| s.trim().trim_matches('`').to_string()).filter(|s| !s.is_empty()).collect()
+    };
+    let optimizers: Vec<String> = nw_optim::OPTIMIZERS.iter().map(|(n, _)| n.to_string()).collect();
+    let schedules: Vec<String> = nw_train::config::SCHEDULES.iter().map(|s| s.to_string()).collect();
+    let help_opt = help.lines().find(|l| l.contains("--optimizer <")).unwrap();
+    assert_eq!(listed(help_opt, "[possible values: "), optimizers);
+    let help_sch = help.lines().find(|l| l.contains("--schedule <")).unwrap();
+    assert_eq!(listed(help_sch, "[possible values: "), schedules);
+    assert_eq!(listed(&readme, "Optimizers (`optim.name`): ["), optimizers);
+    assert_eq!(listed(&readme, "Schedules (`schedule.kind`): ["), schedules);
+}
+
 #[test]
 fn errors_have_distinct_exit_codes_and_clear_messages() {
     // bad config key -> 2, naming the key

@@ -195,4 +195,64 @@ impl EarlyStopping {
     pub fn wait(&self) -> usize {
         self.wait
     }
+
+    /// The counters and the best epoch's snapshot, for a checkpoint
+    /// (snapshot tensors in the order of the `params` given to `step`).
+    pub fn state(&self) -> EarlyStoppingState {
+        EarlyStoppingState {
+            best: self.best,
+            best_epoch: self.best_epoch,
+            epoch: self.epoch,
+            wait: self.wait,
+            stopped: self.stopped,
+            snapshot: self.snapshot.iter().map(|(_, t)| (t.shape().to_vec(), t.to_vec())).collect(),
+        }
+    }
+
+    /// Restores a [`EarlyStopping::state`]; `params` are the parameters the
+    /// snapshot belongs to, in the same order (checked: count and shapes).
+    /// On error nothing changes.
+    pub fn load_state(&mut self, s: &EarlyStoppingState, params: &[Param]) -> Result<()> {
+        let bad = |reason: String| RegError::ParamMismatch { op: "EarlyStopping::load_state", reason };
+        if !s.snapshot.is_empty() && s.snapshot.len() != params.len() {
+            return Err(bad(format!(
+                "{} snapshot tensors for {} parameters",
+                s.snapshot.len(),
+                params.len()
+            )));
+        }
+        let mut snapshot = Vec::with_capacity(s.snapshot.len());
+        for (i, ((shape, data), p)) in s.snapshot.iter().zip(params).enumerate() {
+            if p.shape() != *shape {
+                return Err(bad(format!("snapshot {i} has shape {shape:?}, the parameter {:?}", p.shape())));
+            }
+            let t = Tensor::from_vec(data.clone(), shape).map_err(|e| bad(format!("snapshot {i}: {e}")))?;
+            snapshot.push((p.id(), t));
+        }
+        self.best = s.best;
+        self.best_epoch = s.best_epoch;
+        self.epoch = s.epoch;
+        self.wait = s.wait;
+        self.stopped = s.stopped;
+        self.snapshot = snapshot;
+        Ok(())
+    }
+}
+
+/// The resumable state of an [`EarlyStopping`] (its settings come from the
+/// configuration that rebuilds it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EarlyStoppingState {
+    /// Best metric so far.
+    pub best: Option<f64>,
+    /// Its epoch.
+    pub best_epoch: Option<usize>,
+    /// `step` calls so far.
+    pub epoch: usize,
+    /// Epochs without improvement.
+    pub wait: usize,
+    /// Whether patience ran out.
+    pub stopped: bool,
+    /// The best epoch's parameter values as (shape, data), in parameter order.
+    pub snapshot: Vec<(Vec<usize>, Vec<f32>)>,
 }

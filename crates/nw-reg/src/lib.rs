@@ -74,7 +74,7 @@ mod penalty;
 pub mod prune;
 
 pub use dropout::{DropConnect, Dropout, Dropout2d, drop_connect, dropout, dropout_mask, dropout2d};
-pub use early_stop::{Decision, EarlyStopping, Mode};
+pub use early_stop::{Decision, EarlyStopping, EarlyStoppingState, Mode};
 pub use error::{RegError, Result};
 pub use maxnorm::{MaxNorm, max_norm_};
 pub use penalty::{Penalty, PenaltySet};

@@ -31,7 +31,7 @@ use thiserror::Error;
 /// The file's first eight bytes.
 pub const MAGIC: &[u8; 8] = b"NWCKPT\0\0";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const HEADER: usize = 8 + 4 + 8 + 32;
 
 /// Why a checkpoint could not be written or read.
@@ -52,7 +52,7 @@ pub enum CheckpointError {
         path: PathBuf,
     },
     /// Written by an incompatible version.
-    #[error("{path}: checkpoint format version {found}, this build reads version {VERSION}")]
+    #[error("{path}: checkpoint format version {found}, this build reads version {VERSION}{}", if *found == 1 { " (version 1 was written by nw before typed checkpoint sections; continue that run with the nw that wrote it, or retrain)" } else { "" })]
     UnsupportedVersion {
         /// The file.
         path: PathBuf,
@@ -108,28 +108,127 @@ impl NamedTensor {
     }
 }
 
-/// Everything needed to continue a run exactly where it stopped.
+/// Where a run stands: completed epochs and steps, and inside an epoch.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Checkpoint {
+pub struct Progress {
     /// Completed epochs.
     pub epoch: u64,
     /// Optimizer steps taken.
     pub step: u64,
-    /// State of the run's random generator.
-    pub rng_state: [u64; 4],
-    /// Model parameters and buffers by name.
-    pub model: Vec<NamedTensor>,
-    /// Optimizer state tensors by name.
-    pub optimizer: Vec<NamedTensor>,
-    /// Learning-rate schedule state (JSON).
-    pub schedule: String,
-    /// The run's configuration (JSON), so that a resume can rebuild it.
-    pub config: String,
-    /// Anything else a run keeps (metrics history, early-stopping state), as JSON strings.
-    pub extra: BTreeMap<String, String>,
+    /// A partly done epoch (a checkpoint written at a step boundary inside it).
+    pub partial: Option<PartialEpoch>,
+}
+
+/// The running sums of an epoch interrupted after `batches` batches.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    /// Batches of the epoch already taken.
+    pub batches: usize,
+    /// Sum of batch loss x batch size so far.
+    pub loss_sum: f64,
+    /// Examples seen so far.
+    pub seen: usize,
+    /// Correct predictions so far (classification).
+    pub correct: usize,
+    /// Whether `correct` counts anything (classification).
+    pub counted: bool,
+}
+
+/// The resumable state of the weight monitor.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MonitorState {
+    /// Every record so far, in order.
+    pub records: Vec<crate::monitor::TensorStats>,
+    /// Every warning the trainer has kept, in order.
+    pub warnings: Vec<crate::monitor::Warning>,
+}
+
+/// One named, typed part of a checkpoint. Each stateful component of a run
+/// writes and reads its own section through [`crate::Stateful`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Section {
+    /// Epoch, step and position inside an epoch.
+    Progress(Progress),
+    /// The run's configuration as TOML (the text of its `config.toml`).
+    Config(String),
+    /// Named tensors (model parameters, buffers, pruning masks).
+    Tensors(Vec<NamedTensor>),
+    /// The optimizer's state dict.
+    Optimizer(nw_optim::StateDict),
+    /// The learning-rate schedule with its position.
+    Schedule(Option<crate::trainer::LrPolicy>),
+    /// Early stopping's counters and best weights.
+    EarlyStopping(nw_reg::EarlyStoppingState),
+    /// The weight monitor's history.
+    Monitor(MonitorState),
+    /// States of random generators, in the order their owners list them.
+    Rngs(Vec<[u64; 4]>),
+    /// One record per completed epoch.
+    History(Vec<crate::trainer::EpochRecord>),
+}
+
+impl Section {
+    /// The variant's name (for error messages).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Section::Progress(_) => "progress",
+            Section::Config(_) => "config",
+            Section::Tensors(_) => "tensors",
+            Section::Optimizer(_) => "optimizer",
+            Section::Schedule(_) => "schedule",
+            Section::EarlyStopping(_) => "early stopping",
+            Section::Monitor(_) => "monitor",
+            Section::Rngs(_) => "random generators",
+            Section::History(_) => "history",
+        }
+    }
+}
+
+/// Everything needed to continue a run exactly where it stopped: a map of
+/// named, typed [`Section`]s (`progress`, `config`, `model`, `buffers`,
+/// `optimizer`, `schedule`, `rngs`, `history`, `monitor`, and
+/// `early_stopping` / `masks` when the run has them).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The sections by name.
+    pub sections: BTreeMap<String, Section>,
 }
 
 impl Checkpoint {
+    /// The section `name`, if present.
+    pub fn section(&self, name: &str) -> Option<&Section> {
+        self.sections.get(name)
+    }
+
+    /// Adds or replaces a section.
+    pub fn insert(&mut self, name: impl Into<String>, s: Section) {
+        self.sections.insert(name.into(), s);
+    }
+
+    /// Epoch and step (zeros when the progress section is missing).
+    pub fn progress(&self) -> Progress {
+        match self.section("progress") {
+            Some(Section::Progress(p)) => p.clone(),
+            _ => Progress::default(),
+        }
+    }
+
+    /// The model tensors (parameters), by name.
+    pub fn model(&self) -> &[NamedTensor] {
+        match self.section("model") {
+            Some(Section::Tensors(t)) => t,
+            _ => &[],
+        }
+    }
+
+    /// The configuration text, when stored.
+    pub fn config_toml(&self) -> Option<&str> {
+        match self.section("config") {
+            Some(Section::Config(c)) => Some(c),
+            _ => None,
+        }
+    }
+
     /// Encodes the checkpoint into the file format described in the module docs.
     pub fn to_bytes(&self) -> Result<Vec<u8>, CheckpointError> {
         let payload = bincode::serde::encode_to_vec(self, bincode::config::standard())
@@ -222,18 +321,18 @@ mod tests {
     use super::*;
 
     fn sample() -> Checkpoint {
-        let mut extra = BTreeMap::new();
-        extra.insert("history".to_string(), "[1,2]".to_string());
-        Checkpoint {
-            epoch: 3,
-            step: 120,
-            rng_state: [1, 2, 3, 4],
-            model: vec![NamedTensor::new("0.weight", &Tensor::from_vec(vec![1.5, -2.0], &[1, 2]).unwrap())],
-            optimizer: vec![NamedTensor::new("state.0.0.exp_avg", &Tensor::zeros(&[1, 2]))],
-            schedule: "{\"last_epoch\":3}".into(),
-            config: "{}".into(),
-            extra,
-        }
+        let mut ck = Checkpoint::default();
+        ck.insert("progress", Section::Progress(Progress { epoch: 3, step: 120, partial: None }));
+        ck.insert(
+            "model",
+            Section::Tensors(vec![NamedTensor::new(
+                "0.weight",
+                &Tensor::from_vec(vec![1.5, -2.0], &[1, 2]).unwrap(),
+            )]),
+        );
+        ck.insert("rngs", Section::Rngs(vec![[1, 2, 3, 4]]));
+        ck.insert("config", Section::Config("[train]\nepochs = 3\n".into()));
+        ck
     }
 
     #[test]
@@ -246,9 +345,9 @@ mod tests {
         assert_eq!(Checkpoint::load(&p).unwrap(), ck);
         // overwrite atomically
         let mut ck2 = ck.clone();
-        ck2.step = 121;
+        ck2.insert("progress", Section::Progress(Progress { epoch: 3, step: 121, partial: None }));
         ck2.save(&p).unwrap();
-        assert_eq!(Checkpoint::load(&p).unwrap().step, 121);
+        assert_eq!(Checkpoint::load(&p).unwrap().progress().step, 121);
         let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).collect();
         assert_eq!(leftovers.len(), 1, "temporary file left behind");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -276,6 +375,9 @@ mod tests {
         version[8] = 9;
         let e = Checkpoint::from_bytes(&version, p).unwrap_err();
         assert!(e.to_string().contains("version 9"), "{e}");
+        version[8] = 1;
+        let e = Checkpoint::from_bytes(&version, p).unwrap_err();
+        assert!(e.to_string().contains("version 1") && e.to_string().contains("typed"), "{e}");
     }
 
     #[test]

@@ -165,6 +165,11 @@ impl WeightMonitor {
         &self.config
     }
 
+    /// Replaces the record history (restoring a checkpoint).
+    pub fn set_records(&mut self, records: Vec<TensorStats>) {
+        self.records = records;
+    }
+
     /// Whether step number `step` (counted from 1) is recorded.
     pub fn wants(&self, step: u64, epoch_end: bool) -> bool {
         epoch_end || (self.config.every_steps > 0 && step.is_multiple_of(self.config.every_steps))

@@ -19,13 +19,15 @@ fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::Io { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) }
 }
 
-/// Writes one CSV line per epoch: `epoch,step,lr,train_loss,train_acc,val_loss,val_acc,seconds`.
+/// Writes one CSV line per epoch: `epoch,step,lr,train_loss,train_acc,val_loss,val_acc`.
+/// Only results: the same seed gives the same bytes, also across a resume
+/// (wall times go to [`write_timing_csv`]).
 pub fn write_metrics_csv(path: &Path, history: &[EpochRecord]) -> Result<()> {
-    let mut s = String::from("epoch,step,lr,train_loss,train_acc,val_loss,val_acc,seconds\n");
+    let mut s = String::from("epoch,step,lr,train_loss,train_acc,val_loss,val_acc\n");
     let opt = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
     for r in history {
         s += &format!(
-            "{},{},{},{},{},{},{},{:.3}\n",
+            "{},{},{},{},{},{},{}\n",
             r.epoch,
             r.step,
             r.lr,
@@ -33,8 +35,16 @@ pub fn write_metrics_csv(path: &Path, history: &[EpochRecord]) -> Result<()> {
             opt(r.train_accuracy),
             opt(r.validation.as_ref().map(|m| m.loss)),
             opt(r.validation.as_ref().and_then(|m| m.accuracy)),
-            r.seconds
         );
+    }
+    std::fs::write(path, s).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })
+}
+
+/// Writes the wall time of each epoch: `epoch,seconds`.
+pub fn write_timing_csv(path: &Path, history: &[EpochRecord]) -> Result<()> {
+    let mut s = String::from("epoch,seconds\n");
+    for r in history {
+        s += &format!("{},{:.3}\n", r.epoch, r.seconds);
     }
     std::fs::write(path, s).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })
 }

@@ -20,8 +20,10 @@ pub mod files {
     /// The whole training state at the end of the run (periodic checkpoints
     /// are also kept as `checkpoint-epoch<N>.nwck`).
     pub const CHECKPOINT: &str = "checkpoint.nwck";
-    /// One line per epoch.
+    /// One line per epoch (results only: reproducible bytes).
     pub const METRICS: &str = "metrics.csv";
+    /// Wall time per epoch.
+    pub const TIMING: &str = "timing.csv";
     /// The weight monitor's records.
     pub const MONITOR: &str = "monitor.jsonl";
     /// The resolved configuration.
@@ -45,8 +47,11 @@ impl Progress for Quiet {}
 /// Rebuilds the run a checkpoint was written by and restores its state.
 pub fn resume_run(path: &Path) -> Result<(RunConfig, Run)> {
     let ck = Checkpoint::load(path)?;
-    let cfg = RunConfig::from_json(&ck.config)
-        .map_err(|e| TrainError::Config(format!("{}: the checkpoint's {e}", path.display())))?;
+    let text = ck.config_toml().ok_or_else(|| {
+        TrainError::Mismatch(format!("{}: the checkpoint has no configuration", path.display()))
+    })?;
+    let cfg = RunConfig::from_toml(text)
+        .map_err(|e| TrainError::Mismatch(format!("{}: the checkpoint's {e}", path.display())))?;
     let mut run = build_run(&cfg)?;
     run.trainer.restore(&ck)?;
     Ok((cfg, run))
@@ -65,20 +70,38 @@ pub fn fit(
         let p = dir.join(files::CONFIG);
         std::fs::write(&p, cfg.to_toml()).map_err(|source| TrainError::Io { path: p, source })?;
     }
-    let config_json = serde_json::to_string(cfg).expect("the configuration serialises");
+    let config_toml = cfg.to_toml();
     let write_checkpoint = |run: &Run| -> Result<()> {
         if let Some(dir) = out {
-            run.trainer.checkpoint(&config_json)?.save(&dir.join(files::CHECKPOINT))?;
+            run.trainer.checkpoint(&config_toml)?.save(&dir.join(files::CHECKPOINT))?;
         }
         Ok(())
     };
     while run.trainer.epoch < cfg.train.epochs {
+        // A run resumed from the checkpoint of the epoch that triggered early
+        // stopping ends there, as the original run did.
+        if run.trainer.early_stopping.as_ref().is_some_and(|e| e.should_stop()) {
+            break;
+        }
         progress.epoch_start(run.trainer.epoch + 1, run.loader.batches_per_epoch());
         let record = {
             let Run { trainer, loader, validation, .. } = &mut *run;
-            trainer.train_epoch(loader, Some(validation), &mut |i, _, l| progress.batch(i, l))?
+            trainer.train_epoch(loader, Some(validation), &mut |i, _, l| progress.batch(i, l))
+        };
+        let record = match record {
+            Err(TrainError::Interrupted { step, .. }) => {
+                // Stopped at a step boundary: save everything, including the
+                // position inside the epoch, and say where.
+                write_checkpoint(run)?;
+                let checkpoint = out.map(|d| d.join(files::CHECKPOINT)).unwrap_or_default();
+                return Err(TrainError::Interrupted { step, checkpoint });
+            }
+            r => r?,
         };
         progress.epoch_end(&record);
+        // Decide on early stopping before the checkpoint, so that the
+        // checkpoint holds the decision (and the restored best weights).
+        let stop = run.trainer.should_stop()?;
         let every = cfg.train.checkpoint_every;
         if every > 0 && run.trainer.epoch.is_multiple_of(every) {
             write_checkpoint(run)?;
@@ -88,7 +111,7 @@ pub fn fit(
                     .map_err(|source| TrainError::Io { path: keep.clone(), source })?;
             }
         }
-        if run.trainer.should_stop()? {
+        if stop {
             tracing::info!("early stopping after epoch {}", run.trainer.epoch);
             break;
         }
@@ -98,6 +121,7 @@ pub fn fit(
         write_checkpoint(run)?;
         save_safetensors(&run.trainer.model, &dir.join(files::MODEL))?;
         report::write_metrics_csv(&dir.join(files::METRICS), &run.trainer.history)?;
+        report::write_timing_csv(&dir.join(files::TIMING), &run.trainer.history)?;
         report::write_monitor_jsonl(&dir.join(files::MONITOR), run.trainer.monitor.records())?;
         report::plot_run(dir, &run.trainer.history, run.trainer.monitor.records())?;
     }

@@ -20,11 +20,12 @@ use nw_reg::{EarlyStopping, MaxNorm, PenaltySet, prune::Pruner};
 use nw_tensor::{Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, NamedTensor};
+use crate::checkpoint::{Checkpoint, MonitorState, PartialEpoch, Progress, Section};
 use crate::error::{Result, TrainError};
 use crate::guard::check_finite;
 use crate::metrics::{ClassTally, Metrics};
 use crate::monitor::WeightMonitor;
+use crate::state::{StateContext, Stateful};
 
 /// The objective minimised.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -146,6 +147,11 @@ pub struct Trainer {
     pub history: Vec<EpochRecord>,
     /// Every warning the monitor raised, in order.
     pub warnings: Vec<crate::monitor::Warning>,
+    /// The running sums of an epoch stopped at a step boundary (resumed by the next `train_epoch`).
+    pub partial: Option<PartialEpoch>,
+    /// When set (e.g. by a SIGINT handler), `train_epoch` stops at the next
+    /// step boundary with [`TrainError::Interrupted`], keeping `partial`.
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
     warned: std::collections::HashSet<(std::mem::Discriminant<crate::monitor::Warning>, String)>,
     named: Vec<(String, Param)>,
     relu_after: HashMap<usize, String>,
@@ -179,6 +185,8 @@ impl Trainer {
             step: 0,
             history: Vec::new(),
             warnings: Vec::new(),
+            partial: None,
+            stop: None,
             warned: Default::default(),
             named,
             relu_after,
@@ -276,8 +284,15 @@ impl Trainer {
         let started = Instant::now();
         let e = self.epoch;
         let n_batches = loader.batches_per_epoch();
-        let (mut loss_sum, mut seen, mut correct, mut counted) = (0.0f64, 0usize, 0usize, false);
-        for (i, batch) in loader.epoch(e).enumerate() {
+        let p = self.partial.take().unwrap_or_default();
+        let (mut loss_sum, mut seen, mut correct, mut counted) = (p.loss_sum, p.seen, p.correct, p.counted);
+        for (i, batch) in loader.epoch(e).enumerate().skip(p.batches) {
+            if let Some(flag) = &self.stop
+                && flag.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                self.partial = Some(PartialEpoch { batches: i, loss_sum, seen, correct, counted });
+                return Err(TrainError::Interrupted { step: self.step, checkpoint: Default::default() });
+            }
             let b = batch.x.shape()[0];
             let (l, c) = self.step_inner(&batch.x, &batch.y, i + 1 == n_batches)?;
             loss_sum += l as f64 * b as f64;
@@ -387,105 +402,61 @@ impl Trainer {
         Ok(self.train_step(&xb, y)?.0)
     }
 
-    /// The whole state of the run, with `config` (JSON) describing how to rebuild it.
+    /// The whole state of the run as a checkpoint of typed sections, with
+    /// `config` (the run's configuration as TOML) describing how to rebuild it.
     pub fn checkpoint(&self, config: &str) -> Result<Checkpoint> {
-        let mut model: Vec<NamedTensor> =
-            self.named.iter().map(|(n, p)| NamedTensor::new(n.clone(), &p.value())).collect();
-        for (n, b) in self.model.named_buffers() {
-            model.push(NamedTensor::new(format!("buffer:{n}"), &b.tensor()));
-        }
-        let sd = self.optimizer.state_dict();
-        let optimizer = sd.tensors.iter().map(|(n, t)| NamedTensor::new(n.clone(), t)).collect();
-        let mut extra = std::collections::BTreeMap::new();
-        extra.insert("optimizer".into(), serde_json::to_string(&sd.optimizer).expect("string"));
-        extra.insert("optimizer_scalars".into(), serde_json::to_string(&sd.scalars).expect("map of numbers"));
-        extra.insert("history".into(), serde_json::to_string(&self.history).expect("records serialise"));
-        let rngs: Vec<[u64; 4]> =
-            self.rngs.iter().map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).state()).collect();
-        extra.insert("rngs".into(), serde_json::to_string(&rngs).expect("numbers"));
-        if let Some(pr) = &self.reg.pruner {
-            for (n, p) in &self.named {
-                if let Some(m) = pr.mask(p) {
-                    model.push(NamedTensor::new(format!("mask:{n}"), m));
-                }
-            }
-        }
-        Ok(Checkpoint {
-            epoch: self.epoch,
-            step: self.step,
-            rng_state: [0; 4],
-            model,
-            optimizer,
-            schedule: serde_json::to_string(&self.lr_policy).expect("schedules serialise"),
-            config: config.to_string(),
-            extra,
-        })
+        let ctx = StateContext { params: &self.named };
+        let mut ck = Checkpoint::default();
+        ck.insert(
+            "progress",
+            Section::Progress(Progress { epoch: self.epoch, step: self.step, partial: self.partial.clone() }),
+        );
+        ck.insert("config", Section::Config(config.to_string()));
+        self.model.save_state(&ctx, &mut ck);
+        self.optimizer.save_state(&ctx, &mut ck);
+        self.lr_policy.save_state(&ctx, &mut ck);
+        self.early_stopping.save_state(&ctx, &mut ck);
+        self.reg.pruner.save_state(&ctx, &mut ck);
+        self.rngs.save_state(&ctx, &mut ck);
+        self.history.save_state(&ctx, &mut ck);
+        ck.insert(
+            "monitor",
+            Section::Monitor(MonitorState {
+                records: self.monitor.records().to_vec(),
+                warnings: self.warnings.clone(),
+            }),
+        );
+        Ok(ck)
     }
 
     /// Restores a state written by [`Trainer::checkpoint`] into a trainer
-    /// built from the same configuration.
+    /// built from the same configuration: weights, buffers, optimizer,
+    /// schedule, early stopping, pruning masks, random streams, metrics and
+    /// monitor history, and the position (inside an epoch too).
     pub fn restore(&mut self, ck: &Checkpoint) -> Result<()> {
-        let bad = |m: String| TrainError::Mismatch(format!("checkpoint does not fit this model: {m}"));
-        let by_name: HashMap<&str, &NamedTensor> = ck.model.iter().map(|t| (t.name.as_str(), t)).collect();
-        // Check every tensor before changing anything: a failed restore leaves the trainer as it was.
-        let mut values = Vec::with_capacity(self.named.len());
-        for (n, p) in &self.named {
-            let t = by_name.get(n.as_str()).ok_or_else(|| bad(format!("no tensor {n}")))?;
-            if t.shape != p.shape() {
-                return Err(bad(format!(
-                    "{n} has shape {:?} in the checkpoint, {:?} in the model",
-                    t.shape,
-                    p.shape()
-                )));
-            }
-            values.push(t.to_tensor()?);
+        let named = self.named.clone();
+        let ctx = StateContext { params: &named };
+        // The model first: it checks every tensor before changing any.
+        self.model.load_state(&ctx, ck)?;
+        self.optimizer.load_state(&ctx, ck)?;
+        self.lr_policy.load_state(&ctx, ck)?;
+        self.early_stopping.load_state(&ctx, ck)?;
+        self.reg.pruner.load_state(&ctx, ck)?;
+        self.rngs.load_state(&ctx, ck)?;
+        self.history.load_state(&ctx, ck)?;
+        if let Some(Section::Monitor(m)) = ck.section("monitor") {
+            self.monitor.set_records(m.records.clone());
+            self.warnings = m.warnings.clone();
+            self.warned =
+                self.warnings.iter().map(|w| (std::mem::discriminant(w), w.tensor().to_string())).collect();
         }
-        for ((_, p), v) in self.named.iter().zip(values) {
-            p.set(v)?;
-        }
-        for (n, b) in self.model.named_buffers() {
-            let key = format!("buffer:{n}");
-            let t = by_name.get(key.as_str()).ok_or_else(|| bad(format!("no buffer {n}")))?;
-            b.set(nw_nn::BufferValue::F32(t.to_tensor()?)).map_err(|e| bad(format!("{n}: {e}")))?;
-        }
-        let scalars = ck.extra.get("optimizer_scalars").map(String::as_str).unwrap_or("{}");
-        let sd = nw_optim::StateDict {
-            optimizer: serde_json::from_str(ck.extra.get("optimizer").map(String::as_str).unwrap_or("\"\""))
-                .map_err(|e| bad(e.to_string()))?,
-            tensors: ck
-                .optimizer
-                .iter()
-                .map(|t| Ok((t.name.clone(), t.to_tensor()?)))
-                .collect::<Result<_>>()?,
-            scalars: serde_json::from_str(scalars).map_err(|e| bad(e.to_string()))?,
+        let p = match ck.section("progress") {
+            Some(Section::Progress(p)) => p.clone(),
+            _ => return Err(crate::state::mismatch("no `progress` section")),
         };
-        self.optimizer.load_state_dict(&sd)?;
-        self.lr_policy = serde_json::from_str(&ck.schedule).map_err(|e| bad(format!("schedule: {e}")))?;
-        if let Some(h) = ck.extra.get("history") {
-            self.history = serde_json::from_str(h).map_err(|e| bad(format!("history: {e}")))?;
-        }
-        if let Some(r) = ck.extra.get("rngs") {
-            let states: Vec<[u64; 4]> = serde_json::from_str(r).map_err(|e| bad(format!("rngs: {e}")))?;
-            if states.len() != self.rngs.len() {
-                return Err(bad(format!(
-                    "{} random streams saved, model has {}",
-                    states.len(),
-                    self.rngs.len()
-                )));
-            }
-            for (r, s) in self.rngs.iter().zip(states) {
-                *r.lock().unwrap_or_else(|e| e.into_inner()) = Rng::from_state(s);
-            }
-        }
-        if let Some(pr) = &mut self.reg.pruner {
-            for (n, p) in &self.named {
-                if let Some(t) = by_name.get(format!("mask:{n}").as_str()) {
-                    pr.set_mask(p, t.to_tensor()?)?;
-                }
-            }
-        }
-        self.epoch = ck.epoch;
-        self.step = ck.step;
+        self.epoch = p.epoch;
+        self.step = p.step;
+        self.partial = p.partial;
         Ok(())
     }
 }

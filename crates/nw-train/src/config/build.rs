@@ -153,6 +153,12 @@ pub fn build_run(cfg: &RunConfig) -> Result<Run> {
     let mut rng = Rng::new(seed);
     let built = build_model(&model_spec(&cfg.model)?, train.feature_shape(), outputs, &mut rng)?;
     reinit(&built.model, cfg.model.init, &mut rng)?;
+    if let Some(path) = &cfg.model.init_from {
+        let r = crate::pretrained::load_weights(&built.model, path, cfg.model.init_from_partial)?;
+        if !r.is_complete() {
+            tracing::warn!("{}: loaded {} tensors; {}", path.display(), r.loaded.len(), r.problems());
+        }
+    }
     let optimizer = build_optimizer(&cfg.optim, built.model.parameters())?;
     let batch = cfg.batch_size();
     let loader = BatchLoader::new(

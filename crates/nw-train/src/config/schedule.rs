@@ -61,7 +61,8 @@ pub enum ScheduleConfig {
     },
     /// MultiStepLR, per epoch: `lr x gamma^(milestones passed)`.
     Multistep {
-        /// Epochs at which the rate decays.
+        /// Epochs at which the rate decays (default none).
+        #[serde(default)]
         milestones: Vec<usize>,
         /// Decay factor (torch default 0.1).
         #[serde(default = "tenth")]
