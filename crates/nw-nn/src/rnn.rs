@@ -34,7 +34,8 @@ pub enum RnnNonlinearity {
 }
 
 /// Sizes and options of a recurrent layer stack (PyTorch's constructor
-/// arguments; defaults `num_layers = 1`, `bias = true`, `batch_first = false`).
+/// arguments; defaults `num_layers = 1`, `bias = true`, `batch_first = false`,
+/// `bidirectional = false`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RnnConfig {
     /// Features of each input step.
@@ -47,12 +48,23 @@ pub struct RnnConfig {
     pub bias: bool,
     /// Input and output as `[batch, time, features]` (else `[time, batch, features]`).
     pub batch_first: bool,
+    /// Each layer also runs a second direction from the last step to the
+    /// first; its outputs are concatenated after the forward ones, so the
+    /// output and every layer above the first see `2 * hidden` features.
+    pub bidirectional: bool,
 }
 
 impl RnnConfig {
     /// One layer with biases, time-major input (PyTorch's defaults).
     pub fn new(input_size: usize, hidden_size: usize) -> Self {
-        RnnConfig { input_size, hidden_size, num_layers: 1, bias: true, batch_first: false }
+        RnnConfig {
+            input_size,
+            hidden_size,
+            num_layers: 1,
+            bias: true,
+            batch_first: false,
+            bidirectional: false,
+        }
     }
 
     /// Sets `num_layers`.
@@ -72,13 +84,25 @@ impl RnnConfig {
         self.bias = b;
         self
     }
+
+    /// Sets `bidirectional`.
+    pub fn bidirectional(mut self, b: bool) -> Self {
+        self.bidirectional = b;
+        self
+    }
+
+    /// Directions per layer: 2 when bidirectional, else 1.
+    pub fn directions(&self) -> usize {
+        if self.bidirectional { 2 } else { 1 }
+    }
 }
 
-/// The parameters of one layer of a recurrent stack (PyTorch names
-/// `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`).
+/// The parameters of one direction of one layer of a recurrent stack
+/// (PyTorch names `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`,
+/// `bias_hh_l{k}`, with the suffix `_reverse` for the backward direction).
 #[derive(Debug, Clone)]
 pub struct RecurrentLayer {
-    /// `[gates * hidden, input]` (input is `hidden` above the first layer).
+    /// `[gates * hidden, input]` (input is `directions * hidden` above the first layer).
     pub weight_ih: Param,
     /// `[gates * hidden, hidden]`.
     pub weight_hh: Param,
@@ -88,8 +112,9 @@ pub struct RecurrentLayer {
     pub bias_hh: Option<Param>,
 }
 
-/// A recurrent state: `h` `[num_layers, batch, hidden]`, and for an LSTM the
-/// cell state `c` of the same shape.
+/// A recurrent state: `h` `[num_layers * directions, batch, hidden]`
+/// (layer-major, forward before backward: row `l * directions + d`), and for
+/// an LSTM the cell state `c` of the same shape.
 #[derive(Debug, Clone)]
 pub struct RnnState {
     /// Hidden state per layer.
@@ -101,12 +126,15 @@ pub struct RnnState {
 /// What a recurrent stack returns.
 #[derive(Debug, Clone)]
 pub struct RnnOutput {
-    /// The last layer's hidden state at every step: `[batch, time, hidden]`
-    /// (batch-first) or `[time, batch, hidden]`.
+    /// The last layer's hidden state at every step: `[batch, time,
+    /// directions * hidden]` (batch-first) or `[time, batch, directions *
+    /// hidden]`, the forward direction's features first.
     pub output: Var,
-    /// The final hidden state of every layer, `[num_layers, batch, hidden]`.
+    /// The final hidden state of every layer and direction,
+    /// `[num_layers * directions, batch, hidden]` ordered as [`RnnState`]
+    /// (the backward direction's final state is the one after step 0).
     pub h_n: Var,
-    /// The final cell state of every layer (LSTM only).
+    /// The final cell state of every layer and direction (LSTM only).
     pub c_n: Option<Var>,
 }
 
@@ -139,12 +167,14 @@ impl CellKind {
 struct Recurrent {
     kind: CellKind,
     cfg: RnnConfig,
+    /// Layer `l`, direction `d` at index `l * directions + d`.
     layers: Vec<RecurrentLayer>,
 }
 
 impl Recurrent {
     /// Every parameter `U(-1/sqrt(hidden), 1/sqrt(hidden))`, drawn in
-    /// PyTorch's parameter order (per layer: w_ih, w_hh, b_ih, b_hh).
+    /// PyTorch's parameter order (per layer and direction: w_ih, w_hh, b_ih,
+    /// b_hh).
     fn new(kind: CellKind, cfg: RnnConfig, rng: &mut Rng) -> Result<Self> {
         let what = kind.name();
         if cfg.input_size == 0 || cfg.hidden_size == 0 || cfg.num_layers == 0 {
@@ -154,9 +184,10 @@ impl Recurrent {
         let g = kind.gates() * h;
         let k = 1.0 / (h as f32).sqrt();
         let mut draw = |shape: &[usize]| Param::new(Tensor::rand_uniform(shape, -k, k, rng));
-        let layers = (0..cfg.num_layers)
-            .map(|l| {
-                let inp = if l == 0 { cfg.input_size } else { h };
+        let dirs = cfg.directions();
+        let layers = (0..cfg.num_layers * dirs)
+            .map(|ld| {
+                let inp = if ld < dirs { cfg.input_size } else { dirs * h };
                 let weight_ih = draw(&[g, inp]);
                 let weight_hh = draw(&[g, h]);
                 let bias_ih = cfg.bias.then(|| draw(&[g]));
@@ -169,22 +200,24 @@ impl Recurrent {
 
     fn named_parameters(&self) -> Vec<(String, Param)> {
         let mut v = Vec::new();
-        for (l, p) in self.layers.iter().enumerate() {
-            v.push((format!("weight_ih_l{l}"), p.weight_ih.clone()));
-            v.push((format!("weight_hh_l{l}"), p.weight_hh.clone()));
+        let dirs = self.cfg.directions();
+        for (ld, p) in self.layers.iter().enumerate() {
+            let sfx = format!("l{}{}", ld / dirs, if ld % dirs == 1 { "_reverse" } else { "" });
+            v.push((format!("weight_ih_{sfx}"), p.weight_ih.clone()));
+            v.push((format!("weight_hh_{sfx}"), p.weight_hh.clone()));
             if let Some(b) = &p.bias_ih {
-                v.push((format!("bias_ih_l{l}"), b.clone()));
+                v.push((format!("bias_ih_{sfx}"), b.clone()));
             }
             if let Some(b) = &p.bias_hh {
-                v.push((format!("bias_hh_l{l}"), b.clone()));
+                v.push((format!("bias_hh_{sfx}"), b.clone()));
             }
         }
         v
     }
 
-    /// Checks a state tensor `[num_layers, batch, hidden]`.
+    /// Checks a state tensor `[num_layers * directions, batch, hidden]`.
     fn check_state(&self, what: &str, v: &Var, batch: usize) -> Result<()> {
-        let want = [self.cfg.num_layers, batch, self.cfg.hidden_size];
+        let want = [self.cfg.num_layers * self.cfg.directions(), batch, self.cfg.hidden_size];
         if v.shape() != want {
             return Err(NnError::input(
                 self.kind.name(),
@@ -231,17 +264,25 @@ impl Recurrent {
                 None => Ok(zeros()),
             }
         };
+        let dirs = self.cfg.directions();
         let mut seq = x;
         let (mut h_n, mut c_n) = (Vec::new(), Vec::new());
-        for (l, p) in self.layers.iter().enumerate() {
-            let mut h = initial(&state.map(|s| s.h.clone()), l)?;
-            let mut c = if lstm { Some(initial(&state.and_then(|s| s.c.clone()), l)?) } else { None };
-            let (out, h_last, c_last) = self.layer(p, &seq, &mut h, &mut c)?;
-            seq = out;
-            h_n.push(h_last.reshape(&[1, b, hs])?);
-            if let Some(c) = c_last {
-                c_n.push(c.reshape(&[1, b, hs])?);
+        for layer in self.layers.chunks(dirs) {
+            let mut outs = Vec::with_capacity(dirs);
+            for (d, p) in layer.iter().enumerate() {
+                // state row of this layer and direction: l * directions + d
+                let row = h_n.len();
+                let mut h = initial(&state.map(|s| s.h.clone()), row)?;
+                let mut c = if lstm { Some(initial(&state.and_then(|s| s.c.clone()), row)?) } else { None };
+                let (out, h_last, c_last) = self.layer(p, &seq, &mut h, &mut c, d == 1)?;
+                outs.push(out);
+                h_n.push(h_last.reshape(&[1, b, hs])?);
+                if let Some(c) = c_last {
+                    c_n.push(c.reshape(&[1, b, hs])?);
+                }
             }
+            // [B, T, H] per direction -> [B, T, directions * H], forward first
+            seq = if dirs == 1 { outs.pop().expect("one direction") } else { Var::concat(&outs, 2)? };
         }
         let output = if self.cfg.batch_first { seq } else { seq.transpose(0, 1)? };
         let h_n = Var::concat(&h_n, 0)?;
@@ -249,7 +290,9 @@ impl Recurrent {
         Ok(RnnOutput { output, h_n, c_n })
     }
 
-    /// One layer over the whole sequence `[B, T, F]` -> `([B, T, H], h_T, c_T)`.
+    /// One direction of one layer over the whole sequence `[B, T, F]` ->
+    /// `([B, T, H], h_last, c_last)`. `reverse` runs the steps from `T - 1`
+    /// down to 0 (the output stays in time order).
     #[allow(clippy::type_complexity)]
     fn layer(
         &self,
@@ -257,6 +300,7 @@ impl Recurrent {
         seq: &Var,
         h: &mut Var,
         c: &mut Option<Var>,
+        reverse: bool,
     ) -> Result<(Var, Var, Option<Var>)> {
         let (b, t, f) = (seq.shape()[0], seq.shape()[1], seq.shape()[2]);
         let hs = self.cfg.hidden_size;
@@ -269,7 +313,8 @@ impl Recurrent {
         let xp = seq.reshape(&[b * t, f])?.linear(&w_ih, b_ih.as_ref())?.reshape(&[b, t, g])?;
         let gate = |v: &Var, k: usize| v.narrow(1, k * hs, hs);
         let mut outs = Vec::with_capacity(t);
-        for s in 0..t {
+        for step in 0..t {
+            let s = if reverse { t - 1 - step } else { step };
             let xs = xp.narrow(1, s, 1)?.reshape(&[b, g])?;
             let hp = h.linear(&w_hh, b_hh.as_ref())?;
             let next = match self.kind {
@@ -298,6 +343,9 @@ impl Recurrent {
             outs.push(next.reshape(&[b, 1, hs])?);
             *h = next;
         }
+        if reverse {
+            outs.reverse();
+        }
         Ok((Var::concat(&outs, 1)?, h.clone(), c.clone()))
     }
 
@@ -308,13 +356,14 @@ impl Recurrent {
             _ => "",
         };
         format!(
-            "{}({}, {}, num_layers={}, bias={}, batch_first={}{nl})",
+            "{}({}, {}, num_layers={}, bias={}, batch_first={}, bidirectional={}{nl})",
             self.kind.name(),
             c.input_size,
             c.hidden_size,
             c.num_layers,
             c.bias,
-            c.batch_first
+            c.batch_first,
+            c.bidirectional
         )
     }
 }
@@ -337,7 +386,8 @@ macro_rules! recurrent_layer {
                 self.0.cfg
             }
 
-            /// The parameters of each layer.
+            /// The parameters of each layer and direction: layer `l`,
+            /// direction `d` (1 = reverse) at index `l * directions + d`.
             pub fn layers(&self) -> &[RecurrentLayer] {
                 &self.0.layers
             }
