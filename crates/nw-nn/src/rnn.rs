@@ -1,12 +1,13 @@
 //! Recurrent layers [`Rnn`], [`Lstm`], [`Gru`] with PyTorch's parameter
 //! layout, names, gate order and initialisation.
 //!
-//! Each layer is unrolled over time from autograd primitives: the input
-//! projection of all time steps is one GEMM (`x W_ih^T + b_ih` over
-//! `[batch * time, input]`), then each step adds `h W_hh^T + b_hh` and
-//! applies the cell. The backward sweep is iterative, and the per-step
-//! slices of the projection are differentiated in place, so long sequences
-//! cost memory linear in their length and no stack.
+//! Each direction of each layer is two recorded ops: the input projection
+//! of all time steps and gates as one GEMM (`x W_ih^T + b_ih` over
+//! `[time * batch, input]`), then nw-autograd's fused recurrence
+//! ([`Var::recurrent`]), which adds `h W_hh^T + b_hh` at each step (one GEMM
+//! into a reused buffer) and applies the cell in one pass; its backward runs
+//! back through time in one loop and forms `dW_hh` in one GEMM over all
+//! steps. Memory is linear in the sequence length, and nothing recurses.
 //!
 //! Cells (`*` elementwise, `σ` the sigmoid; gates are consecutive blocks of
 //! `hidden` rows of `W_ih`, `W_hh`, `b_ih`, `b_hh`):
@@ -17,7 +18,7 @@
 //!   `z = σ(...)`, `n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`,
 //!   `h' = (1 - z) * n + z * h`.
 
-use nw_autograd::{Param, Var};
+use nw_autograd::{Param, RecurrentCell, Var};
 use nw_tensor::{Rng, Tensor};
 
 use crate::error::{NnError, Result};
@@ -153,6 +154,15 @@ impl CellKind {
             CellKind::Gru => 3,
         }
     }
+    /// The fused op's cell.
+    fn cell(self) -> RecurrentCell {
+        match self {
+            CellKind::Rnn(RnnNonlinearity::Tanh) => RecurrentCell::Tanh,
+            CellKind::Rnn(RnnNonlinearity::Relu) => RecurrentCell::Relu,
+            CellKind::Lstm => RecurrentCell::Lstm,
+            CellKind::Gru => RecurrentCell::Gru,
+        }
+    }
     fn name(self) -> &'static str {
         match self {
             CellKind::Rnn(_) => "RNN",
@@ -240,9 +250,9 @@ impl Recurrent {
                 ),
             ));
         }
-        // work batch-first: [B, T, F]
-        let x = if self.cfg.batch_first { x.clone() } else { x.transpose(0, 1)? };
-        let (b, t) = (x.shape()[0], x.shape()[1]);
+        // work time-major: [T, B, F]
+        let x = if self.cfg.batch_first { x.transpose(0, 1)? } else { x.clone() };
+        let (t, b) = (x.shape()[0], x.shape()[1]);
         if t == 0 || b == 0 {
             return Err(NnError::input(what, format!("input {s:?} has no time step or no batch")));
         }
@@ -272,81 +282,55 @@ impl Recurrent {
             for (d, p) in layer.iter().enumerate() {
                 // state row of this layer and direction: l * directions + d
                 let row = h_n.len();
-                let mut h = initial(&state.map(|s| s.h.clone()), row)?;
-                let mut c = if lstm { Some(initial(&state.and_then(|s| s.c.clone()), row)?) } else { None };
-                let (out, h_last, c_last) = self.layer(p, &seq, &mut h, &mut c, d == 1)?;
+                let h0 = initial(&state.map(|s| s.h.clone()), row)?;
+                let c0 = if lstm { Some(initial(&state.and_then(|s| s.c.clone()), row)?) } else { None };
+                let (out, h_last, c_last) = self.layer(p, &seq, &h0, c0.as_ref(), d == 1)?;
                 outs.push(out);
-                h_n.push(h_last.reshape(&[1, b, hs])?);
-                if let Some(c) = c_last {
-                    c_n.push(c.reshape(&[1, b, hs])?);
-                }
+                h_n.push(h_last);
+                c_n.extend(c_last);
             }
-            // [B, T, H] per direction -> [B, T, directions * H], forward first
+            // [T, B, H] per direction -> [T, B, directions * H], forward first
             seq = if dirs == 1 { outs.pop().expect("one direction") } else { Var::concat(&outs, 2)? };
         }
-        let output = if self.cfg.batch_first { seq } else { seq.transpose(0, 1)? };
+        let output = if self.cfg.batch_first { seq.transpose(0, 1)? } else { seq };
         let h_n = Var::concat(&h_n, 0)?;
         let c_n = if lstm { Some(Var::concat(&c_n, 0)?) } else { None };
         Ok(RnnOutput { output, h_n, c_n })
     }
 
-    /// One direction of one layer over the whole sequence `[B, T, F]` ->
-    /// `([B, T, H], h_last, c_last)`. `reverse` runs the steps from `T - 1`
-    /// down to 0 (the output stays in time order).
+    /// One direction of one layer over the time-major sequence `[T, B, F]`
+    /// -> `([T, B, H], h_last, c_last)`, the final states `[1, B, H]`.
+    /// `reverse` runs the steps from `T - 1` down to 0 (the output stays in
+    /// time order, and its final state is the one after step 0).
     #[allow(clippy::type_complexity)]
     fn layer(
         &self,
         p: &RecurrentLayer,
         seq: &Var,
-        h: &mut Var,
-        c: &mut Option<Var>,
+        h0: &Var,
+        c0: Option<&Var>,
         reverse: bool,
     ) -> Result<(Var, Var, Option<Var>)> {
-        let (b, t, f) = (seq.shape()[0], seq.shape()[1], seq.shape()[2]);
+        let (t, b, f) = (seq.shape()[0], seq.shape()[1], seq.shape()[2]);
         let hs = self.cfg.hidden_size;
         let g = self.kind.gates() * hs;
         let w_ih = Var::param(&p.weight_ih);
         let w_hh = Var::param(&p.weight_hh);
         let b_ih = p.bias_ih.as_ref().map(Var::param);
         let b_hh = p.bias_hh.as_ref().map(Var::param);
-        // input projections of every step at once: [B*T, F] -> [B, T, G]
-        let xp = seq.reshape(&[b * t, f])?.linear(&w_ih, b_ih.as_ref())?.reshape(&[b, t, g])?;
-        let gate = |v: &Var, k: usize| v.narrow(1, k * hs, hs);
-        let mut outs = Vec::with_capacity(t);
-        for step in 0..t {
-            let s = if reverse { t - 1 - step } else { step };
-            let xs = xp.narrow(1, s, 1)?.reshape(&[b, g])?;
-            let hp = h.linear(&w_hh, b_hh.as_ref())?;
-            let next = match self.kind {
-                CellKind::Rnn(RnnNonlinearity::Tanh) => xs.add(&hp)?.tanh(),
-                CellKind::Rnn(RnnNonlinearity::Relu) => xs.add(&hp)?.relu(),
-                CellKind::Lstm => {
-                    let a = xs.add(&hp)?;
-                    let i = gate(&a, 0)?.sigmoid();
-                    let fg = gate(&a, 1)?.sigmoid();
-                    let gg = gate(&a, 2)?.tanh();
-                    let o = gate(&a, 3)?.sigmoid();
-                    let prev = c.take().expect("an LSTM carries a cell state");
-                    let cn = fg.mul(&prev)?.add(&i.mul(&gg)?)?;
-                    let hn = o.mul(&cn.tanh())?;
-                    *c = Some(cn);
-                    hn
-                }
-                CellKind::Gru => {
-                    let r = gate(&xs, 0)?.add(&gate(&hp, 0)?)?.sigmoid();
-                    let z = gate(&xs, 1)?.add(&gate(&hp, 1)?)?.sigmoid();
-                    let n = gate(&xs, 2)?.add(&r.mul(&gate(&hp, 2)?)?)?.tanh();
-                    // (1 - z) n + z h = n + z (h - n)
-                    n.add(&z.mul(&h.sub(&n)?)?)?
-                }
-            };
-            outs.push(next.reshape(&[b, 1, hs])?);
-            *h = next;
-        }
-        if reverse {
-            outs.reverse();
-        }
-        Ok((Var::concat(&outs, 1)?, h.clone(), c.clone()))
+        // input projections of every step and gate in one GEMM:
+        // [T B, F] W_ih^T + b_ih -> [T, B, G]
+        let xp = seq.reshape(&[t * b, f])?.linear(&w_ih, b_ih.as_ref())?.reshape(&[t, b, g])?;
+        // the recurrence as one fused op: [S, T, B, H], h_t then (LSTM) c_t
+        let y = xp.recurrent(self.kind.cell(), &w_hh, b_hh.as_ref(), h0, c0, reverse)?;
+        let last = if reverse { 0 } else { t - 1 };
+        let hseq = y.narrow(0, 0, 1)?.reshape(&[t, b, hs])?;
+        let h_last = hseq.narrow(0, last, 1)?;
+        let c_last = match self.kind {
+            CellKind::Lstm => Some(y.narrow(0, 1, 1)?.reshape(&[t, b, hs])?.narrow(0, last, 1)?),
+            _ => None,
+        };
+        Ok((hseq, h_last, c_last))
     }
 
     fn describe(&self) -> String {

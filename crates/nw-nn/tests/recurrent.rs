@@ -230,3 +230,76 @@ fn gradcheck_bidirectional_weights() {
         p.set(w0).unwrap();
     }
 }
+
+/// Outputs and every gradient of a bidirectional two-layer LSTM and GRU,
+/// large enough that the per-step GEMMs run on several threads.
+fn recurrent_bits() -> Vec<Vec<u32>> {
+    let mut rng = Rng::new(30);
+    let cfg = RnnConfig::new(8, 64).num_layers(2).bidirectional(true).batch_first(true);
+    let lstm = Lstm::new(cfg, &mut rng).unwrap();
+    let gru = Gru::new(cfg, &mut rng).unwrap();
+    let x = Var::leaf(Tensor::randn(&[64, 5, 8], 0.0, 1.0, &mut rng), true);
+    let a = lstm.forward_with_state(&x, None).unwrap();
+    let b = gru.forward_with_state(&x, None).unwrap();
+    let loss =
+        a.output.square().mean().add(&b.output.tanh().sum()).unwrap().add(&a.c_n.unwrap().sum()).unwrap();
+    let g = loss.backward().unwrap();
+    let mut out = vec![a.output.value().to_vec(), b.h_n.value().to_vec(), g.wrt(&x).unwrap().to_vec()];
+    for (_, p) in lstm.named_parameters().into_iter().chain(gru.named_parameters()) {
+        out.push(g.get(&p).unwrap().to_vec());
+    }
+    out.into_iter().map(|v| v.into_iter().map(f32::to_bits).collect()).collect()
+}
+
+#[test]
+fn recurrent_bits_do_not_depend_on_the_thread_count() {
+    let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+    let one = pool(1).install(recurrent_bits);
+    for n in [2, 3] {
+        assert!(one == pool(n).install(recurrent_bits), "1 and {n} threads differ");
+    }
+}
+
+/// One LSTM layer written out step by step with autograd primitives (the
+/// formulas of torch.nn.LSTM), for comparison with the fused op.
+fn lstm_by_hand(lstm: &Lstm, x: &Var) -> Var {
+    let p = &lstm.layers()[0];
+    let (t, b, hs) = (x.shape()[0], x.shape()[1], lstm.config().hidden_size);
+    let (wi, wh) = (Var::param(&p.weight_ih), Var::param(&p.weight_hh));
+    let (bi, bh) = (Var::param(p.bias_ih.as_ref().unwrap()), Var::param(p.bias_hh.as_ref().unwrap()));
+    let mut h = Var::constant(Tensor::zeros(&[b, hs]));
+    let mut c = h.clone();
+    let mut outs = Vec::new();
+    for s in 0..t {
+        let xs = x.narrow(0, s, 1).unwrap().reshape(&[b, x.shape()[2]]).unwrap();
+        let a = xs.linear(&wi, Some(&bi)).unwrap().add(&h.linear(&wh, Some(&bh)).unwrap()).unwrap();
+        let gate = |k: usize| a.narrow(1, k * hs, hs).unwrap();
+        let (i, f, g, o) = (gate(0).sigmoid(), gate(1).sigmoid(), gate(2).tanh(), gate(3).sigmoid());
+        c = f.mul(&c).unwrap().add(&i.mul(&g).unwrap()).unwrap();
+        h = o.mul(&c.tanh()).unwrap();
+        outs.push(h.reshape(&[1, b, hs]).unwrap());
+    }
+    Var::concat(&outs, 0).unwrap()
+}
+
+#[test]
+fn fused_lstm_matches_the_step_by_step_graph() {
+    let lstm = Lstm::new(RnnConfig::new(5, 7), &mut Rng::new(31)).unwrap();
+    let x = Var::leaf(Tensor::randn(&[6, 3, 5], 0.0, 1.0, &mut Rng::new(32)), true);
+    let r = Tensor::randn(&[6, 3, 7], 0.0, 1.0, &mut Rng::new(33));
+    let fused = lstm.forward(&x).unwrap();
+    let manual = lstm_by_hand(&lstm, &x);
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-6 + 1e-5 * y.abs(), "{what}[{i}]: {x} vs {y}");
+        }
+    };
+    close(&fused.value().to_vec(), &manual.value().to_vec(), "output");
+    let gf = fused.mul(&Var::constant(r.clone())).unwrap().sum().backward().unwrap();
+    let gm = manual.mul(&Var::constant(r)).unwrap().sum().backward().unwrap();
+    close(&gf.wrt(&x).unwrap().to_vec(), &gm.wrt(&x).unwrap().to_vec(), "dx");
+    for (n, p) in lstm.named_parameters() {
+        close(&gf.get(&p).unwrap().to_vec(), &gm.get(&p).unwrap().to_vec(), &n);
+    }
+}
