@@ -5,7 +5,7 @@ use nw_tensor::Tensor;
 use nw_tensor::conv::Conv2dSpec;
 
 use crate::ops_nn::PointwiseLoss;
-use crate::ops_rnn::RecurrentCell;
+use crate::ops_rnn::{PooledBuf, RecurrentCell};
 use crate::var::Var;
 
 /// One recorded operation. Each variant holds its input [`Var`]s (which keep
@@ -122,7 +122,7 @@ pub(crate) enum Op {
         h0: Var,
         c0: Option<Var>,
         reverse: bool,
-        saved: Vec<f32>,
+        saved: PooledBuf,
     },
 }
 

@@ -83,6 +83,70 @@ fn dense(t: &Tensor) -> Vec<f32> {
     t.contiguous().as_slice().expect("contiguous").to_vec()
 }
 
+/// Buffers kept per thread for reuse by [`PooledBuf`]; at most this many.
+const POOL_BUFFERS: usize = 8;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A zero-filled `f32` buffer taken from a small per-thread pool and given
+/// back to it when dropped: the gates an op keeps for backward and
+/// backward's scratch are megabytes per sequence, and allocating them anew
+/// each training step maps fresh pages (a page fault per 4 KiB) every time.
+/// The contents never depend on the pool (always zeroed first).
+pub(crate) struct PooledBuf(Vec<f32>);
+
+impl PooledBuf {
+    /// `n` zeros, reusing the smallest pooled buffer that holds them.
+    fn zeros(n: usize) -> PooledBuf {
+        let reused = POOL
+            .try_with(|p| {
+                let mut p = p.borrow_mut();
+                let best = (0..p.len()).filter(|&i| p[i].capacity() >= n).min_by_key(|&i| p[i].capacity());
+                best.map(|i| p.swap_remove(i))
+            })
+            .ok()
+            .flatten();
+        let mut v = reused.unwrap_or_default();
+        v.clear();
+        v.resize(n, 0.0);
+        PooledBuf(v)
+    }
+}
+
+impl std::ops::Deref for PooledBuf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PooledBuf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        if v.capacity() == 0 {
+            return;
+        }
+        // on a full pool the smallest buffer makes way; after the thread's
+        // pool is gone (thread exit) the buffer is simply freed
+        let _ = POOL.try_with(|p| {
+            let mut p = p.borrow_mut();
+            p.push(v);
+            if p.len() > POOL_BUFFERS {
+                let small = (0..p.len()).min_by_key(|&i| p[i].capacity()).expect("not empty");
+                p.swap_remove(small);
+            }
+        });
+    }
+}
+
 /// Sizes of one sequence: steps, batch, hidden, gates * hidden.
 #[derive(Clone, Copy)]
 struct Dims {
@@ -172,13 +236,14 @@ impl Var {
         let d = Dims { t, b, h, g };
         let x = self.value().contiguous();
         let x = x.as_slice().expect("contiguous");
-        let w = w_hh.value().contiguous();
-        let w = w.as_slice().expect("contiguous");
+        // W_hh^T [H, G], copied once so that every step's GEMM packs its B
+        // operand from contiguous rows instead of gathering a transposed view
+        let wt = dense(&w_hh.value().t()?);
         let bias = b_hh.map(|v| dense(v.value()));
         let bh = b * h;
         let sw = cell.saved_width() * h;
         let mut y = vec![0.0f32; cell.states() * t * bh];
-        let mut saved = vec![0.0f32; t * b * sw];
+        let mut saved = PooledBuf::zeros(t * b * sw);
         let mut hp = dense(h0.value());
         let mut cp = c0.map(|c| dense(c.value())).unwrap_or_default();
         let mut a = vec![0.0f32; b * g];
@@ -187,7 +252,7 @@ impl Var {
             let ti = d.time(step, reverse);
             // a <- h W_hh^T + b_hh
             let beta = fill_bias(&mut a, bias.as_deref(), g);
-            gemm_slices(1.0, MatRef::row_major(&hp, b, h), MatRef::transposed(w, h, g), beta, &mut a)?;
+            gemm_slices(1.0, MatRef::row_major(&hp, b, h), MatRef::row_major(&wt, h, g), beta, &mut a)?;
             let xt = &x[ti * b * g..(ti + 1) * b * g];
             let ht = &mut hs[ti * bh..(ti + 1) * bh];
             let sv = &mut saved[ti * b * sw..(ti + 1) * b * sw];
@@ -336,7 +401,7 @@ pub(crate) fn recurrent_backward(s: &RecurrentSaved<'_>, g: &Tensor) -> Result<R
     let sw = cell.saved_width() * h;
     let (ys_h, ys_c) = yv.split_at(t * bh);
     // the state each step started from, in time order: [T * B, H]
-    let mut hprev = vec![0.0f32; t * bh];
+    let mut hprev = PooledBuf::zeros(t * bh);
     for ti in 0..t {
         let src = match d.prev(ti, reverse) {
             Some(p) => &ys_h[p * bh..(p + 1) * bh],
@@ -347,7 +412,7 @@ pub(crate) fn recurrent_backward(s: &RecurrentSaved<'_>, g: &Tensor) -> Result<R
     // gradients of the pre-activations: dxp (of xp) and dhh (of h W_hh^T + b_hh);
     // they differ only in a GRU's n block
     let mut dxp = vec![0.0f32; t * b * gw];
-    let mut dhh = if cell == RecurrentCell::Gru { vec![0.0f32; t * b * gw] } else { Vec::new() };
+    let mut dhh = PooledBuf::zeros(if cell == RecurrentCell::Gru { t * b * gw } else { 0 });
     let mut dh = vec![0.0f32; bh];
     let mut dc = vec![0.0f32; if cell == RecurrentCell::Lstm { bh } else { 0 }];
     let mut direct = vec![0.0f32; if cell == RecurrentCell::Gru { bh } else { 0 }];
@@ -399,7 +464,7 @@ pub(crate) fn recurrent_backward(s: &RecurrentSaved<'_>, g: &Tensor) -> Result<R
             dh.iter_mut().zip(&direct).for_each(|(d, z)| *d += z);
         }
     }
-    let da_all = if cell == RecurrentCell::Gru { &dhh } else { &dxp };
+    let da_all: &[f32] = if cell == RecurrentCell::Gru { &dhh } else { &dxp };
     // dW_hh = sum_t dA_t^T h_prev_t: [G H, T B] x [T B, H]
     let mut dw = vec![0.0f32; gw * h];
     gemm_slices(
@@ -475,5 +540,23 @@ fn gru_backward_step(
             oh[2 * h + j] = dan * rg;
             direct[k] = dhv * z;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PooledBuf;
+
+    #[test]
+    fn pooled_buffers_come_back_zeroed() {
+        let mut a = PooledBuf::zeros(1000);
+        a.iter_mut().for_each(|v| *v = f32::NAN);
+        let ptr = a.as_ptr();
+        drop(a);
+        // the same allocation, all zeros again
+        let b = PooledBuf::zeros(600);
+        assert_eq!(b.as_ptr(), ptr);
+        assert!(b.len() == 600 && b.iter().all(|&v| v == 0.0));
+        assert!(PooledBuf::zeros(0).is_empty());
     }
 }
