@@ -303,3 +303,42 @@ fn fused_lstm_matches_the_step_by_step_graph() {
         close(&gf.get(&p).unwrap().to_vec(), &gm.get(&p).unwrap().to_vec(), &n);
     }
 }
+
+#[test]
+fn gradcheck_without_biases_and_relu() {
+    // no b_ih / b_hh (the fused op's bias-free path), and the relu cell
+    let cfg = RnnConfig::new(2, 3).bias(false).bidirectional(true);
+    let lstm = Lstm::new(cfg, &mut Rng::new(40)).unwrap();
+    let gru = Gru::new(cfg, &mut Rng::new(41)).unwrap();
+    let relu =
+        Rnn::new(RnnConfig::new(2, 3).num_layers(2), RnnNonlinearity::Relu, &mut Rng::new(42)).unwrap();
+    let x = Tensor::randn(&[4, 2, 2], 0.0, 1.0, &mut Rng::new(43));
+    let r = gradcheck(
+        |v: &[Var]| flat(lstm.forward_with_state(&v[0], None).map_err(ag)?),
+        &[x.clone()],
+        1e-2,
+        2e-3,
+        1e-2,
+    )
+    .unwrap();
+    assert!(r.ok, "lstm {r:?}");
+    let r = gradcheck(
+        |v: &[Var]| flat(gru.forward_with_state(&v[0], None).map_err(ag)?),
+        &[x.clone()],
+        1e-2,
+        2e-3,
+        1e-2,
+    )
+    .unwrap();
+    assert!(r.ok, "gru {r:?}");
+    // relu has kinks at 0: a small step keeps the differences on one side
+    let r = gradcheck(
+        |v: &[Var]| flat(relu.forward_with_state(&v[0], None).map_err(ag)?),
+        &[x],
+        1e-3,
+        2e-3,
+        1e-2,
+    )
+    .unwrap();
+    assert!(r.ok, "relu {r:?}");
+}
