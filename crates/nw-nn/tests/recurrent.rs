@@ -315,7 +315,7 @@ fn gradcheck_without_biases_and_relu() {
     let x = Tensor::randn(&[4, 2, 2], 0.0, 1.0, &mut Rng::new(43));
     let r = gradcheck(
         |v: &[Var]| flat(lstm.forward_with_state(&v[0], None).map_err(ag)?),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         1e-2,
         2e-3,
         1e-2,
@@ -324,7 +324,7 @@ fn gradcheck_without_biases_and_relu() {
     assert!(r.ok, "lstm {r:?}");
     let r = gradcheck(
         |v: &[Var]| flat(gru.forward_with_state(&v[0], None).map_err(ag)?),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         1e-2,
         2e-3,
         1e-2,
