@@ -9,6 +9,7 @@ Requests:
   optim VARIANT N               -> "ok"    (current op: one optimizer step, see optim.py)
   mlp_layer | mlp_step OPT      -> "ok"    (current op: Linear+ReLU fwd+bwd / MLP step, see mlp.py)
   conv_fwd | conv_fwd_bwd       -> "ok"    (current op: conv2d 64x32x28x28 -> 64 3x3, see conv.py)
+  lstm_step                     -> "ok"    (current op: LSTM(28->128) classifier Adam step, see lstm.py)
   time ITERS                    -> "ok SECONDS" (runs the current op ITERS times)
   quit                          -> exits
 Any failure replies "err <message>" and the worker keeps serving.
@@ -58,6 +59,10 @@ OPS.update(MLP_OPS)
 from conv import OPS as CONV_OPS  # noqa: E402  (benches/torch/conv.py: `conv_fwd`, `conv_fwd_bwd`)
 
 OPS.update(CONV_OPS)
+
+from lstm import OPS as LSTM_OPS  # noqa: E402  (benches/torch/lstm.py: `lstm_step`)
+
+OPS.update(LSTM_OPS)
 
 
 def main():

@@ -16,6 +16,9 @@
 //!   bytes over N steps (xtask counts allocations: `bench/alloc.rs`).
 //! - `bench conv [--threads N] [--torch PYTHON] [--json]`: conv2d
 //!   64x32x28x28 -> 64 3x3 pad 1, forward and forward+backward, vs torch.
+//! - `bench lstm [--threads N] [--torch PYTHON] [--json]`: an Adam step of
+//!   LSTM(28->128) over the rows of 64 28x28 images + Linear(128->10), vs
+//!   torch's `nn.LSTM` step (`benches/torch/lstm.py`).
 //! - `bench accuracy [--torch PYTHON] [--only mlp|cnn] [--threads N]
 //!   [--epochs N] [--batch N] [--lr X] [--dropout P] [--schedule none|cosine]
 //!   [--seed S]`: Fashion-MNIST test accuracy and training time, nw-train

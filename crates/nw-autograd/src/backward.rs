@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::op::Op;
 use crate::ops::{GELU_C, SQRT_2_OVER_PI, normal_cdf, sigmoid};
 use crate::ops_nn::{bce_pos_weight_backward, norm_backward, pointwise_loss_backward};
+use crate::ops_rnn::{RecurrentSaved, recurrent_backward};
 use crate::var::Var;
 
 /// `g * f(x)` elementwise, where `f` is the local derivative at each input element.
@@ -404,6 +405,41 @@ fn dense(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
             }
             if let Some(b) = bias {
                 out.push((b.clone(), db));
+            }
+            Ok(out)
+        }
+        // One recurrent sequence, back through time (loops in ops_rnn.rs). With
+        // dh, dc the gradients reaching h_t, c_t (upstream plus what step t+1
+        // sends back), a the pre-activations (xp_t + h_{t-1} W_hh^T + b_hh), per step:
+        //   tanh: da = dh (1 - h_t^2);   relu: da = dh [h_t > 0]
+        //   LSTM: dc += dh o (1 - tanh^2 c_t);  da_i = dc g i (1 - i);
+        //         da_f = dc c_{t-1} f (1 - f);  da_g = dc i (1 - g^2);
+        //         da_o = dh tanh(c_t) o (1 - o);  dc_{t-1} = dc f
+        //   GRU:  da_n = dh (1 - z)(1 - n^2);  da_r = da_n a_n r (1 - r);
+        //         da_z = dh (h_{t-1} - n) z (1 - z);  on the W_hh side the n
+        //         block is da_n r (a_n = h W_hn^T + b_hn sits inside r *)
+        //   dxp_t = da;  dh_{t-1} = da_hh W_hh  (+ dh z for a GRU)
+        // and over every step and row: dW_hh = sum da_hh^T h_{t-1},
+        // db_hh = sum da_hh, dh0 = dh_{-1}, dc0 = dc_{-1}.
+        Recurrent { cell, xp, w_hh, b_hh, h0, c0, reverse, saved } => {
+            let s = RecurrentSaved {
+                cell: *cell,
+                xp: xp.value(),
+                w_hh: w_hh.value(),
+                h0: h0.value(),
+                c0: c0.as_ref().map(Var::value),
+                reverse: *reverse,
+                saved,
+                y,
+            };
+            let r = recurrent_backward(&s, g)?;
+            let mut out = vec![(xp.clone(), r.xp), (w_hh.clone(), r.w_hh)];
+            if let Some(b) = b_hh {
+                out.push((b.clone(), r.b_hh));
+            }
+            out.push((h0.clone(), r.h0));
+            if let (Some(c), Some(dc)) = (c0, r.c0) {
+                out.push((c.clone(), dc));
             }
             Ok(out)
         }

@@ -48,6 +48,7 @@ mod op;
 mod ops;
 mod ops_conv;
 mod ops_nn;
+mod ops_rnn;
 mod param;
 mod var;
 
@@ -55,5 +56,6 @@ pub use error::{AutogradError, Result};
 pub use gradcheck::{GradcheckReport, gradcheck};
 pub use grads::Grads;
 pub use ops_nn::{BatchStats, PointwiseLoss};
+pub use ops_rnn::RecurrentCell;
 pub use param::{NodeId, Param};
 pub use var::{NoGradGuard, Var, is_grad_enabled, no_grad};

@@ -6,6 +6,7 @@ use nw_tensor::conv::{Conv2dSpec, ConvTranspose2dSpec};
 use nw_tensor::upsample::Upsample2dSpec;
 
 use crate::ops_nn::PointwiseLoss;
+use crate::ops_rnn::{PooledBuf, RecurrentCell};
 use crate::var::Var;
 
 /// One recorded operation. Each variant holds its input [`Var`]s (which keep
@@ -147,6 +148,19 @@ pub(crate) enum Op {
         x: Var,
         spec: Upsample2dSpec,
     },
+    // ----- recurrent -----
+    /// One direction of a recurrent layer over a whole sequence
+    /// (`ops_rnn.rs`); `saved` holds each step's activated gates.
+    Recurrent {
+        cell: RecurrentCell,
+        xp: Var,
+        w_hh: Var,
+        b_hh: Option<Var>,
+        h0: Var,
+        c0: Option<Var>,
+        reverse: bool,
+        saved: PooledBuf,
+    },
 }
 
 impl Op {
@@ -209,6 +223,13 @@ impl Op {
                 v
             }
             CrossEntropy { logits, .. } => vec![logits],
+            Recurrent { xp, w_hh, b_hh, h0, c0, .. } => {
+                let mut v = vec![xp, w_hh];
+                v.extend(b_hh.iter());
+                v.push(h0);
+                v.extend(c0.iter());
+                v
+            }
         }
     }
 }

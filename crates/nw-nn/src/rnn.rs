@@ -1,12 +1,13 @@
 //! Recurrent layers [`Rnn`], [`Lstm`], [`Gru`] with PyTorch's parameter
 //! layout, names, gate order and initialisation.
 //!
-//! Each layer is unrolled over time from autograd primitives: the input
-//! projection of all time steps is one GEMM (`x W_ih^T + b_ih` over
-//! `[batch * time, input]`), then each step adds `h W_hh^T + b_hh` and
-//! applies the cell. The backward sweep is iterative, and the per-step
-//! slices of the projection are differentiated in place, so long sequences
-//! cost memory linear in their length and no stack.
+//! Each direction of each layer is two recorded ops: the input projection
+//! of all time steps and gates as one GEMM (`x W_ih^T + b_ih` over
+//! `[time * batch, input]`), then nw-autograd's fused recurrence
+//! ([`Var::recurrent`]), which adds `h W_hh^T + b_hh` at each step (one GEMM
+//! into a reused buffer) and applies the cell in one pass; its backward runs
+//! back through time in one loop and forms `dW_hh` in one GEMM over all
+//! steps. Memory is linear in the sequence length, and nothing recurses.
 //!
 //! Cells (`*` elementwise, `σ` the sigmoid; gates are consecutive blocks of
 //! `hidden` rows of `W_ih`, `W_hh`, `b_ih`, `b_hh`):
@@ -17,7 +18,7 @@
 //!   `z = σ(...)`, `n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`,
 //!   `h' = (1 - z) * n + z * h`.
 
-use nw_autograd::{Param, Var};
+use nw_autograd::{Param, RecurrentCell, Var};
 use nw_tensor::{Rng, Tensor};
 
 use crate::error::{NnError, Result};
@@ -34,7 +35,8 @@ pub enum RnnNonlinearity {
 }
 
 /// Sizes and options of a recurrent layer stack (PyTorch's constructor
-/// arguments; defaults `num_layers = 1`, `bias = true`, `batch_first = false`).
+/// arguments; defaults `num_layers = 1`, `bias = true`, `batch_first = false`,
+/// `bidirectional = false`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RnnConfig {
     /// Features of each input step.
@@ -47,12 +49,23 @@ pub struct RnnConfig {
     pub bias: bool,
     /// Input and output as `[batch, time, features]` (else `[time, batch, features]`).
     pub batch_first: bool,
+    /// Each layer also runs a second direction from the last step to the
+    /// first; its outputs are concatenated after the forward ones, so the
+    /// output and every layer above the first see `2 * hidden` features.
+    pub bidirectional: bool,
 }
 
 impl RnnConfig {
     /// One layer with biases, time-major input (PyTorch's defaults).
     pub fn new(input_size: usize, hidden_size: usize) -> Self {
-        RnnConfig { input_size, hidden_size, num_layers: 1, bias: true, batch_first: false }
+        RnnConfig {
+            input_size,
+            hidden_size,
+            num_layers: 1,
+            bias: true,
+            batch_first: false,
+            bidirectional: false,
+        }
     }
 
     /// Sets `num_layers`.
@@ -72,13 +85,25 @@ impl RnnConfig {
         self.bias = b;
         self
     }
+
+    /// Sets `bidirectional`.
+    pub fn bidirectional(mut self, b: bool) -> Self {
+        self.bidirectional = b;
+        self
+    }
+
+    /// Directions per layer: 2 when bidirectional, else 1.
+    pub fn directions(&self) -> usize {
+        if self.bidirectional { 2 } else { 1 }
+    }
 }
 
-/// The parameters of one layer of a recurrent stack (PyTorch names
-/// `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`).
+/// The parameters of one direction of one layer of a recurrent stack
+/// (PyTorch names `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`,
+/// `bias_hh_l{k}`, with the suffix `_reverse` for the backward direction).
 #[derive(Debug, Clone)]
 pub struct RecurrentLayer {
-    /// `[gates * hidden, input]` (input is `hidden` above the first layer).
+    /// `[gates * hidden, input]` (input is `directions * hidden` above the first layer).
     pub weight_ih: Param,
     /// `[gates * hidden, hidden]`.
     pub weight_hh: Param,
@@ -88,8 +113,9 @@ pub struct RecurrentLayer {
     pub bias_hh: Option<Param>,
 }
 
-/// A recurrent state: `h` `[num_layers, batch, hidden]`, and for an LSTM the
-/// cell state `c` of the same shape.
+/// A recurrent state: `h` `[num_layers * directions, batch, hidden]`
+/// (layer-major, forward before backward: row `l * directions + d`), and for
+/// an LSTM the cell state `c` of the same shape.
 #[derive(Debug, Clone)]
 pub struct RnnState {
     /// Hidden state per layer.
@@ -101,12 +127,15 @@ pub struct RnnState {
 /// What a recurrent stack returns.
 #[derive(Debug, Clone)]
 pub struct RnnOutput {
-    /// The last layer's hidden state at every step: `[batch, time, hidden]`
-    /// (batch-first) or `[time, batch, hidden]`.
+    /// The last layer's hidden state at every step: `[batch, time,
+    /// directions * hidden]` (batch-first) or `[time, batch, directions *
+    /// hidden]`, the forward direction's features first.
     pub output: Var,
-    /// The final hidden state of every layer, `[num_layers, batch, hidden]`.
+    /// The final hidden state of every layer and direction,
+    /// `[num_layers * directions, batch, hidden]` ordered as [`RnnState`]
+    /// (the backward direction's final state is the one after step 0).
     pub h_n: Var,
-    /// The final cell state of every layer (LSTM only).
+    /// The final cell state of every layer and direction (LSTM only).
     pub c_n: Option<Var>,
 }
 
@@ -125,6 +154,15 @@ impl CellKind {
             CellKind::Gru => 3,
         }
     }
+    /// The fused op's cell.
+    fn cell(self) -> RecurrentCell {
+        match self {
+            CellKind::Rnn(RnnNonlinearity::Tanh) => RecurrentCell::Tanh,
+            CellKind::Rnn(RnnNonlinearity::Relu) => RecurrentCell::Relu,
+            CellKind::Lstm => RecurrentCell::Lstm,
+            CellKind::Gru => RecurrentCell::Gru,
+        }
+    }
     fn name(self) -> &'static str {
         match self {
             CellKind::Rnn(_) => "RNN",
@@ -139,12 +177,14 @@ impl CellKind {
 struct Recurrent {
     kind: CellKind,
     cfg: RnnConfig,
+    /// Layer `l`, direction `d` at index `l * directions + d`.
     layers: Vec<RecurrentLayer>,
 }
 
 impl Recurrent {
     /// Every parameter `U(-1/sqrt(hidden), 1/sqrt(hidden))`, drawn in
-    /// PyTorch's parameter order (per layer: w_ih, w_hh, b_ih, b_hh).
+    /// PyTorch's parameter order (per layer and direction: w_ih, w_hh, b_ih,
+    /// b_hh).
     fn new(kind: CellKind, cfg: RnnConfig, rng: &mut Rng) -> Result<Self> {
         let what = kind.name();
         if cfg.input_size == 0 || cfg.hidden_size == 0 || cfg.num_layers == 0 {
@@ -154,9 +194,10 @@ impl Recurrent {
         let g = kind.gates() * h;
         let k = 1.0 / (h as f32).sqrt();
         let mut draw = |shape: &[usize]| Param::new(Tensor::rand_uniform(shape, -k, k, rng));
-        let layers = (0..cfg.num_layers)
-            .map(|l| {
-                let inp = if l == 0 { cfg.input_size } else { h };
+        let dirs = cfg.directions();
+        let layers = (0..cfg.num_layers * dirs)
+            .map(|ld| {
+                let inp = if ld < dirs { cfg.input_size } else { dirs * h };
                 let weight_ih = draw(&[g, inp]);
                 let weight_hh = draw(&[g, h]);
                 let bias_ih = cfg.bias.then(|| draw(&[g]));
@@ -169,22 +210,24 @@ impl Recurrent {
 
     fn named_parameters(&self) -> Vec<(String, Param)> {
         let mut v = Vec::new();
-        for (l, p) in self.layers.iter().enumerate() {
-            v.push((format!("weight_ih_l{l}"), p.weight_ih.clone()));
-            v.push((format!("weight_hh_l{l}"), p.weight_hh.clone()));
+        let dirs = self.cfg.directions();
+        for (ld, p) in self.layers.iter().enumerate() {
+            let sfx = format!("l{}{}", ld / dirs, if ld % dirs == 1 { "_reverse" } else { "" });
+            v.push((format!("weight_ih_{sfx}"), p.weight_ih.clone()));
+            v.push((format!("weight_hh_{sfx}"), p.weight_hh.clone()));
             if let Some(b) = &p.bias_ih {
-                v.push((format!("bias_ih_l{l}"), b.clone()));
+                v.push((format!("bias_ih_{sfx}"), b.clone()));
             }
             if let Some(b) = &p.bias_hh {
-                v.push((format!("bias_hh_l{l}"), b.clone()));
+                v.push((format!("bias_hh_{sfx}"), b.clone()));
             }
         }
         v
     }
 
-    /// Checks a state tensor `[num_layers, batch, hidden]`.
+    /// Checks a state tensor `[num_layers * directions, batch, hidden]`.
     fn check_state(&self, what: &str, v: &Var, batch: usize) -> Result<()> {
-        let want = [self.cfg.num_layers, batch, self.cfg.hidden_size];
+        let want = [self.cfg.num_layers * self.cfg.directions(), batch, self.cfg.hidden_size];
         if v.shape() != want {
             return Err(NnError::input(
                 self.kind.name(),
@@ -207,9 +250,9 @@ impl Recurrent {
                 ),
             ));
         }
-        // work batch-first: [B, T, F]
-        let x = if self.cfg.batch_first { x.clone() } else { x.transpose(0, 1)? };
-        let (b, t) = (x.shape()[0], x.shape()[1]);
+        // work time-major: [T, B, F]
+        let x = if self.cfg.batch_first { x.transpose(0, 1)? } else { x.clone() };
+        let (t, b) = (x.shape()[0], x.shape()[1]);
         if t == 0 || b == 0 {
             return Err(NnError::input(what, format!("input {s:?} has no time step or no batch")));
         }
@@ -231,74 +274,63 @@ impl Recurrent {
                 None => Ok(zeros()),
             }
         };
+        let dirs = self.cfg.directions();
         let mut seq = x;
         let (mut h_n, mut c_n) = (Vec::new(), Vec::new());
-        for (l, p) in self.layers.iter().enumerate() {
-            let mut h = initial(&state.map(|s| s.h.clone()), l)?;
-            let mut c = if lstm { Some(initial(&state.and_then(|s| s.c.clone()), l)?) } else { None };
-            let (out, h_last, c_last) = self.layer(p, &seq, &mut h, &mut c)?;
-            seq = out;
-            h_n.push(h_last.reshape(&[1, b, hs])?);
-            if let Some(c) = c_last {
-                c_n.push(c.reshape(&[1, b, hs])?);
+        for layer in self.layers.chunks(dirs) {
+            let mut outs = Vec::with_capacity(dirs);
+            for (d, p) in layer.iter().enumerate() {
+                // state row of this layer and direction: l * directions + d
+                let row = h_n.len();
+                let h0 = initial(&state.map(|s| s.h.clone()), row)?;
+                let c0 = if lstm { Some(initial(&state.and_then(|s| s.c.clone()), row)?) } else { None };
+                let (out, h_last, c_last) = self.layer(p, &seq, &h0, c0.as_ref(), d == 1)?;
+                outs.push(out);
+                h_n.push(h_last);
+                c_n.extend(c_last);
             }
+            // [T, B, H] per direction -> [T, B, directions * H], forward first
+            seq = if dirs == 1 { outs.pop().expect("one direction") } else { Var::concat(&outs, 2)? };
         }
-        let output = if self.cfg.batch_first { seq } else { seq.transpose(0, 1)? };
+        let output = if self.cfg.batch_first { seq.transpose(0, 1)? } else { seq };
         let h_n = Var::concat(&h_n, 0)?;
         let c_n = if lstm { Some(Var::concat(&c_n, 0)?) } else { None };
         Ok(RnnOutput { output, h_n, c_n })
     }
 
-    /// One layer over the whole sequence `[B, T, F]` -> `([B, T, H], h_T, c_T)`.
+    /// One direction of one layer over the time-major sequence `[T, B, F]`
+    /// -> `([T, B, H], h_last, c_last)`, the final states `[1, B, H]`.
+    /// `reverse` runs the steps from `T - 1` down to 0 (the output stays in
+    /// time order, and its final state is the one after step 0).
     #[allow(clippy::type_complexity)]
     fn layer(
         &self,
         p: &RecurrentLayer,
         seq: &Var,
-        h: &mut Var,
-        c: &mut Option<Var>,
+        h0: &Var,
+        c0: Option<&Var>,
+        reverse: bool,
     ) -> Result<(Var, Var, Option<Var>)> {
-        let (b, t, f) = (seq.shape()[0], seq.shape()[1], seq.shape()[2]);
+        let (t, b, f) = (seq.shape()[0], seq.shape()[1], seq.shape()[2]);
         let hs = self.cfg.hidden_size;
         let g = self.kind.gates() * hs;
         let w_ih = Var::param(&p.weight_ih);
         let w_hh = Var::param(&p.weight_hh);
         let b_ih = p.bias_ih.as_ref().map(Var::param);
         let b_hh = p.bias_hh.as_ref().map(Var::param);
-        // input projections of every step at once: [B*T, F] -> [B, T, G]
-        let xp = seq.reshape(&[b * t, f])?.linear(&w_ih, b_ih.as_ref())?.reshape(&[b, t, g])?;
-        let gate = |v: &Var, k: usize| v.narrow(1, k * hs, hs);
-        let mut outs = Vec::with_capacity(t);
-        for s in 0..t {
-            let xs = xp.narrow(1, s, 1)?.reshape(&[b, g])?;
-            let hp = h.linear(&w_hh, b_hh.as_ref())?;
-            let next = match self.kind {
-                CellKind::Rnn(RnnNonlinearity::Tanh) => xs.add(&hp)?.tanh(),
-                CellKind::Rnn(RnnNonlinearity::Relu) => xs.add(&hp)?.relu(),
-                CellKind::Lstm => {
-                    let a = xs.add(&hp)?;
-                    let i = gate(&a, 0)?.sigmoid();
-                    let fg = gate(&a, 1)?.sigmoid();
-                    let gg = gate(&a, 2)?.tanh();
-                    let o = gate(&a, 3)?.sigmoid();
-                    let prev = c.take().expect("an LSTM carries a cell state");
-                    let cn = fg.mul(&prev)?.add(&i.mul(&gg)?)?;
-                    let hn = o.mul(&cn.tanh())?;
-                    *c = Some(cn);
-                    hn
-                }
-                CellKind::Gru => {
-                    let r = gate(&xs, 0)?.add(&gate(&hp, 0)?)?.sigmoid();
-                    let z = gate(&xs, 1)?.add(&gate(&hp, 1)?)?.sigmoid();
-                    let n = gate(&xs, 2)?.add(&r.mul(&gate(&hp, 2)?)?)?.tanh();
-                    // (1 - z) n + z h = n + z (h - n)
-                    n.add(&z.mul(&h.sub(&n)?)?)?
-                }
-            };
-            outs.push(next.reshape(&[b, 1, hs])?);
-            *h = next;
-        }
-        Ok((Var::concat(&outs, 1)?, h.clone(), c.clone()))
+        // input projections of every step and gate in one GEMM:
+        // [T B, F] W_ih^T + b_ih -> [T, B, G]
+        let xp = seq.reshape(&[t * b, f])?.linear(&w_ih, b_ih.as_ref())?.reshape(&[t, b, g])?;
+        // the recurrence as one fused op: [S, T, B, H], h_t then (LSTM) c_t
+        let y = xp.recurrent(self.kind.cell(), &w_hh, b_hh.as_ref(), h0, c0, reverse)?;
+        let last = if reverse { 0 } else { t - 1 };
+        let hseq = y.narrow(0, 0, 1)?.reshape(&[t, b, hs])?;
+        let h_last = hseq.narrow(0, last, 1)?;
+        let c_last = match self.kind {
+            CellKind::Lstm => Some(y.narrow(0, 1, 1)?.reshape(&[t, b, hs])?.narrow(0, last, 1)?),
+            _ => None,
+        };
+        Ok((hseq, h_last, c_last))
     }
 
     fn describe(&self) -> String {
@@ -308,13 +340,14 @@ impl Recurrent {
             _ => "",
         };
         format!(
-            "{}({}, {}, num_layers={}, bias={}, batch_first={}{nl})",
+            "{}({}, {}, num_layers={}, bias={}, batch_first={}, bidirectional={}{nl})",
             self.kind.name(),
             c.input_size,
             c.hidden_size,
             c.num_layers,
             c.bias,
-            c.batch_first
+            c.batch_first,
+            c.bidirectional
         )
     }
 }
@@ -337,7 +370,8 @@ macro_rules! recurrent_layer {
                 self.0.cfg
             }
 
-            /// The parameters of each layer.
+            /// The parameters of each layer and direction: layer `l`,
+            /// direction `d` (1 = reverse) at index `l * directions + d`.
             pub fn layers(&self) -> &[RecurrentLayer] {
                 &self.0.layers
             }

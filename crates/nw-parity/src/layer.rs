@@ -12,13 +12,13 @@ mod layers2;
 use nw_autograd::{Param, Var};
 use nw_nn::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, BceLoss, BceWithLogitsLoss, BufferValue, Conv1d,
-    Conv2d, CrossEntropyLoss, Elu, Embedding, Gelu, GeluApprox, Gru, HuberLoss, L1Loss, LayerNorm, LeakyRelu,
-    Linear, LogSoftmax, Loss, Lstm, MaxPool2d, Module, MseLoss, NllLoss, Reduction, Relu, Rnn, RnnConfig,
-    RnnNonlinearity, RnnState, Sigmoid, Silu, SmoothL1Loss, Softmax, Softplus, Tanh, Target,
+    Conv2d, CrossEntropyLoss, Elu, Embedding, Gelu, GeluApprox, HuberLoss, L1Loss, LayerNorm, LeakyRelu,
+    Linear, LogSoftmax, Loss, MaxPool2d, Module, MseLoss, NllLoss, Reduction, Relu, Sigmoid, Silu,
+    SmoothL1Loss, Softmax, Softplus, Tanh, Target,
 };
 use nw_tensor::conv::{Accumulation, Conv1dSpec, Conv2dSpec};
 
-use nw_tensor::{Rng, Tensor};
+use nw_tensor::Tensor;
 use serde_json::Value;
 
 /// Convolutions in the fixtures are judged with nw's exact-accumulation mode (f64 sums,
@@ -31,7 +31,7 @@ use crate::check::Checker;
 use crate::fixture::{Case, CaseError, JsonTensor, hyper_bool, hyper_f64, reject_unknown};
 
 /// Named tensors of a case section (`inputs`, `params`, ...).
-fn section(case: &Case, key: &str) -> Result<BTreeMap<String, JsonTensor>, CaseError> {
+pub(crate) fn section(case: &Case, key: &str) -> Result<BTreeMap<String, JsonTensor>, CaseError> {
     let obj = case
         .field(key)?
         .as_object()
@@ -39,32 +39,36 @@ fn section(case: &Case, key: &str) -> Result<BTreeMap<String, JsonTensor>, CaseE
     obj.iter().map(|(k, v)| Ok((k.clone(), JsonTensor::from_value(v, &format!("{key}.{k}"))?))).collect()
 }
 
-fn need<'a>(m: &'a BTreeMap<String, JsonTensor>, key: &str, what: &str) -> Result<&'a JsonTensor, CaseError> {
+pub(crate) fn need<'a>(
+    m: &'a BTreeMap<String, JsonTensor>,
+    key: &str,
+    what: &str,
+) -> Result<&'a JsonTensor, CaseError> {
     m.get(key).ok_or_else(|| CaseError::Malformed(format!("{what} has no {key:?}")))
 }
 
-fn failed(e: impl std::fmt::Display) -> CaseError {
+pub(crate) fn failed(e: impl std::fmt::Display) -> CaseError {
     CaseError::Failed(e.to_string())
 }
 
 /// What a built case produced: output values, and the differentiable
 /// inputs and parameters whose gradients can be compared, by fixture name.
 #[derive(Default)]
-struct Run {
-    outputs: Vec<(String, Var)>,
-    inputs: Vec<(String, Var)>,
-    params: Vec<(String, Param)>,
+pub(crate) struct Run {
+    pub(crate) outputs: Vec<(String, Var)>,
+    pub(crate) inputs: Vec<(String, Var)>,
+    pub(crate) params: Vec<(String, Param)>,
     /// Extra comparisons done after the forward (running statistics).
-    after: Vec<(String, Tensor, JsonTensor)>,
+    pub(crate) after: Vec<(String, Tensor, JsonTensor)>,
 }
 
 /// A leaf input that wants a gradient.
-fn leaf(t: &JsonTensor) -> Var {
+pub(crate) fn leaf(t: &JsonTensor) -> Var {
     Var::leaf(t.to_tensor(), true)
 }
 
 /// Sets a module's parameter `name` to the fixture's value.
-fn set_param(m: &dyn Module, name: &str, want: &JsonTensor) -> Result<Param, CaseError> {
+pub(crate) fn set_param(m: &dyn Module, name: &str, want: &JsonTensor) -> Result<Param, CaseError> {
     let p = m
         .named_parameters()
         .into_iter()
@@ -148,7 +152,7 @@ fn activation(op: &str, h: &Value) -> Result<Box<dyn Module>, CaseError> {
 }
 
 /// A non-negative integer hyper-parameter, with a default.
-fn int(h: &Value, key: &str, default: usize) -> Result<usize, CaseError> {
+pub(crate) fn int(h: &Value, key: &str, default: usize) -> Result<usize, CaseError> {
     match h.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v
@@ -315,77 +319,6 @@ fn batch_norm_case(
     Ok(run)
 }
 
-/// Recurrent layers: one layer, zero initial state; the fixture names the
-/// parameters without the layer suffix (`weight_ih` is nw's `weight_ih_l0`).
-fn recurrent_case(
-    op: &str,
-    h: &Value,
-    inputs: &BTreeMap<String, JsonTensor>,
-    params: &BTreeMap<String, JsonTensor>,
-) -> Result<Run, CaseError> {
-    reject_unknown(h, &["input_size", "hidden_size", "batch_first", "num_layers", "bias"], op)?;
-    let cfg = RnnConfig::new(int(h, "input_size", 0)?, int(h, "hidden_size", 0)?)
-        .batch_first(hyper_bool(h, "batch_first", false)?)
-        .num_layers(int(h, "num_layers", 1)?)
-        .bias(hyper_bool(h, "bias", true)?);
-    let mut rng = Rng::new(0);
-    let x = leaf(need(inputs, "x", "inputs")?);
-    // optional initial states, differentiated like the input
-    let h0 = inputs.get("h0").map(leaf);
-    let c0 = inputs.get("c0").map(leaf);
-    let state = h0.clone().map(|h| RnnState { h, c: c0.clone() });
-    let (m, out): (Box<dyn Module>, _) = match op {
-        "lstm" => {
-            let m = Lstm::new(cfg, &mut rng).map_err(failed)?;
-            let set = set_all(&m, params)?;
-            let out = m.forward_with_state(&x, state.as_ref()).map_err(failed)?;
-            (Box::new(m), (set, out))
-        }
-        "gru" => {
-            let m = Gru::new(cfg, &mut rng).map_err(failed)?;
-            let set = set_all(&m, params)?;
-            let out = m.forward_with_state(&x, state.as_ref()).map_err(failed)?;
-            (Box::new(m), (set, out))
-        }
-        _ => {
-            let nl = if op == "rnn_relu" { RnnNonlinearity::Relu } else { RnnNonlinearity::Tanh };
-            let m = Rnn::new(cfg, nl, &mut rng).map_err(failed)?;
-            let set = set_all(&m, params)?;
-            let out = m.forward_with_state(&x, state.as_ref()).map_err(failed)?;
-            (Box::new(m), (set, out))
-        }
-    };
-    let (set, out) = out;
-    // every parameter of the layer must have been given by the case
-    if set.len() != m.named_parameters().len() {
-        return Err(CaseError::Malformed(format!("{op}: params {:?} do not cover the layer", params.keys())));
-    }
-    let mut outputs = vec![("output".to_string(), out.output), ("h_n".to_string(), out.h_n)];
-    if let Some(c) = out.c_n {
-        outputs.push(("c_n".to_string(), c));
-    }
-    let mut ins = vec![("x".to_string(), x)];
-    ins.extend(h0.map(|h| ("h0".to_string(), h)));
-    ins.extend(c0.map(|c| ("c0".to_string(), c)));
-    Ok(Run { outputs, inputs: ins, params: set, ..Run::default() })
-}
-
-/// Sets each fixture parameter into the module: torch's full names
-/// (`weight_ih_l1`) as they are, the reference set's short ones (`weight_ih`)
-/// as layer 0's.
-fn set_all(m: &dyn Module, params: &BTreeMap<String, JsonTensor>) -> Result<Vec<(String, Param)>, CaseError> {
-    params
-        .iter()
-        .map(|(name, t)| {
-            let has_layer = name
-                .rsplit_once("_l")
-                .is_some_and(|(_, k)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));
-            let full = if has_layer { name.clone() } else { format!("{name}_l0") };
-            Ok((name.clone(), set_param(m, &full, t)?))
-        })
-        .collect()
-}
-
 fn build(case: &Case) -> Result<Run, CaseError> {
     let op = case.str("op")?;
     let h = case.field("hyper")?;
@@ -492,7 +425,7 @@ fn build(case: &Case) -> Result<Run, CaseError> {
             let m = AdaptiveAvgPool2d { output_size: pair(h, "output_size", 0)? };
             module_case(&m, leaf(need(&inputs, "x", "inputs")?), &params)
         }
-        "lstm" | "gru" | "rnn_tanh" | "rnn_relu" => recurrent_case(op, h, &inputs, &params),
+        "lstm" | "gru" | "rnn_tanh" | "rnn_relu" => crate::layer_rnn::recurrent_case(op, h, &inputs, &params),
         _ => {
             let m = activation(op, h)?;
             module_case(m.as_ref(), leaf(need(&inputs, "x", "inputs")?), &params)

@@ -23,6 +23,7 @@ pub mod clip_prune;
 pub mod fixture;
 pub mod init;
 pub mod layer;
+mod layer_rnn;
 pub mod optimizer;
 pub mod prune;
 pub mod schedule;

@@ -11,6 +11,7 @@ mod accuracy;
 pub mod alloc;
 mod conv;
 mod gemm;
+mod lstm;
 mod mlp;
 mod optim;
 pub mod torch;
@@ -31,6 +32,8 @@ pub enum Target {
     Mlp(mlp::Args),
     /// conv2d 64x32x28x28 -> 64 channels 3x3 pad 1, forward and forward+backward vs torch.
     Conv(conv::Args),
+    /// An LSTM(28->128) classifier's Adam step over 28-row images, batch 64, vs torch.
+    Lstm(lstm::Args),
     /// Fashion-MNIST test accuracy and wall time of an MLP and a CNN, nw-train vs PyTorch (minutes).
     Accuracy(accuracy::Args),
 }
@@ -42,6 +45,7 @@ pub fn run(target: Target) -> Result<()> {
         Target::Optim(args) => optim::run(args),
         Target::Mlp(args) => mlp::run(args),
         Target::Conv(args) => conv::run(args),
+        Target::Lstm(args) => lstm::run(args),
         Target::Accuracy(args) => accuracy::run(args),
     }
 }

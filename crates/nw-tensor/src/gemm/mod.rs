@@ -69,10 +69,12 @@ mod kernel_scalar;
 mod kernel_x86;
 mod naive;
 mod pack;
+mod slices;
 #[cfg(test)]
 mod tests;
 
 pub use naive::sgemm_naive;
+pub use slices::{MatRef, gemm_slices};
 
 use rayon::prelude::*;
 

@@ -7,6 +7,7 @@
 //! into one (`sum_all`) add fixed-size chunks in a fixed order.
 
 mod binary;
+pub mod fast;
 mod math;
 mod reduce;
 
