@@ -148,8 +148,38 @@ pub fn summary() -> String {
     if parts.is_empty() { "no AVX2/AVX-512 FMA".into() } else { format!("{} GFLOP/s per core", parts.join(", ")) }
 }
 
+/// Median microseconds to read a hot `bytes`-byte buffer once on the
+/// calling thread (16 independent sums, so the loads, not the adds, limit
+/// it): the floor of any kernel that must stream that many bytes per call,
+/// such as the weights of a layer at batch 1.
+pub fn stream_us(bytes: usize) -> f64 {
+    let buf = vec![1.0f32; bytes / 4];
+    let pass = || {
+        let mut acc = [0.0f32; 16];
+        for c in buf.chunks_exact(16) {
+            for l in 0..16 {
+                acc[l] += c[l];
+            }
+        }
+        std::hint::black_box(acc);
+    };
+    pass();
+    let mut samples: Vec<f64> = (0..51)
+        .map(|_| {
+            let t0 = std::time::Instant::now();
+            pass();
+            t0.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    median(&mut samples)
+}
+
 pub fn run(_args: Args) -> Result<()> {
     println!("# FMA peak | {}", machine());
     println!("{}", summary());
+    for (bytes, what) in [(256 << 10, "256 KiB"), (1 << 20, "1 MiB"), (2_140_000, "2.14 MB (784-512-256-10 MLP weights)")] {
+        let us = stream_us(bytes);
+        println!("read {what} once (hot): {us:.1} us, {:.1} GB/s", bytes as f64 / us / 1e3);
+    }
     Ok(())
 }
