@@ -34,7 +34,9 @@ impl Width {
         {
             match self {
                 Width::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-                Width::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+                Width::Avx2 => {
+                    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+                }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -145,7 +147,11 @@ pub fn summary() -> String {
         .into_iter()
         .filter_map(|(w, name)| peak_gflops(w).map(|g| format!("{name} {g:.1}")))
         .collect();
-    if parts.is_empty() { "no AVX2/AVX-512 FMA".into() } else { format!("{} GFLOP/s per core", parts.join(", ")) }
+    if parts.is_empty() {
+        "no AVX2/AVX-512 FMA".into()
+    } else {
+        format!("{} GFLOP/s per core", parts.join(", "))
+    }
 }
 
 /// Median microseconds to read a hot `bytes`-byte buffer once on the
@@ -177,7 +183,9 @@ pub fn stream_us(bytes: usize) -> f64 {
 pub fn run(_args: Args) -> Result<()> {
     println!("# FMA peak | {}", machine());
     println!("{}", summary());
-    for (bytes, what) in [(256 << 10, "256 KiB"), (1 << 20, "1 MiB"), (2_140_000, "2.14 MB (784-512-256-10 MLP weights)")] {
+    for (bytes, what) in
+        [(256 << 10, "256 KiB"), (1 << 20, "1 MiB"), (2_140_000, "2.14 MB (784-512-256-10 MLP weights)")]
+    {
         let us = stream_us(bytes);
         println!("read {what} once (hot): {us:.1} us, {:.1} GB/s", bytes as f64 / us / 1e3);
     }

@@ -189,7 +189,8 @@ mod x86 {
             ($n:expr) => {{
                 const N: usize = $n;
                 let mut acc = [_mm512_setzero_ps(); N];
-                let bs: [*const f32; N] = std::array::from_fn(|q| b.wrapping_offset((j + q) as isize * ops.csb));
+                let bs: [*const f32; N] =
+                    std::array::from_fn(|q| b.wrapping_offset((j + q) as isize * ops.csb));
                 let mut p = 0;
                 // SAFETY: p + 16 <= k: in range of the row and the columns.
                 unsafe {
@@ -215,7 +216,9 @@ mod x86 {
                     // SAFETY: `lanes` holds 16 floats.
                     unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc[q]) };
                     // SAFETY: column j + q < cols of C (loop bounds).
-                    unsafe { store(c.offset((j + q) as isize * ops.csc), ops.alpha, ops.beta, reduce(lanes)) };
+                    unsafe {
+                        store(c.offset((j + q) as isize * ops.csc), ops.alpha, ops.beta, reduce(lanes))
+                    };
                 }
                 j += N;
             }};
@@ -251,7 +254,8 @@ mod x86 {
                 const N: usize = $n;
                 let mut lo = [_mm256_setzero_ps(); N];
                 let mut hi = [_mm256_setzero_ps(); N];
-                let bs: [*const f32; N] = std::array::from_fn(|q| b.wrapping_offset((j + q) as isize * ops.csb));
+                let bs: [*const f32; N] =
+                    std::array::from_fn(|q| b.wrapping_offset((j + q) as isize * ops.csb));
                 let mut p = 0;
                 // SAFETY: p + 16 <= k in the loop; the tail's masked loads
                 // read only lanes < rest (masked-off lanes do not fault).
@@ -272,7 +276,8 @@ mod x86 {
                         let a1 = _mm256_maskload_ps(a.wrapping_add(p + 8), m1);
                         for q in 0..N {
                             lo[q] = _mm256_fmadd_ps(a0, _mm256_maskload_ps(bs[q].add(p), m0), lo[q]);
-                            hi[q] = _mm256_fmadd_ps(a1, _mm256_maskload_ps(bs[q].wrapping_add(p + 8), m1), hi[q]);
+                            hi[q] =
+                                _mm256_fmadd_ps(a1, _mm256_maskload_ps(bs[q].wrapping_add(p + 8), m1), hi[q]);
                         }
                     }
                 }
@@ -284,7 +289,9 @@ mod x86 {
                         _mm256_storeu_ps(lanes.as_mut_ptr().add(8), hi[q]);
                     }
                     // SAFETY: column j + q < cols of C (loop bounds).
-                    unsafe { store(c.offset((j + q) as isize * ops.csc), ops.alpha, ops.beta, reduce(lanes)) };
+                    unsafe {
+                        store(c.offset((j + q) as isize * ops.csc), ops.alpha, ops.beta, reduce(lanes))
+                    };
                 }
                 j += N;
             }};

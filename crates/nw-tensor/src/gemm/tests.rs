@@ -467,7 +467,8 @@ fn dot_path_on_every_kernel_against_the_reference() {
                 let s = SCALARS[seed as usize % SCALARS.len()];
                 let lc = LAYOUTS[seed as usize % LAYOUTS.len()];
                 let mut g = Gen(seed);
-                let (a, b) = (Mat::new(m, k, Layout::RowMajor, &mut g), Mat::new(k, n, Layout::ColMajor, &mut g));
+                let (a, b) =
+                    (Mat::new(m, k, Layout::RowMajor, &mut g), Mat::new(k, n, Layout::ColMajor, &mut g));
                 let ops = Operands {
                     m,
                     k,
@@ -510,7 +511,8 @@ fn dot_path_is_bit_identical_across_threads_and_fma_kernels() {
             }
         }
         for pair in fma.windows(2) {
-            let (x, y) = (run_in_pool(2, pair[0], &a, &b, &c0, 1.0), run_in_pool(2, pair[1], &a, &b, &c0, 1.0));
+            let (x, y) =
+                (run_in_pool(2, pair[0], &a, &b, &c0, 1.0), run_in_pool(2, pair[1], &a, &b, &c0, 1.0));
             assert!(x == y, "{pair:?} differ on {m}x{k}x{n}");
         }
     }

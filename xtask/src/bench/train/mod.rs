@@ -142,7 +142,9 @@ impl KernelChoice {
 
     fn label(self) -> String {
         match self {
-            KernelChoice::Auto => format!("auto ({:?})", isa::resolve(None, &|k| k.is_available()).unwrap_or(Kernel::Scalar)),
+            KernelChoice::Auto => {
+                format!("auto ({:?})", isa::resolve(None, &|k| k.is_available()).unwrap_or(Kernel::Scalar))
+            }
             KernelChoice::Forced(k) => format!("{k:?} (NW_ISA)"),
         }
     }
@@ -352,7 +354,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("# load average at the end: {}", loadavg());
     println!();
-    println!("| task | unit | thr | kernel | nw | torch | nw/torch | nw RSS MB | torch RSS MB | test acc nw / torch |");
+    println!(
+        "| task | unit | thr | kernel | nw | torch | nw/torch | nw RSS MB | torch RSS MB | test acc nw / torch |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for c in &cells {
         let acc = match (c.nw.iter().find_map(|r| r.acc), c.torch.iter().find_map(|r| r.acc)) {
@@ -383,7 +387,8 @@ pub fn run(args: Args) -> Result<()> {
         println!("{l}");
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, lines.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, lines.join("\n") + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
