@@ -23,6 +23,12 @@
 //!   [--epochs N] [--batch N] [--lr X] [--dropout P] [--schedule none|cosine]
 //!   [--seed S]`: Fashion-MNIST test accuracy and training time, nw-train
 //!   then PyTorch (`benches/torch/accuracy.py`) with the same settings.
+//! - `bench train [--torch PYTHON] [--kernel auto,avx2] [--threads 1,2]
+//!   [--reps N] [--only TASK,..] [--json FILE]`: MLP epoch, CNN and LSTM
+//!   steps, Adam / SGD-momentum over 10M parameters, MLP and CNN inference
+//!   at batch 1 and 256, each run in its own process with peak RSS, PyTorch
+//!   (`benches/torch/train.py`) alternating on the same work.
+//! - `bench peak`: the measured single-core FMA peak (AVX-512, AVX2).
 //! - `parity DIR [--filter TEXT]`: every case of every reference fixture file
 //!   in DIR, one line each, then `N passed, N failed` (exit 1 on any failure).
 //! - `datasets fetch fashion-mnist`: Fashion-MNIST into `datasets/`, verified.
@@ -89,7 +95,10 @@ fn root() -> &'static Path {
 }
 
 fn run() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // A bad NW_ISA stops here rather than running with another kernel.
+    nw_tensor::gemm::isa::from_env()?;
+    match cli.command {
         Command::Bench { target } => bench::run(target),
         Command::Parity { dir, filter } => parity::run(&dir, filter.as_deref()),
         Command::Datasets { action: DatasetsAction::Fetch { name } } => datasets::fetch(root(), &name),

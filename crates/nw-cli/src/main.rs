@@ -293,6 +293,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    // A bad NW_ISA (unknown, or a set this CPU lacks) stops here rather than
+    // running with another kernel than the one asked for.
+    if let Err(e) = nw_tensor::gemm::isa::from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

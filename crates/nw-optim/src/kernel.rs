@@ -42,32 +42,39 @@ pub fn force_baseline(on: bool) {
     FORCE_BASELINE.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// The instruction set the loops run with on this machine: the best one the
-/// CPU has, capped by the environment variable `NW_OPTIM_ISA` (`baseline`,
-/// `avx2` or `avx512`, read once) for measurements.
+/// The instruction set the loops run with on this machine: the one nw-tensor's
+/// GEMM uses ([`nw_tensor::gemm::isa::active`]: the best the CPU has, or what
+/// the environment variable `NW_ISA` forces), further capped by the older
+/// `NW_OPTIM_ISA` (`baseline`, `avx2` or `avx512`), both read once.
 pub fn isa() -> Isa {
     static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     if FORCE_BASELINE.load(std::sync::atomic::Ordering::Relaxed) {
         return Isa::Baseline;
     }
     *DETECTED.get_or_init(|| {
+        use nw_tensor::gemm::Kernel;
+        let tensor = match nw_tensor::gemm::isa::active() {
+            Kernel::Avx512 => Isa::Avx512,
+            Kernel::Avx2 => Isa::Avx2,
+            Kernel::Scalar => Isa::Baseline,
+        };
         let cap = match std::env::var("NW_OPTIM_ISA").as_deref() {
             Ok("baseline") => Isa::Baseline,
             Ok("avx2") => Isa::Avx2,
             _ => Isa::Avx512,
         };
-        #[cfg(target_arch = "x86_64")]
-        {
-            if cap == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if cap != Isa::Baseline && std::arch::is_x86_feature_detected!("avx2") {
-                return Isa::Avx2;
-            }
-        }
-        let _ = cap;
-        Isa::Baseline
+        cap_isa(tensor, cap)
     })
+}
+
+/// The lower of two instruction sets (`Baseline < Avx2 < Avx512`).
+fn cap_isa(a: Isa, b: Isa) -> Isa {
+    let rank = |i: Isa| match i {
+        Isa::Baseline => 0,
+        Isa::Avx2 => 1,
+        Isa::Avx512 => 2,
+    };
+    if rank(a) <= rank(b) { a } else { b }
 }
 
 /// Defines a chunk loop compiled three times (baseline, AVX2, AVX-512F) and
@@ -271,4 +278,17 @@ pub(crate) fn lerp(start: f32, end: f32, w: f32) -> f32 {
     let small = start + w * (end - start);
     let large = end - (end - start) * (1.0 - w);
     if w.abs() < 0.5 { small } else { large }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_takes_the_lower_set() {
+        assert_eq!(cap_isa(Isa::Avx512, Isa::Avx2), Isa::Avx2);
+        assert_eq!(cap_isa(Isa::Avx2, Isa::Avx512), Isa::Avx2);
+        assert_eq!(cap_isa(Isa::Baseline, Isa::Avx512), Isa::Baseline);
+        assert_eq!(cap_isa(Isa::Avx512, Isa::Avx512), Isa::Avx512);
+    }
 }

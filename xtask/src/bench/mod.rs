@@ -14,7 +14,9 @@ mod gemm;
 mod lstm;
 mod mlp;
 mod optim;
+mod peak;
 pub mod torch;
+mod train;
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,13 @@ pub enum Target {
     Lstm(lstm::Args),
     /// Fashion-MNIST test accuracy and wall time of an MLP and a CNN, nw-train vs PyTorch (minutes).
     Accuracy(accuracy::Args),
+    /// Whole training and inference tasks (MLP, CNN, LSTM, optimizers, inference) vs PyTorch, one process per run.
+    Train(train::Args),
+    /// The measured single-core FMA peak (AVX-512 and AVX2).
+    Peak(peak::Args),
+    /// One nw run of one `bench train` task (started by `bench train`).
+    #[command(hide = true)]
+    TrainWorker(train::WorkerArgs),
 }
 
 /// Runs one benchmark target.
@@ -47,6 +56,9 @@ pub fn run(target: Target) -> Result<()> {
         Target::Conv(args) => conv::run(args),
         Target::Lstm(args) => lstm::run(args),
         Target::Accuracy(args) => accuracy::run(args),
+        Target::Train(args) => train::run(args),
+        Target::Peak(args) => peak::run(args),
+        Target::TrainWorker(args) => train::run_worker(args),
     }
 }
 

@@ -26,6 +26,12 @@
 //!      micro-kernel: MR x NR tile of C in registers, kc rank-1 updates
 //! ```
 //!
+//! Products of at most [`GEMV_MAX_M`] rows whose A rows and B columns are
+//! contiguous (a linear layer's forward at batch 1: `x W^T`) skip all of this
+//! and run as dot products straight from the operands (`gemv.rs`; a
+//! different summation order from the blocked loops, the same across threads
+//! and across the AVX2 and AVX-512 kernels).
+//!
 //! Block sizes: `KC_MAX` = 256 (`kc` is `k` split into equal blocks no larger
 //! than that, so a k = 784 product runs 4 blocks of 196, not 3 of 256 and a
 //! tail of 16), `MC` = 384 rows, `NC` = 2048 columns. The micro-kernels:
@@ -36,8 +42,8 @@
 //! | `Avx2`              |  6 x 16 | 12 ymm accumulators              |
 //! | `Scalar` (portable) |  4 x 8  | plain `f32`, for any target      |
 //!
-//! A kernel is chosen at run time ([`Kernel::detect`]); the binary is built
-//! without `target-cpu=native`.
+//! A kernel is chosen at run time ([`Kernel::detect`]; `NW_ISA=avx2|avx512|scalar`
+//! forces one, see [`isa`]); the binary is built without `target-cpu=native`.
 //!
 //! # Threads and reproducibility
 //! The tiles of `C` form a fixed grid of `MR x NR` tiles from `C[0, 0]`. With
@@ -64,6 +70,8 @@
 //! products it has seen need; nothing is allocated per call after that.
 
 mod driver;
+mod gemv;
+pub mod isa;
 mod kernel_scalar;
 #[cfg(target_arch = "x86_64")]
 mod kernel_x86;
@@ -73,6 +81,7 @@ mod slices;
 #[cfg(test)]
 mod tests;
 
+pub use gemv::{CHUNK_N as GEMV_CHUNK_N, GEMV_MAX_M, GEMV_PAR_MIN_FLOPS};
 pub use naive::sgemm_naive;
 pub use slices::{MatRef, gemm_slices};
 
@@ -118,10 +127,11 @@ impl Kernel {
         }
     }
 
-    /// The best variant this CPU supports (detected once, then cached).
+    /// The variant in use: the best one this CPU supports, unless the
+    /// environment variable `NW_ISA` forces another ([`isa`]; read once,
+    /// then cached).
     pub fn detect() -> Kernel {
-        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| Kernel::ALL.into_iter().find(|k| k.is_available()).unwrap_or(Kernel::Scalar))
+        isa::active()
     }
 
     /// The variants this CPU supports, best first.
@@ -257,6 +267,11 @@ impl Operands {
 /// As for [`sgemm`].
 pub(crate) unsafe fn run_kernel(kernel: Kernel, ops: Operands, blocking: Blocking) {
     assert!(kernel.is_available(), "GEMM kernel {kernel:?} is not supported by this CPU");
+    if ops.m > 0 && ops.n > 0 && ops.k > 0 && ops.alpha != 0.0 && gemv::applies(&ops) {
+        // SAFETY: forwarded contract; the kernel's CPU features were just checked.
+        unsafe { gemv::run(kernel, &ops) };
+        return;
+    }
     // SAFETY: forwarded contract; the kernel's CPU features were just checked.
     unsafe {
         match kernel {

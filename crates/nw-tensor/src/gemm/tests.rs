@@ -453,3 +453,67 @@ fn fma_kernels_agree_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn dot_path_on_every_kernel_against_the_reference() {
+    // m <= GEMV_MAX_M with contiguous A rows and B columns (x W^T at batch
+    // 1..4): every 16-lane tail, 8- and 4-column groups and their remainders,
+    // and each C layout.
+    let mut seed = 5000;
+    for m in 1..=GEMV_MAX_M {
+        for k in [1, 7, 15, 16, 17, 31, 33, 100, 784] {
+            for n in [1, 3, 4, 5, 8, 9, 63, 64, 65, 130] {
+                seed += 1;
+                let s = SCALARS[seed as usize % SCALARS.len()];
+                let lc = LAYOUTS[seed as usize % LAYOUTS.len()];
+                let mut g = Gen(seed);
+                let (a, b) =
+                    (Mat::new(m, k, Layout::RowMajor, &mut g), Mat::new(k, n, Layout::ColMajor, &mut g));
+                let ops = Operands {
+                    m,
+                    k,
+                    n,
+                    alpha: 1.0,
+                    a: a.ptr(),
+                    rsa: a.rs,
+                    csa: a.cs,
+                    b: b.ptr(),
+                    rsb: b.rs,
+                    csb: b.cs,
+                    beta: 0.0,
+                    c: std::ptr::null_mut(),
+                    rsc: 0,
+                    csc: 0,
+                };
+                assert!(gemv::applies(&ops), "m={m} k={k} n={n} does not take the dot path");
+                case(m, k, n, Layout::RowMajor, Layout::ColMajor, lc, s, seed, &[Blocking::DEFAULT]);
+            }
+        }
+    }
+}
+
+#[test]
+fn dot_path_is_bit_identical_across_threads_and_fma_kernels() {
+    // Large enough to run in parallel (>= GEMV_PAR_MIN_FLOPS), odd column counts.
+    let fma: Vec<Kernel> = Kernel::available().into_iter().filter(|&k| k != Kernel::Scalar).collect();
+    for (i, (m, k, n)) in [(1, 784, 4099), (3, 301, 2999)].into_iter().enumerate() {
+        assert!(2 * m * n * k >= GEMV_PAR_MIN_FLOPS && n > GEMV_CHUNK_N, "case {i} would not be threaded");
+        let mut g = Gen(3100 + i as u64);
+        let a = Mat::new(m, k, Layout::RowMajor, &mut g);
+        let b = Mat::new(k, n, Layout::ColMajor, &mut g);
+        let c0 = Mat::new(m, n, Layout::RowMajor, &mut g);
+        for kernel in Kernel::available() {
+            for beta in [0.0, 1.0] {
+                let one = run_in_pool(1, kernel, &a, &b, &c0, beta);
+                for t in 2..=4 {
+                    assert!(one == run_in_pool(t, kernel, &a, &b, &c0, beta), "{kernel:?} {m}x{k}x{n} t={t}");
+                }
+            }
+        }
+        for pair in fma.windows(2) {
+            let (x, y) =
+                (run_in_pool(2, pair[0], &a, &b, &c0, 1.0), run_in_pool(2, pair[1], &a, &b, &c0, 1.0));
+            assert!(x == y, "{pair:?} differ on {m}x{k}x{n}");
+        }
+    }
+}

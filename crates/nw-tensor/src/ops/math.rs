@@ -1,6 +1,5 @@
 //! Unary elementwise math.
 
-use super::map_slice;
 use crate::tensor::Tensor;
 
 /// The error function, accurate to about 1e-7 relative (Numerical Recipes'
@@ -37,8 +36,7 @@ impl Tensor {
     pub fn map(&self, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
         let src = self.contiguous();
         let s = src.as_slice().expect("contiguous");
-        let mut out = vec![0.0f32; s.len()];
-        map_slice(s, &mut out, f);
+        let out = super::map_collect(s, f);
         Tensor::from_vec(out, self.shape()).expect("same length")
     }
 

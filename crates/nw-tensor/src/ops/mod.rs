@@ -20,16 +20,16 @@ pub const CHUNK: usize = 16 * 1024;
 /// Below this many elements an elementwise kernel stays on the calling thread.
 pub const PAR_THRESHOLD: usize = 64 * 1024;
 
-/// `dst[i] = f(src[i])`, in parallel over fixed chunks for large inputs.
-pub(crate) fn map_slice(src: &[f32], dst: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+/// `f(src[i])` as a new vector, written once (never zeroed first), in
+/// parallel over fixed chunks for large inputs.
+pub(crate) fn map_collect(src: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     use rayon::prelude::*;
-    debug_assert_eq!(src.len(), dst.len());
     if src.len() >= PAR_THRESHOLD {
-        dst.par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s)));
+        let mut out = Vec::new();
+        src.par_iter().with_min_len(CHUNK).map(|&x| f(x)).collect_into_vec(&mut out);
+        out
     } else {
-        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f(s));
+        src.iter().map(|&x| f(x)).collect()
     }
 }
 
