@@ -74,8 +74,12 @@ pub(super) fn set(cfg: &mut RunConfig, path: &str, text: &str) -> Result<()> {
             }
             *slot = value;
         }
+        (_, []) if value.is_object() => *sec = value,
         (_, []) => {
-            return Err(cfg_err(format!("`{path}` is a section; name one of its keys: {}", keys_of(sec))));
+            return Err(cfg_err(format!(
+                "`{path}` is a section: set it to a table ({{ ... }}) or name one of its keys: {}",
+                keys_of(sec)
+            )));
         }
     }
     let new: RunConfig =
