@@ -173,6 +173,29 @@ fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
+/// A flag that SIGINT (Ctrl-C) or SIGTERM sets: training stops at the next
+/// step boundary, writes a checkpoint and exits with 130. A second signal
+/// while the first is handled ends the process at once.
+fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FLAG: std::sync::OnceLock<std::sync::Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = std::sync::Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        let installed = ctrlc::set_handler(move || {
+            if f.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("interrupted: writing a checkpoint at the next step boundary");
+        });
+        if let Err(e) = installed {
+            tracing::warn!("no interrupt handler: {e}");
+        }
+        flag
+    })
+    .clone()
+}
+
 /// Progress display: a bar per epoch on a terminal, one line per epoch always.
 struct Display {
     epochs: u64,
@@ -261,6 +284,7 @@ fn train(a: TrainArgs) -> Result<()> {
         describe_optimizer(&cfg.optim),
         cfg.train.epochs
     );
+    run.trainer.stop = Some(interrupt_flag());
     let m = session::fit(&mut run, &cfg, Some(&a.out), &mut Display::new(cfg.train.epochs))?;
     if !run.trainer.warnings.is_empty() {
         eprintln!("weight monitor: {} warning(s) raised during training", run.trainer.warnings.len());
@@ -482,6 +506,7 @@ fn resume(checkpoint: &Path, epochs: Option<u64>, out: Option<PathBuf>) -> Resul
         "resuming at epoch {} (step {}) to epoch {}",
         run.trainer.epoch, run.trainer.step, cfg.train.epochs
     );
+    run.trainer.stop = Some(interrupt_flag());
     let m = session::fit(&mut run, &cfg, Some(&out), &mut Display::new(cfg.train.epochs))?;
     print_test(&m);
     Ok(())

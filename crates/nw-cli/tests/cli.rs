@@ -329,3 +329,39 @@ fn default_train_reaches_97_percent_on_digits() {
     assert!(acc >= 0.97, "default run: {acc}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn sigint_writes_a_checkpoint_and_resuming_is_bit_identical() {
+    let flags = ["--batch", "online", "--epochs", "600", "--hidden", "8", "--monitor-every", "0"];
+    let full = tmp("sigint-full");
+    let mut args = vec!["train", "--dataset", "iris", "--out", full.to_str().unwrap()];
+    args.extend_from_slice(&flags);
+    let o = nw(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let cut = tmp("sigint-cut");
+    let mut args = vec!["train", "--dataset", "iris", "--out", cut.to_str().unwrap()];
+    args.extend_from_slice(&flags);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nw"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training is under way (the output directory exists), then interrupt.
+    let started = std::time::Instant::now();
+    while !cut.join("config.toml").is_file() && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted at step"), "{err}");
+    let r = nw(&["resume", cut.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", text(&r));
+    same_outputs(&full, &cut, "resume after SIGINT");
+    let _ = std::fs::remove_dir_all(&full);
+    let _ = std::fs::remove_dir_all(&cut);
+}
