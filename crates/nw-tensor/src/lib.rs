@@ -47,4 +47,4 @@ mod tensor;
 pub use conv::{Accumulation, Conv1dSpec, Conv2dSpec, ConvGrads};
 pub use error::{Result, TensorError};
 pub use rng::Rng;
-pub use tensor::Tensor;
+pub use tensor::{MAX_ELEMENTS, Tensor, checked_numel};
