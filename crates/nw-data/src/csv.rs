@@ -271,6 +271,10 @@ pub fn parse_uci_csv(text: &str, path: &Path) -> Result<Dataset> {
     if names.is_empty() || cols == 0 {
         return Err(parse_err(hline, "header needs at least one column and one class name".into()));
     }
+    // features and the class on each row
+    let width = cols
+        .checked_add(1)
+        .ok_or_else(|| parse_err(hline, format!("header field 2 (columns) {cols} is too large")))?;
     // The header's counts are claims: reserve no more than the text can hold
     // (each feature takes at least two bytes, `0,`; each row at least four).
     let claimed = rows.checked_mul(cols).unwrap_or(usize::MAX);
@@ -278,8 +282,8 @@ pub fn parse_uci_csv(text: &str, path: &Path) -> Result<Dataset> {
     let mut labels = Vec::with_capacity(rows.min(text.len() / 4));
     for (line, text) in lines {
         let f = fields(text, ',');
-        if f.len() != cols + 1 {
-            return Err(parse_err(line, format!("expected {} fields, found {}", cols + 1, f.len())));
+        if f.len() != width {
+            return Err(parse_err(line, format!("expected {width} fields, found {}", f.len())));
         }
         for (c, field) in f[..cols].iter().enumerate() {
             features.push(parse_value(field, path, line, c)?);
