@@ -64,6 +64,7 @@ pub fn run(root: &Path, target: &str, seconds: u64) -> anyhow::Result<()> {
             .env("AFL_SKIP_CPUFREQ", "1")
             .env("AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES", "1")
             .env("AFL_QUIET", "1")
+            .env("AFL_NO_AFFINITY", "1")
             .stdout(std::process::Stdio::null())
             .status()
             .context("running cargo afl fuzz")?;

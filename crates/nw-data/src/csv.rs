@@ -277,7 +277,7 @@ pub fn parse_uci_csv(text: &str, path: &Path) -> Result<Dataset> {
         .ok_or_else(|| parse_err(hline, format!("header field 2 (columns) {cols} is too large")))?;
     // The header's counts are claims: reserve no more than the text can hold
     // (each feature takes at least two bytes, `0,`; each row at least four).
-    let claimed = rows.checked_mul(cols).unwrap_or(usize::MAX);
+    let claimed = rows.saturating_mul(cols);
     let mut features = Vec::with_capacity(claimed.min(text.len() / 2));
     let mut labels = Vec::with_capacity(rows.min(text.len() / 4));
     for (line, text) in lines {

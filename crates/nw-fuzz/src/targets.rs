@@ -81,10 +81,16 @@ impl Target {
                 // every reader runs on every input; the input counts as accepted
                 // when one of them accepts it (a seed fits one layout)
                 let mut results = vec![nw_data::parse_uci_csv_bytes(data.to_vec(), path).map(|_| ())];
-                results.extend(opts.iter().map(|o| nw_data::parse_csv_bytes(data.to_vec(), o, path).map(|_| ())));
+                results.extend(
+                    opts.iter().map(|o| nw_data::parse_csv_bytes(data.to_vec(), o, path).map(|_| ())),
+                );
                 match results.iter().any(Result::is_ok) {
                     true => Ok(()),
-                    false => Err(results.into_iter().find_map(Result::err).map(|e| e.to_string()).unwrap_or_default()),
+                    false => Err(results
+                        .into_iter()
+                        .find_map(Result::err)
+                        .map(|e| e.to_string())
+                        .unwrap_or_default()),
                 }
             }
             Target::Safetensors => {
@@ -186,12 +192,12 @@ impl Target {
     pub fn finish(self, mut bytes: Vec<u8>, index: usize) -> Vec<u8> {
         match self {
             Target::IdxGzip if !(bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b) => gzip(&bytes),
-            Target::Bincode if index % 4 != 0 && bytes.len() >= 20 => {
+            Target::Bincode if !index.is_multiple_of(4) && bytes.len() >= 20 => {
                 let sum = fnv1a(&bytes[20..]);
                 bytes[12..20].copy_from_slice(&sum.to_le_bytes());
                 bytes
             }
-            Target::Safetensors if index % 4 != 0 && bytes.len() > 8 => {
+            Target::Safetensors if !index.is_multiple_of(4) && bytes.len() > 8 => {
                 if let Some(end) = json_end(&bytes, 8) {
                     let n = (end - 8) as u64;
                     bytes[..8].copy_from_slice(&n.to_le_bytes());
@@ -224,11 +230,12 @@ fn read_tensors(v: &Value, depth: usize) {
     }
     match v {
         Value::Object(m) => {
-            if m.contains_key("shape") && m.contains_key("data") {
-                if let Ok(t) = nw_parity::JsonTensor::from_value(v, "tensor") {
-                    let _ = t.to_tensor();
-                    let _ = t.to_indices("tensor");
-                }
+            if m.contains_key("shape")
+                && m.contains_key("data")
+                && let Ok(t) = nw_parity::JsonTensor::from_value(v, "tensor")
+            {
+                let _ = t.to_tensor();
+                let _ = t.to_indices("tensor");
             }
             m.values().for_each(|x| read_tensors(x, depth + 1));
         }
@@ -331,19 +338,20 @@ fn safetensors_structure(seed: &mut Seed) {
         return;
     }
     let n = u64::from_le_bytes(b[..8].try_into().expect("8 bytes")) as usize;
-    let end = (8 + n).min(b.len());
+    let end = n.saturating_add(8).min(b.len());
     seed.fields.push(Field { at: 0, len: 8, enc: Enc::U64Le });
     seed.fields.extend(digit_fields(b, 8..end));
     seed.sections = json_members(b, 8);
     // each tensor's data, from the header's data_offsets
     if let Ok(Value::Object(h)) = serde_json::from_slice::<Value>(&b[8..end]) {
         for v in h.values() {
-            if let Some([s, e]) = v.get("data_offsets").and_then(Value::as_array).map(|a| [&a[0], &a[1]]) {
-                if let (Some(s), Some(e)) = (s.as_u64(), e.as_u64()) {
-                    if end + e as usize <= b.len() && s <= e {
-                        seed.sections.push(end + s as usize..end + e as usize);
-                    }
-                }
+            let offsets = v.get("data_offsets").and_then(Value::as_array);
+            let bounds = offsets.and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)));
+            if let Some((s, e)) = bounds
+                && s <= e
+                && end.saturating_add(e as usize) <= b.len()
+            {
+                seed.sections.push(end + s as usize..end + e as usize);
             }
         }
     }
@@ -403,12 +411,12 @@ fn bincode_structure(seed: &mut Seed) {
 fn shrink(v: Value) -> Value {
     match v {
         Value::Object(mut m) => {
-            if let (Some(Value::Array(d)), Some(Value::Array(_))) = (m.get("data"), m.get("shape")) {
-                if d.len() > 4 {
-                    let d: Vec<Value> = d[..4].to_vec();
-                    m.insert("shape".into(), serde_json::json!([4]));
-                    m.insert("data".into(), Value::Array(d));
-                }
+            if let (Some(Value::Array(d)), Some(Value::Array(_))) = (m.get("data"), m.get("shape"))
+                && d.len() > 4
+            {
+                let d: Vec<Value> = d[..4].to_vec();
+                m.insert("shape".into(), serde_json::json!([4]));
+                m.insert("data".into(), Value::Array(d));
             }
             Value::Object(m.into_iter().map(|(k, v)| (k, shrink(v))).collect())
         }

@@ -89,7 +89,8 @@ fn csv_uci_header_claims_billions() {
     handled(Target::Csv, b"4294967295,4294967295,a,b\n1,2,0\n");
     handled(Target::Csv, b"18446744073709551615,18446744073709551615,a\n1,0\n");
     // was: `cols + 1` overflowed (found by this crate's mutation test, csv #404)
-    let e = nw_data::parse_uci_csv("4,18446744073709551615,a\n1,0\n", "x.csv".as_ref()).unwrap_err().to_string();
+    let e =
+        nw_data::parse_uci_csv("4,18446744073709551615,a\n1,0\n", "x.csv".as_ref()).unwrap_err().to_string();
     assert!(e.contains("too large"), "{e}");
     let e = nw_data::parse_uci_csv("100000000,100000,a\n1,0\n", "x.csv".as_ref()).unwrap_err().to_string();
     assert!(e.contains("expected 100001 fields"), "{e}");

@@ -466,7 +466,10 @@ impl<'a> Wire<'a> {
             252 => u64::from(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"))),
             253 => u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")),
             t => {
-                return Err(corrupt("bincode", format!("invalid integer tag {t} at offset {}", self.pos - 1)));
+                return Err(corrupt(
+                    "bincode",
+                    format!("invalid integer tag {t} at offset {}", self.pos - 1),
+                ));
             }
         })
     }
