@@ -6,7 +6,11 @@
 //! and any difference ([`StateMismatch`]: missing keys, unexpected keys,
 //! shape mismatches with both shapes, dtype mismatches) is an error that
 //! leaves the model untouched. A truncated or corrupted file is an error
-//! ([`StateError::Corrupt`]), never a panic or a partial load.
+//! ([`StateError::Corrupt`]), never a panic or a partial load. No length,
+//! count or shape in a file is trusted: each is checked (overflow-checked
+//! products, counts against the bytes that remain) before anything is
+//! allocated, so a file of `n` bytes never makes the reader hold much more
+//! than `n` bytes (the mutation tests in `crates/nw-fuzz` measure it).
 //!
 //! ```
 //! use nw_nn::{state, Linear, Module, Sequential, Relu};
