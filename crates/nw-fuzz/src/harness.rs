@@ -134,11 +134,13 @@ pub enum Outcome {
 pub fn run_one(target: Target, input: &[u8]) -> (Outcome, AllocStats, Duration) {
     quiet_panics();
     PANIC.with(|p| *p.borrow_mut() = Some(String::new()));
-    let bound = alloc_bound(input);
     let t0 = Instant::now();
     let (r, stats) = measure(HARD_CAP, || catch_unwind(AssertUnwindSafe(|| target.run(input))));
     let took = t0.elapsed();
     let panic = PANIC.with(|p| p.borrow_mut().take()).filter(|m| !m.is_empty());
+    // the bound without decompressing first (it can only grow with the decompressed size)
+    let raw_bound = input.len().saturating_mul(64).saturating_add(1 << 20);
+    let bound = if stats.peak <= raw_bound { raw_bound } else { alloc_bound(input) };
     let outcome = match r {
         Err(_) => Outcome::Failed(panic.unwrap_or_else(|| "panic".into())),
         Ok(_) if stats.refused > 0 => {

@@ -53,6 +53,19 @@ fn corpus_seeds_are_accepted() {
 }
 
 #[test]
+fn stored_gzip_round_trips() {
+    use std::io::Read;
+    for n in [0usize, 1, 100, 70_000] {
+        let raw: Vec<u8> = (0..n).map(|i| (i * 7) as u8).collect();
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&nw_fuzz::targets::gzip_stored(&raw)[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, raw, "{n}");
+    }
+}
+
+#[test]
 fn idx_empty_images_with_huge_dims() {
     // was: the `expect("length checked above")` in Tensor::from_vec (tensor.rs:62):
     // 0 images of (2^32-1) x (2^32-1) pixels is an empty file whose shape ndarray refuses
