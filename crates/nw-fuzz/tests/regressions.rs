@@ -205,6 +205,10 @@ fn huge_layers_are_refused_before_allocating() {
         assert!(stats.peak < 1 << 20, "{cfg:?}: {stats:?}");
     }
     assert!(Embedding::try_new(1 << 40, 1 << 30, &mut rng).is_err());
+    assert!(nw_nn::BatchNorm1d::try_with_options(1 << 40, 1e-5, Some(0.1), true, true).is_err());
+    assert!(nw_nn::BatchNorm2d::try_with_options(4, 1e-5, Some(0.1), true, true).is_ok());
+    assert!(nw_nn::LayerNorm::try_with_options(&[1 << 20, 1 << 20], 1e-5, true).is_err());
+    assert!(nw_nn::LayerNorm::try_with_options(&[usize::MAX, 2], 1e-5, true).is_err());
     for shape in [[usize::MAX, 2, 3, 3], [1 << 20, 1 << 20, 3, 3]] {
         assert!(nw_nn::init::default_weight(&shape, &mut rng).is_err());
     }
