@@ -222,7 +222,7 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
 }
 
 /// Turns a decoded image file into a tensor scaled to `[0, 1]` (each byte / 255).
-fn images_to_tensor(a: IdxArray, layout: ImageLayout) -> Result<Tensor> {
+fn images_to_tensor(a: IdxArray, layout: ImageLayout, path: &Path) -> Result<Tensor> {
     let (n, rows, cols) = (a.dims[0], a.dims[1], a.dims[2]);
     let shape = match layout {
         ImageLayout::Nchw => vec![n, 1, rows, cols],
@@ -230,7 +230,7 @@ fn images_to_tensor(a: IdxArray, layout: ImageLayout) -> Result<Tensor> {
         ImageLayout::Flat => vec![
             n,
             rows.checked_mul(cols).ok_or_else(|| DataError::Invalid {
-                path: PathBuf::from("IDX images"),
+                path: path.to_path_buf(),
                 message: format!("image size {rows} x {cols} overflows"),
             })?,
         ],
@@ -249,7 +249,7 @@ pub fn read_idx_images(path: impl AsRef<Path>, layout: ImageLayout) -> Result<Te
 /// [`read_idx_images`] on bytes already in memory (raw or gzip); `path`
 /// only names the source in errors.
 pub fn parse_idx_images(bytes: Vec<u8>, layout: ImageLayout, path: &Path) -> Result<Tensor> {
-    images_to_tensor(parse_idx(bytes, Some(IDX_IMAGES_MAGIC), path)?, layout)
+    images_to_tensor(parse_idx(bytes, Some(IDX_IMAGES_MAGIC), path)?, layout, path)
 }
 
 /// Reads an IDX label file (magic `0x00000801`).
