@@ -167,15 +167,14 @@ impl Recurrent {
             let w = g.checked_mul(inp.checked_add(h)?)?;
             w.checked_add(if cfg.bias { g.checked_mul(2)? } else { 0 })
         };
-        let total = per_layer(h)
+        per_layer(h)
             .and_then(|rest| rest.checked_mul(cfg.num_layers - 1))
             .and_then(|rest| rest.checked_add(per_layer(cfg.input_size)?))
             .filter(|&n| n <= nw_tensor::MAX_ELEMENTS)
             .ok_or_else(too_large)?;
-        debug_assert!(total <= nw_tensor::MAX_ELEMENTS);
         let k = 1.0 / (h as f32).sqrt();
         // the same draws as Tensor::rand_uniform(shape, -k, k): U(-k, k) in f64, row-major
-        let (lo, hi) = (-k as f64, k as f64);
+        let (lo, hi) = ((-k) as f64, k as f64);
         let mut draw = |shape: &[usize]| -> Result<Param> {
             let t = Tensor::try_from_fn(shape, || rng.uniform(lo, hi) as f32)
                 .map_err(|e| NnError::config(what, e.to_string()))?;
