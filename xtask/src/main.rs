@@ -32,6 +32,10 @@
 //! - `parity DIR [--filter TEXT]`: every case of every reference fixture file
 //!   in DIR, one line each, then `N passed, N failed` (exit 1 on any failure).
 //! - `datasets fetch fashion-mnist`: Fashion-MNIST into `datasets/`, verified.
+//! - `fuzz TARGET [--seconds N]`: coverage-guided fuzzing (AFL++ via `cargo
+//!   afl`, stable toolchain) of a reader: `idx_raw`, `idx_gzip`, `csv`,
+//!   `safetensors`, `bincode`, `fixture` or `all`; `fuzz corpus` rewrites
+//!   the seed corpus `fuzz/corpus/`. See `docs/RELIABILITY.md`.
 //! - `release`: checks, release build, `cargo package` of every crate, checksums.
 //!
 //! Add a command by adding a variant to [`Command`] and a module; add a
@@ -39,6 +43,7 @@
 
 mod bench;
 mod datasets;
+mod fuzz;
 mod parity;
 mod release;
 
@@ -76,6 +81,15 @@ enum Command {
         #[command(subcommand)]
         action: DatasetsAction,
     },
+    /// Coverage-guided fuzzing of a reader with AFL++ (`cargo afl`, stable).
+    Fuzz {
+        /// idx_raw, idx_gzip, csv, safetensors, bincode, fixture, `all`, or
+        /// `corpus` (rewrite the seed corpus in fuzz/corpus).
+        target: String,
+        /// How long to fuzz each target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Check, build the release binary, package every crate, write checksums.
     Release,
 }
@@ -102,6 +116,7 @@ fn run() -> anyhow::Result<()> {
         Command::Bench { target } => bench::run(target),
         Command::Parity { dir, filter } => parity::run(&dir, filter.as_deref()),
         Command::Datasets { action: DatasetsAction::Fetch { name } } => datasets::fetch(root(), &name),
+        Command::Fuzz { target, seconds } => fuzz::run(root(), &target, seconds),
         Command::Release => release::run(root()),
     }
 }

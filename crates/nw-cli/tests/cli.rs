@@ -341,7 +341,7 @@ fn sigint_writes_a_checkpoint_and_resuming_is_bit_identical() {
     let cut = tmp("sigint-cut");
     let mut args = vec!["train", "--dataset", "iris", "--out", cut.to_str().unwrap()];
     args.extend_from_slice(&flags);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nw"))
+    let child = Command::new(env!("CARGO_BIN_EXE_nw"))
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

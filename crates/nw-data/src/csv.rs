@@ -115,6 +115,17 @@ pub fn read_csv(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Dataset>
     parse_csv(&text, options, path)
 }
 
+/// [`read_csv`] on the bytes of a file already in memory (raw or gzip,
+/// UTF-8); `path` only names the source in errors.
+pub fn parse_csv_bytes(bytes: Vec<u8>, options: &CsvOptions, path: &Path) -> Result<Dataset> {
+    parse_csv(&decode_text(bytes, path)?, options, path)
+}
+
+/// [`read_uci_csv`] on the bytes of a file already in memory (raw or gzip, UTF-8).
+pub fn parse_uci_csv_bytes(bytes: Vec<u8>, path: &Path) -> Result<Dataset> {
+    parse_uci_csv(&decode_text(bytes, path)?, path)
+}
+
 /// Parses CSV text; `path` only names the source in errors.
 ///
 /// ```
@@ -260,12 +271,19 @@ pub fn parse_uci_csv(text: &str, path: &Path) -> Result<Dataset> {
     if names.is_empty() || cols == 0 {
         return Err(parse_err(hline, "header needs at least one column and one class name".into()));
     }
-    let mut features = Vec::with_capacity(rows * cols);
-    let mut labels = Vec::with_capacity(rows);
+    // features and the class on each row
+    let width = cols
+        .checked_add(1)
+        .ok_or_else(|| parse_err(hline, format!("header field 2 (columns) {cols} is too large")))?;
+    // The header's counts are claims: reserve no more than the text can hold
+    // (each feature takes at least two bytes, `0,`; each row at least four).
+    let claimed = rows.saturating_mul(cols);
+    let mut features = Vec::with_capacity(claimed.min(text.len() / 2));
+    let mut labels = Vec::with_capacity(rows.min(text.len() / 4));
     for (line, text) in lines {
         let f = fields(text, ',');
-        if f.len() != cols + 1 {
-            return Err(parse_err(line, format!("expected {} fields, found {}", cols + 1, f.len())));
+        if f.len() != width {
+            return Err(parse_err(line, format!("expected {width} fields, found {}", f.len())));
         }
         for (c, field) in f[..cols].iter().enumerate() {
             features.push(parse_value(field, path, line, c)?);

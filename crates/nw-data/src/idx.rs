@@ -94,9 +94,71 @@ pub(crate) fn maybe_gunzip(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
 /// `expected_magic`, when given, must equal the first four bytes (for
 /// example [`IDX_IMAGES_MAGIC`]); otherwise any unsigned-byte IDX of any rank
 /// is accepted. `path` only names the source in errors.
+///
+/// Nothing is allocated on the header's word: a raw file is checked against
+/// its length before its values are kept, and a gzip stream is decompressed
+/// header first, then at most the bytes that header describes (plus one, to
+/// see trailing data), so a small stream that claims or expands to gigabytes
+/// is refused without holding them.
 pub fn parse_idx(bytes: Vec<u8>, expected_magic: Option<u32>, path: &Path) -> Result<IdxArray> {
-    let bytes = maybe_gunzip(bytes, path)?;
+    if is_gzip(&bytes) {
+        return parse_idx_gzip(&bytes, expected_magic, path);
+    }
     let got = bytes.len() as u64;
+    let (dims, header, expected) = idx_header(&bytes, expected_magic, path, got)?;
+    if got > expected {
+        return Err(DataError::TrailingData { path: path.to_path_buf(), expected, got });
+    }
+    let mut data = bytes;
+    data.drain(..header);
+    Ok(IdxArray { dims, data })
+}
+
+fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
+}
+
+/// The gzip path of [`parse_idx`]: header first, then a bounded read.
+fn parse_idx_gzip(bytes: &[u8], expected_magic: Option<u32>, path: &Path) -> Result<IdxArray> {
+    let decompress = |source| DataError::Decompress { path: path.to_path_buf(), source };
+    let mut dec = MultiGzDecoder::new(bytes);
+    // magic (4 bytes), then the ndim dimensions it announces (at most 255 x 4 bytes)
+    let mut head = Vec::new();
+    (&mut dec).take(4).read_to_end(&mut head).map_err(decompress)?;
+    if head.len() == 4 {
+        let ndim = u64::from(head[3]);
+        (&mut dec).take(4 * ndim).read_to_end(&mut head).map_err(decompress)?;
+    }
+    if head.len() < 4 {
+        return Err(DataError::Truncated { path: path.to_path_buf(), expected: 4, got: head.len() as u64 });
+    }
+    // the magic and the dims; the values' length is checked as they arrive below
+    let (dims, header, expected) = idx_header(&head, expected_magic, path, u64::MAX)?;
+    let want = expected - header as u64;
+    let mut data = Vec::new();
+    (&mut dec).take(want.saturating_add(1)).read_to_end(&mut data).map_err(decompress)?;
+    let got = header as u64 + data.len() as u64;
+    if got < expected {
+        return Err(DataError::Truncated { path: path.to_path_buf(), expected, got });
+    }
+    if got > expected {
+        // count the rest without keeping it (deflate expands at most ~1032:1, so this is bounded)
+        let rest = std::io::copy(&mut dec, &mut std::io::sink()).map_err(decompress)?;
+        return Err(DataError::TrailingData { path: path.to_path_buf(), expected, got: got + rest });
+    }
+    Ok(IdxArray { dims, data })
+}
+
+/// Parses and checks an IDX header against `got`, the length of the whole
+/// (decompressed) file: the magic, the dims, and that the file holds at
+/// least `header + product(dims)` bytes. Returns `(dims, header length,
+/// expected total length)`.
+fn idx_header(
+    bytes: &[u8],
+    expected_magic: Option<u32>,
+    path: &Path,
+    got: u64,
+) -> Result<(Vec<usize>, usize, u64)> {
     let truncated = |expected: u64| DataError::Truncated { path: path.to_path_buf(), expected, got };
     if bytes.len() < 4 {
         return Err(truncated(4));
@@ -121,29 +183,36 @@ pub fn parse_idx(bytes: Vec<u8>, expected_magic: Option<u32>, path: &Path) -> Re
         }
         _ => {}
     }
-    let ndim = bytes[3] as usize;
-    let header = 4 + 4 * ndim as u64;
-    if got < header {
-        return Err(truncated(header));
-    }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|d| {
-            let o = 4 + 4 * d;
-            u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
-        })
-        .collect();
-    // Product in u64 with overflow checks: a corrupt header must not wrap around.
-    let count = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
-    let expected = count.and_then(|c| c.checked_add(header)).unwrap_or(u64::MAX);
+    let (dims, header, expected) = idx_header_dims(bytes, path)?;
     if got < expected {
         return Err(truncated(expected));
     }
-    if got > expected {
-        return Err(DataError::TrailingData { path: path.to_path_buf(), expected, got });
+    Ok((dims, header, expected))
+}
+
+/// The dims of a header whose magic was checked, and the total length they
+/// describe; truncated when `bytes` is shorter than the header itself.
+fn idx_header_dims(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, usize, u64)> {
+    let ndim = bytes[3] as usize;
+    let header = 4 + 4 * ndim;
+    if bytes.len() < header {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            expected: header as u64,
+            got: bytes.len() as u64,
+        });
     }
-    let mut data = bytes;
-    data.drain(..header as usize);
-    Ok(IdxArray { dims, data })
+    let dims: Vec<u32> = (0..ndim)
+        .map(|d| {
+            let o = 4 + 4 * d;
+            u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]])
+        })
+        .collect();
+    // Product in u64 with overflow checks: a corrupt header must not wrap around.
+    let count = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)));
+    let expected = count.and_then(|c| c.checked_add(header as u64)).unwrap_or(u64::MAX);
+    let dims = dims.iter().map(|&d| d as usize).collect();
+    Ok((dims, header, expected))
 }
 
 /// Reads an unsigned-byte IDX file (raw or gzip) of any rank.
@@ -153,11 +222,18 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
 }
 
 /// Turns a decoded image file into a tensor scaled to `[0, 1]` (each byte / 255).
-fn images_to_tensor(a: IdxArray, layout: ImageLayout) -> Result<Tensor> {
+fn images_to_tensor(a: IdxArray, layout: ImageLayout, path: &Path) -> Result<Tensor> {
     let (n, rows, cols) = (a.dims[0], a.dims[1], a.dims[2]);
     let shape = match layout {
         ImageLayout::Nchw => vec![n, 1, rows, cols],
-        ImageLayout::Flat => vec![n, rows * cols],
+        // rows * cols may overflow when n = 0 (the data is empty whatever they say)
+        ImageLayout::Flat => vec![
+            n,
+            rows.checked_mul(cols).ok_or_else(|| DataError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("image size {rows} x {cols} overflows"),
+            })?,
+        ],
     };
     let data: Vec<f32> = a.data.iter().map(|&b| f32::from(b) / 255.0).collect();
     Ok(Tensor::from_vec(data, &shape)?)
@@ -167,14 +243,24 @@ fn images_to_tensor(a: IdxArray, layout: ImageLayout) -> Result<Tensor> {
 /// shaped by `layout`.
 pub fn read_idx_images(path: impl AsRef<Path>, layout: ImageLayout) -> Result<Tensor> {
     let path = path.as_ref();
-    let a = parse_idx(read_file(path)?, Some(IDX_IMAGES_MAGIC), path)?;
-    images_to_tensor(a, layout)
+    parse_idx_images(read_file(path)?, layout, path)
+}
+
+/// [`read_idx_images`] on bytes already in memory (raw or gzip); `path`
+/// only names the source in errors.
+pub fn parse_idx_images(bytes: Vec<u8>, layout: ImageLayout, path: &Path) -> Result<Tensor> {
+    images_to_tensor(parse_idx(bytes, Some(IDX_IMAGES_MAGIC), path)?, layout, path)
 }
 
 /// Reads an IDX label file (magic `0x00000801`).
 pub fn read_idx_labels(path: impl AsRef<Path>) -> Result<Vec<usize>> {
     let path = path.as_ref();
-    let a = parse_idx(read_file(path)?, Some(IDX_LABELS_MAGIC), path)?;
+    parse_idx_labels(read_file(path)?, path)
+}
+
+/// [`read_idx_labels`] on bytes already in memory (raw or gzip).
+pub fn parse_idx_labels(bytes: Vec<u8>, path: &Path) -> Result<Vec<usize>> {
+    let a = parse_idx(bytes, Some(IDX_LABELS_MAGIC), path)?;
     Ok(a.data.iter().map(|&b| b as usize).collect())
 }
 

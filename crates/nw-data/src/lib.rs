@@ -68,14 +68,16 @@ mod split;
 mod synthetic;
 mod transform;
 
-pub use csv::{CsvOptions, Task, parse_csv, parse_uci_csv, read_csv, read_uci_csv};
+pub use csv::{
+    CsvOptions, Task, parse_csv, parse_csv_bytes, parse_uci_csv, parse_uci_csv_bytes, read_csv, read_uci_csv,
+};
 pub use dataset::{Dataset, Targets, one_hot};
 pub use embedded::{DIGITS_IMAGE_SHAPE, EMBEDDED_DATASETS, breast_cancer, digits, embedded, iris, wine};
 pub use error::{DataError, Result};
 pub use idx::{
     FASHION_MNIST_CLASSES, FASHION_MNIST_DIRS, FashionMnist, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, IdxArray,
-    ImageLayout, fashion_mnist, fashion_mnist_default, find_fashion_mnist, parse_idx, read_idx,
-    read_idx_dataset, read_idx_images, read_idx_labels,
+    ImageLayout, fashion_mnist, fashion_mnist_default, find_fashion_mnist, parse_idx, parse_idx_images,
+    parse_idx_labels, read_idx, read_idx_dataset, read_idx_images, read_idx_labels,
 };
 pub use loader::{Batch, BatchLoader, BatchSize, Batches, LoaderConfig, epoch_seed};
 pub use split::{SplitIndices, Splits, split_indices, stratified_split_indices};

@@ -30,11 +30,30 @@ pub struct Embedding {
 
 impl Embedding {
     /// A table drawn from `N(0, 1)`.
+    ///
+    /// # Panics
+    /// When the table would exceed [`nw_tensor::MAX_ELEMENTS`] elements;
+    /// sizes from files or configurations go through [`Embedding::try_new`].
     pub fn new(num_embeddings: usize, embedding_dim: usize, rng: &mut Rng) -> Self {
-        Embedding {
-            weight: Param::new(Tensor::randn(&[num_embeddings, embedding_dim], 0.0, 1.0, rng)),
-            padding_idx: None,
-        }
+        Self::try_new(num_embeddings, embedding_dim, rng).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Embedding::new`] for sizes from files or configurations: a table of
+    /// more than [`nw_tensor::MAX_ELEMENTS`] elements, an overflowing size or
+    /// a refused allocation is an [`NnError::Config`], before anything is allocated.
+    ///
+    /// ```
+    /// use nw_nn::Embedding;
+    /// use nw_tensor::Rng;
+    /// assert!(Embedding::try_new(10, 3, &mut Rng::new(0)).is_ok());
+    /// assert!(Embedding::try_new(1 << 40, 1 << 30, &mut Rng::new(0)).is_err());
+    /// ```
+    pub fn try_new(num_embeddings: usize, embedding_dim: usize, rng: &mut Rng) -> Result<Self> {
+        // the same draws and arithmetic as Tensor::randn(shape, 0, 1): mean + std * normal, row-major
+        let (mean, std) = (0.0f64, 1.0f64);
+        let w = Tensor::try_from_fn(&[num_embeddings, embedding_dim], || (mean + std * rng.normal()) as f32)
+            .map_err(|e| NnError::config("Embedding", e.to_string()))?;
+        Ok(Embedding { weight: Param::new(w), padding_idx: None })
     }
 
     /// A table drawn from `N(0, 1)` whose row `padding_idx` is then set to

@@ -44,6 +44,17 @@ pub enum InitError {
         /// The shape given.
         shape: Vec<usize>,
     },
+    /// The shape holds more than [`nw_tensor::MAX_ELEMENTS`] elements, its
+    /// element count overflows, or the memory cannot be had.
+    #[error("{scheme}: shape {shape:?} is too large: {reason}")]
+    TooLarge {
+        /// The initialiser.
+        scheme: &'static str,
+        /// The shape given.
+        shape: Vec<usize>,
+        /// What the check or the allocator said.
+        reason: String,
+    },
     /// An argument is out of its domain (negative std, empty interval, ...).
     #[error("{scheme}: {reason}")]
     InvalidArgument {
@@ -141,8 +152,38 @@ fn fans(scheme: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
     if shape.len() < 2 {
         return Err(InitError::TooFewDims { scheme, shape: shape.to_vec() });
     }
+    checked_size(scheme, shape)?;
+    // every product below divides numel (or is 0), which was checked not to overflow
     let rf: usize = shape[2..].iter().product();
     Ok((shape[1] * rf, shape[0] * rf))
+}
+
+/// The element count of `shape`, refused when it overflows or exceeds
+/// [`nw_tensor::MAX_ELEMENTS`] (checked before anything is drawn or allocated).
+fn checked_size(scheme: &'static str, shape: &[usize]) -> Result<usize> {
+    match nw_tensor::checked_numel(shape) {
+        Some(n) if n <= nw_tensor::MAX_ELEMENTS => Ok(n),
+        Some(n) => Err(InitError::TooLarge {
+            scheme,
+            shape: shape.to_vec(),
+            reason: format!("{n} elements exceed the limit of {}", nw_tensor::MAX_ELEMENTS),
+        }),
+        None => Err(InitError::TooLarge {
+            scheme,
+            shape: shape.to_vec(),
+            reason: "the number of elements overflows".into(),
+        }),
+    }
+}
+
+/// `Tensor::try_from_fn` with its error as an [`InitError::TooLarge`].
+fn draw(scheme: &'static str, shape: &[usize], f: impl FnMut() -> f32) -> Result<Tensor> {
+    checked_size(scheme, shape)?;
+    Tensor::try_from_fn(shape, f).map_err(|e| InitError::TooLarge {
+        scheme,
+        shape: shape.to_vec(),
+        reason: e.to_string(),
+    })
 }
 
 fn nonzero(scheme: &'static str, shape: &[usize], fan: usize) -> Result<f64> {
@@ -160,7 +201,7 @@ pub fn uniform(shape: &[usize], low: f64, high: f64, rng: &mut Rng) -> Result<Te
             reason: format!("low {low} > high {high}"),
         });
     }
-    Ok(Tensor::from_fn(shape, || rng.uniform(low, high) as f32))
+    draw("uniform", shape, || rng.uniform(low, high) as f32)
 }
 
 /// Values drawn from `N(mean, std^2)`.
@@ -171,7 +212,7 @@ pub fn normal(shape: &[usize], mean: f64, std: f64, rng: &mut Rng) -> Result<Ten
             reason: format!("std {std} is negative"),
         });
     }
-    Ok(Tensor::from_fn(shape, || (mean + std * rng.normal()) as f32))
+    draw("normal", shape, || (mean + std * rng.normal()) as f32)
 }
 
 /// `N(mean, std^2)` truncated to `[a, b]` (absolute bounds, torch
@@ -183,7 +224,7 @@ pub fn trunc_normal(shape: &[usize], mean: f64, std: f64, a: f64, b: f64, rng: &
             reason: format!("needs a < b and std > 0, got [{a}, {b}], std {std}"),
         });
     }
-    Ok(Tensor::from_fn(shape, || rng.truncated_normal(mean, std, a, b) as f32))
+    draw("trunc_normal", shape, || rng.truncated_normal(mean, std, a, b) as f32)
 }
 
 /// All zeros.
@@ -286,7 +327,7 @@ pub fn orthogonal(shape: &[usize], gain: f64, rng: &mut Rng) -> Result<Tensor> {
         return Err(InitError::TooFewDims { scheme: "orthogonal", shape: shape.to_vec() });
     }
     let rows = shape[0];
-    let numel: usize = shape.iter().product();
+    let numel = checked_size("orthogonal", shape)?;
     if numel == 0 {
         return Ok(Tensor::zeros(shape));
     }

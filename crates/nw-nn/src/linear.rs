@@ -31,20 +31,55 @@ pub struct Linear {
 
 impl Linear {
     /// A layer with a bias, initialised as PyTorch does.
+    ///
+    /// # Panics
+    /// When the weight would exceed [`nw_tensor::MAX_ELEMENTS`] elements;
+    /// sizes from files or configurations go through [`Linear::try_new`].
     pub fn new(in_features: usize, out_features: usize, rng: &mut Rng) -> Self {
         Self::with_bias(in_features, out_features, true, rng)
     }
 
     /// A layer with or without a bias, initialised as PyTorch does.
+    ///
+    /// # Panics
+    /// As [`Linear::new`]; see [`Linear::try_with_bias`].
     pub fn with_bias(in_features: usize, out_features: usize, bias: bool, rng: &mut Rng) -> Self {
+        Self::try_with_bias(in_features, out_features, bias, rng).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Linear::new`] for sizes from files or configurations: a weight of
+    /// more than [`nw_tensor::MAX_ELEMENTS`] elements, an overflowing size or
+    /// a refused allocation is an [`NnError::Config`], checked before
+    /// anything is allocated.
+    ///
+    /// ```
+    /// use nw_nn::Linear;
+    /// use nw_tensor::Rng;
+    /// assert!(Linear::try_new(784, 512, &mut Rng::new(0)).is_ok());
+    /// // 10^12 parameters are refused, not allocated
+    /// let e = Linear::try_new(1_000_000, 1_000_000, &mut Rng::new(0)).unwrap_err();
+    /// assert!(e.to_string().contains("too large"), "{e}");
+    /// ```
+    pub fn try_new(in_features: usize, out_features: usize, rng: &mut Rng) -> Result<Self> {
+        Self::try_with_bias(in_features, out_features, true, rng)
+    }
+
+    /// [`Linear::with_bias`] for sizes from files or configurations (see [`Linear::try_new`]).
+    pub fn try_with_bias(in_features: usize, out_features: usize, bias: bool, rng: &mut Rng) -> Result<Self> {
         let shape = [out_features, in_features];
-        // kaiming_uniform(a = sqrt 5) cannot fail on a 2-D shape; an empty one gives zeros
-        let w = init::default_weight(&shape, rng).unwrap_or_else(|_| Tensor::zeros(&shape));
-        let b = bias.then(|| {
-            init::default_bias(out_features, in_features, rng)
-                .unwrap_or_else(|_| Tensor::zeros(&[out_features]))
-        });
-        Linear { weight: Param::new(w), bias: b.map(Param::new) }
+        let fail = |e: init::InitError| NnError::config("Linear", e.to_string());
+        // kaiming_uniform(a = sqrt 5) on a 2-D shape fails only on an empty
+        // fan (in_features = 0: an empty weight, nothing to draw) or a size limit
+        let w = match init::default_weight(&shape, rng) {
+            Ok(w) => w,
+            Err(init::InitError::ZeroFan { .. }) => Tensor::try_zeros(&shape)?,
+            Err(e) => return Err(fail(e)),
+        };
+        let b = match bias {
+            true => Some(Param::new(init::default_bias(out_features, in_features, rng).map_err(fail)?)),
+            false => None,
+        };
+        Ok(Linear { weight: Param::new(w), bias: b })
     }
 
     /// A layer with the given values (checked: weight 2-D, bias `[out]`).

@@ -27,16 +27,26 @@ impl LayerNorm {
     }
 
     /// With the given `eps` and with or without the affine parameters.
+    ///
+    /// # Panics
+    /// When `normalized_shape` exceeds [`nw_tensor::MAX_ELEMENTS`]; shapes
+    /// from files or configurations go through [`LayerNorm::try_with_options`].
     pub fn with_options(normalized_shape: &[usize], eps: f32, elementwise_affine: bool) -> Self {
+        Self::try_with_options(normalized_shape, eps, elementwise_affine).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`LayerNorm::with_options`] for shapes from files or configurations:
+    /// an overflowing or over-limit shape is an error, before anything is allocated.
+    pub fn try_with_options(normalized_shape: &[usize], eps: f32, elementwise_affine: bool) -> Result<Self> {
         let (w, b) = if elementwise_affine {
-            (
-                Some(Param::new(Tensor::ones(normalized_shape))),
-                Some(Param::new(Tensor::zeros(normalized_shape))),
-            )
+            let make = |v| {
+                Tensor::try_full(normalized_shape, v).map_err(|e| NnError::config("LayerNorm", e.to_string()))
+            };
+            (Some(Param::new(make(1.0)?)), Some(Param::new(make(0.0)?)))
         } else {
             (None, None)
         };
-        LayerNorm { normalized_shape: normalized_shape.to_vec(), eps, weight: w, bias: b }
+        Ok(LayerNorm { normalized_shape: normalized_shape.to_vec(), eps, weight: w, bias: b })
     }
 
     /// The normalised trailing shape.
@@ -100,22 +110,25 @@ pub struct BatchNorm {
 
 impl BatchNorm {
     fn build(num_features: usize, eps: f32, momentum: Option<f32>, affine: bool, track: bool) -> Self {
-        let (w, b) = if affine {
-            (
-                Some(Param::new(Tensor::ones(&[num_features]))),
-                Some(Param::new(Tensor::zeros(&[num_features]))),
-            )
-        } else {
-            (None, None)
+        Self::try_build(num_features, eps, momentum, affine, track).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_build(
+        num_features: usize,
+        eps: f32,
+        momentum: Option<f32>,
+        affine: bool,
+        track: bool,
+    ) -> Result<Self> {
+        let make =
+            |v| Tensor::try_full(&[num_features], v).map_err(|e| NnError::config("BatchNorm", e.to_string()));
+        let (w, b) =
+            if affine { (Some(Param::new(make(1.0)?)), Some(Param::new(make(0.0)?))) } else { (None, None) };
+        let running = match track {
+            true => Some((Buffer::f32(make(0.0)?), Buffer::f32(make(1.0)?), Buffer::i64_scalar(0))),
+            false => None,
         };
-        let running = track.then(|| {
-            (
-                Buffer::f32(Tensor::zeros(&[num_features])),
-                Buffer::f32(Tensor::ones(&[num_features])),
-                Buffer::i64_scalar(0),
-            )
-        });
-        BatchNorm { num_features, eps, momentum, weight: w, bias: b, running, mode: ModeFlag::default() }
+        Ok(BatchNorm { num_features, eps, momentum, weight: w, bias: b, running, mode: ModeFlag::default() })
     }
 
     /// The number of channels.
@@ -225,7 +238,23 @@ macro_rules! batch_norm_layer {
                 $name(BatchNorm::build(num_features, 1e-5, Some(0.1), true, true))
             }
 
+            /// [`Self::with_options`] for sizes from files or configurations:
+            /// more than [`nw_tensor::MAX_ELEMENTS`] features is an error, before
+            /// anything is allocated.
+            pub fn try_with_options(
+                num_features: usize,
+                eps: f32,
+                momentum: Option<f32>,
+                affine: bool,
+                track_running_stats: bool,
+            ) -> Result<Self> {
+                Ok($name(BatchNorm::try_build(num_features, eps, momentum, affine, track_running_stats)?))
+            }
+
             /// With every option.
+            ///
+            /// # Panics
+            /// When `num_features` exceeds [`nw_tensor::MAX_ELEMENTS`] (see `try_with_options`).
             pub fn with_options(
                 num_features: usize,
                 eps: f32,

@@ -191,20 +191,48 @@ impl Recurrent {
             return Err(NnError::config(what, format!("sizes must be positive, got {cfg:?}")));
         }
         let h = cfg.hidden_size;
-        let g = kind.gates() * h;
-        let k = 1.0 / (h as f32).sqrt();
-        let mut draw = |shape: &[usize]| Param::new(Tensor::rand_uniform(shape, -k, k, rng));
+        let too_large = || {
+            NnError::config(
+                what,
+                format!(
+                    "{cfg:?} has more than {} parameters (nw_tensor::MAX_ELEMENTS)",
+                    nw_tensor::MAX_ELEMENTS
+                ),
+            )
+        };
+        // Parameter count, checked before anything is allocated:
+        // layer 0: g (input + h) + 2 g [bias], layers 1..: g (h + h) + 2 g, g = gates * h.
+        let g = kind.gates().checked_mul(h).ok_or_else(too_large)?;
+        let per_layer = |inp: usize| -> Option<usize> {
+            let w = g.checked_mul(inp.checked_add(h)?)?;
+            w.checked_add(if cfg.bias { g.checked_mul(2)? } else { 0 })
+        };
         let dirs = cfg.directions();
-        let layers = (0..cfg.num_layers * dirs)
-            .map(|ld| {
-                let inp = if ld < dirs { cfg.input_size } else { dirs * h };
-                let weight_ih = draw(&[g, inp]);
-                let weight_hh = draw(&[g, h]);
-                let bias_ih = cfg.bias.then(|| draw(&[g]));
-                let bias_hh = cfg.bias.then(|| draw(&[g]));
-                RecurrentLayer { weight_ih, weight_hh, bias_ih, bias_hh }
-            })
-            .collect();
+        dirs.checked_mul(h)
+            .and_then(per_layer)
+            .and_then(|rest| rest.checked_mul(cfg.num_layers - 1))
+            .and_then(|rest| rest.checked_add(per_layer(cfg.input_size)?))
+            .and_then(|n| n.checked_mul(dirs))
+            .filter(|&n| n <= nw_tensor::MAX_ELEMENTS)
+            .ok_or_else(too_large)?;
+        let k = 1.0 / (h as f32).sqrt();
+        // the same draws as Tensor::rand_uniform(shape, -k, k): U(-k, k) in f64, row-major
+        let (lo, hi) = ((-k) as f64, k as f64);
+        let mut draw = |shape: &[usize]| -> Result<Param> {
+            let t = Tensor::try_from_fn(shape, || rng.uniform(lo, hi) as f32)
+                .map_err(|e| NnError::config(what, e.to_string()))?;
+            Ok(Param::new(t))
+        };
+        let dirs = cfg.directions();
+        let mut layers = Vec::new();
+        for ld in 0..cfg.num_layers * dirs {
+            let inp = if ld < dirs { cfg.input_size } else { dirs * h };
+            let weight_ih = draw(&[g, inp])?;
+            let weight_hh = draw(&[g, h])?;
+            let bias_ih = if cfg.bias { Some(draw(&[g])?) } else { None };
+            let bias_hh = if cfg.bias { Some(draw(&[g])?) } else { None };
+            layers.push(RecurrentLayer { weight_ih, weight_hh, bias_ih, bias_hh });
+        }
         Ok(Recurrent { kind, cfg, layers })
     }
 

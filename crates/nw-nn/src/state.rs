@@ -6,7 +6,11 @@
 //! and any difference ([`StateMismatch`]: missing keys, unexpected keys,
 //! shape mismatches with both shapes, dtype mismatches) is an error that
 //! leaves the model untouched. A truncated or corrupted file is an error
-//! ([`StateError::Corrupt`]), never a panic or a partial load.
+//! ([`StateError::Corrupt`]), never a panic or a partial load. No length,
+//! count or shape in a file is trusted: each is checked (overflow-checked
+//! products, counts against the bytes that remain) before anything is
+//! allocated, so a file of `n` bytes never makes the reader hold much more
+//! than `n` bytes (the mutation tests in `crates/nw-fuzz` measure it).
 //!
 //! ```
 //! use nw_nn::{state, Linear, Module, Sequential, Relu};
@@ -28,7 +32,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use nw_tensor::Tensor;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use thiserror::Error;
 
 use crate::error::NnError;
@@ -218,7 +222,7 @@ fn parse_safetensors(bytes: &[u8]) -> Result<(StateMap, Vec<(String, String)>), 
                     .chunks_exact(8)
                     .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
                     .collect();
-                if v.len() != shape.iter().product::<usize>() {
+                if nw_tensor::checked_numel(&shape) != Some(v.len()) {
                     return Err(corrupt("safetensors", format!("{name}: data does not fill {shape:?}")));
                 }
                 out.insert(name, BufferValue::I64 { shape, data: v });
@@ -293,14 +297,14 @@ pub fn load_safetensors(m: &dyn Module, path: &Path) -> Result<(), NnError> {
 const MAGIC: &[u8; 8] = b"nwstate\0";
 const VERSION: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct Entry {
     name: String,
     shape: Vec<u64>,
     value: EntryData,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 enum EntryData {
     F32(Vec<f32>),
     I64(Vec<i64>),
@@ -355,21 +359,16 @@ pub fn load_bincode_bytes(m: &dyn Module, bytes: &[u8]) -> Result<(), NnError> {
     if fnv1a(payload) != sum {
         return Err(corrupt("bincode", "checksum mismatch (truncated or modified)"));
     }
-    let limit = bincode::config::standard().with_limit::<{ 1 << 34 }>();
-    let (entries, used): (Vec<Entry>, usize) =
-        bincode::serde::decode_from_slice(payload, limit).map_err(|e| corrupt("bincode", e))?;
-    if used != payload.len() {
-        return Err(corrupt("bincode", format!("{} trailing bytes", payload.len() - used)));
-    }
+    let entries = decode_entries(payload)?;
     let mut state = BTreeMap::new();
     for e in entries {
-        let shape: Vec<usize> = e.shape.iter().map(|&d| d as usize).collect();
-        let n: usize = shape.iter().product();
+        let shape: Vec<usize> = e.shape.iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect();
+        let fills = |len: usize| nw_tensor::checked_numel(&shape) == Some(len);
         let v = match e.value {
-            EntryData::F32(v) if v.len() == n => {
+            EntryData::F32(v) if fills(v.len()) => {
                 BufferValue::F32(Tensor::from_vec(v, &shape).map_err(|err| corrupt("bincode", err))?)
             }
-            EntryData::I64(v) if v.len() == n => BufferValue::I64 { shape, data: v },
+            EntryData::I64(v) if fills(v.len()) => BufferValue::I64 { shape, data: v },
             _ => return Err(corrupt("bincode", format!("{}: data does not fill {:?}", e.name, e.shape))),
         };
         if state.insert(e.name.clone(), v).is_some() {
@@ -387,6 +386,111 @@ pub fn save_bincode(m: &dyn Module, path: &Path) -> Result<(), NnError> {
 /// Loads an nw bincode file into the model (all-or-nothing).
 pub fn load_bincode(m: &dyn Module, path: &Path) -> Result<(), NnError> {
     load_bincode_bytes(m, &read(path)?)
+}
+
+/// Decodes the payload written by [`to_bincode`] (bincode 2, standard
+/// configuration: little-endian, variable-length integers) without trusting
+/// any length in it: every count is checked against the bytes that remain
+/// before anything is allocated, so a payload of `n` bytes never allocates
+/// more than about `n` bytes in all, whatever its lengths claim.
+///
+/// The layout, in bincode's terms: `Vec<Entry>` is a varint count then the
+/// entries; `Entry` is `name: String` (varint byte count, UTF-8 bytes),
+/// `shape: Vec<u64>` (varint count, varint values), `value` (varint variant
+/// index, 0 = `F32`: varint count, 4-byte LE floats; 1 = `I64`: varint
+/// count, zigzag varints).
+fn decode_entries(payload: &[u8]) -> Result<Vec<Entry>, NnError> {
+    let mut r = Wire { bytes: payload, pos: 0 };
+    // every entry takes at least 4 bytes (name length, shape count, variant, data count)
+    let n = r.count(4, "entry count")?;
+    let mut entries = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let len = r.count(1, "name length")?;
+        let name = std::str::from_utf8(r.take(len)?)
+            .map_err(|_| corrupt("bincode", "an entry name is not UTF-8"))?
+            .to_string();
+        let dims = r.count(1, "shape length")?;
+        let shape = (0..dims).map(|_| r.varint()).collect::<Result<Vec<u64>, _>>()?;
+        let value = match r.varint()? {
+            0 => {
+                let len = r.count(4, "f32 count")?;
+                let raw = r.take(len * 4)?;
+                EntryData::F32(
+                    raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                )
+            }
+            1 => {
+                let len = r.count(1, "i64 count")?;
+                let v = (0..len)
+                    .map(|_| {
+                        // zigzag: 2n for n >= 0, -2n - 1 for n < 0
+                        r.varint().map(|z| ((z >> 1) as i64) ^ -((z & 1) as i64))
+                    })
+                    .collect::<Result<Vec<i64>, _>>()?;
+                EntryData::I64(v)
+            }
+            k => return Err(corrupt("bincode", format!("{name}: unknown value kind {k}"))),
+        };
+        entries.push(Entry { name, shape, value });
+    }
+    if r.pos != payload.len() {
+        return Err(corrupt("bincode", format!("{} trailing bytes", payload.len() - r.pos)));
+    }
+    Ok(entries)
+}
+
+/// A cursor over a bincode payload.
+struct Wire<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Wire<'a> {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    /// The next `n` bytes, or a truncation error.
+    fn take(&mut self, n: usize) -> Result<&'a [u8], NnError> {
+        if n > self.remaining() {
+            return Err(corrupt("bincode", format!("truncated: {n} bytes needed at offset {}", self.pos)));
+        }
+        let out = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    /// A bincode varint u64: one byte `< 251`, or 251 / 252 / 253 followed by
+    /// a little-endian u16 / u32 / u64.
+    fn varint(&mut self) -> Result<u64, NnError> {
+        let tag = self.take(1)?[0];
+        Ok(match tag {
+            0..=250 => u64::from(tag),
+            251 => u64::from(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes"))),
+            252 => u64::from(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"))),
+            253 => u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")),
+            t => {
+                return Err(corrupt(
+                    "bincode",
+                    format!("invalid integer tag {t} at offset {}", self.pos - 1),
+                ));
+            }
+        })
+    }
+
+    /// A count of items each at least `min_bytes` long, refused when the
+    /// remaining bytes cannot hold that many (so it is safe to allocate).
+    fn count(&mut self, min_bytes: usize, what: &str) -> Result<usize, NnError> {
+        let at = self.pos;
+        let n = self.varint()?;
+        match usize::try_from(n).ok().and_then(|n| n.checked_mul(min_bytes).map(|b| (n, b))) {
+            Some((n, b)) if b <= self.remaining() => Ok(n),
+            _ => Err(corrupt(
+                "bincode",
+                format!("{what} {n} at offset {at} exceeds the {} bytes that remain", self.remaining()),
+            )),
+        }
+    }
 }
 
 // ----- files -------------------------------------------------------------------

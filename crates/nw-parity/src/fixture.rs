@@ -28,15 +28,25 @@ pub struct FixtureFile {
 impl FixtureFile {
     /// Reads and validates one file.
     pub fn load(path: &Path) -> Result<Self, ParityError> {
-        let text = std::fs::read_to_string(path)
+        let bytes = std::fs::read(path)
             .map_err(|e| ParityError::Io { path: path.to_path_buf(), message: e.to_string() })?;
-        let file: FixtureFile = serde_json::from_str(&text)
-            .map_err(|e| ParityError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        Self::parse(&bytes, path)
+    }
+
+    /// Parses and validates the bytes of one file; `path` only names it in errors.
+    ///
+    /// ```
+    /// use nw_parity::FixtureFile;
+    /// let ok = br#"{"format": "nw-reference/1", "kind": "layer", "cases": []}"#;
+    /// assert_eq!(FixtureFile::parse(ok, "f.json".as_ref()).unwrap().kind, "layer");
+    /// assert!(FixtureFile::parse(b"{\"format\": 1", "f.json".as_ref()).is_err());
+    /// ```
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self, ParityError> {
+        let parse = |message: String| ParityError::Parse { path: path.to_path_buf(), message };
+        // serde_json refuses nesting deeper than 128 levels, so no input overflows the stack
+        let file: FixtureFile = serde_json::from_slice(bytes).map_err(|e| parse(e.to_string()))?;
         if file.format != FORMAT {
-            return Err(ParityError::Parse {
-                path: path.to_path_buf(),
-                message: format!("format is {:?}, expected {FORMAT:?}", file.format),
-            });
+            return Err(parse(format!("format is {:?}, expected {FORMAT:?}", file.format)));
         }
         Ok(file)
     }
@@ -58,8 +68,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, FixtureFile)>, ParityError> 
 }
 
 /// A tensor as fixtures write it: `{"shape": [...], "data": [...]}`, row-major,
-/// values as f64.
+/// values as f64. Deserializing checks that `data` fills `shape` exactly (with
+/// an overflow-checked element count), so a hostile shape is an error.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawJsonTensor")]
 pub struct JsonTensor {
     /// Dimensions (`[]` for a scalar).
     pub shape: Vec<usize>,
@@ -67,20 +79,28 @@ pub struct JsonTensor {
     pub data: Vec<f64>,
 }
 
+/// [`JsonTensor`] before its check.
+#[derive(Deserialize)]
+struct RawJsonTensor {
+    shape: Vec<usize>,
+    data: Vec<f64>,
+}
+
+impl TryFrom<RawJsonTensor> for JsonTensor {
+    type Error = String;
+    fn try_from(t: RawJsonTensor) -> Result<Self, String> {
+        match nw_tensor::checked_numel(&t.shape) {
+            Some(n) if n == t.data.len() => Ok(JsonTensor { shape: t.shape, data: t.data }),
+            Some(n) => Err(format!("shape {:?} needs {n} values, has {}", t.shape, t.data.len())),
+            None => Err(format!("shape {:?}: the number of elements overflows", t.shape)),
+        }
+    }
+}
+
 impl JsonTensor {
     /// Parses a JSON value, naming `what` on error.
     pub fn from_value(v: &Value, what: &str) -> Result<Self, CaseError> {
-        let t: JsonTensor =
-            serde_json::from_value(v.clone()).map_err(|e| CaseError::Malformed(format!("{what}: {e}")))?;
-        let n: usize = t.shape.iter().product();
-        if n != t.data.len() {
-            return Err(CaseError::Malformed(format!(
-                "{what}: shape {:?} needs {n} values, has {}",
-                t.shape,
-                t.data.len()
-            )));
-        }
-        Ok(t)
+        JsonTensor::deserialize(v).map_err(|e| CaseError::Malformed(format!("{what}: {e}")))
     }
 
     /// As an f32 tensor.

@@ -49,4 +49,4 @@ pub mod upsample;
 pub use conv::{Accumulation, Conv1dSpec, Conv2dSpec, ConvGrads, ConvTranspose2dSpec};
 pub use error::{Result, TensorError};
 pub use rng::Rng;
-pub use tensor::Tensor;
+pub use tensor::{MAX_ELEMENTS, Tensor, checked_numel};

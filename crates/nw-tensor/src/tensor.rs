@@ -35,6 +35,68 @@ pub(crate) fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// The most elements [`Tensor::try_zeros`], [`Tensor::try_full`] and
+/// [`Tensor::try_from_fn`] will allocate: 2^31 f32 values (8 GiB). Shapes
+/// that come from files or configurations are checked against it before
+/// anything is allocated, so a hostile `[10^6, 10^6]` is an error, not an
+/// abort. ([`Tensor::from_vec`] takes data already in memory and only checks
+/// that the shape fits it.)
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// The number of elements of `shape`, with overflow checks: `None` when the
+/// product overflows `usize`, or when the product of the non-zero
+/// dimensions exceeds `isize::MAX` (ndarray's limit on any shape, even an
+/// empty one).
+///
+/// ```
+/// use nw_tensor::checked_numel;
+/// assert_eq!(checked_numel(&[2, 3, 4]), Some(24));
+/// assert_eq!(checked_numel(&[]), Some(1));
+/// assert_eq!(checked_numel(&[usize::MAX, 2]), None);
+/// assert_eq!(checked_numel(&[0, usize::MAX, 2]), None); // ndarray refuses the shape
+/// ```
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    let mut nonzero: usize = 1;
+    for &d in shape {
+        if d != 0 {
+            nonzero = nonzero.checked_mul(d)?;
+        }
+    }
+    if nonzero > isize::MAX as usize {
+        return None;
+    }
+    Some(if shape.contains(&0) { 0 } else { nonzero })
+}
+
+/// [`checked_numel`] and `<= limit`, as an error naming `op`.
+fn numel_within(op: &'static str, shape: &[usize], limit: usize) -> Result<usize> {
+    match checked_numel(shape) {
+        Some(n) if n <= limit => Ok(n),
+        Some(n) => Err(TensorError::InvalidShape {
+            op,
+            shape: shape.to_vec(),
+            reason: format!("{n} elements exceed the limit of {limit}"),
+        }),
+        None => Err(TensorError::InvalidShape {
+            op,
+            shape: shape.to_vec(),
+            reason: "the number of elements overflows".into(),
+        }),
+    }
+}
+
+/// A vector with room for `n` elements, or an error when the allocator
+/// refuses (instead of aborting the process).
+fn try_vec<T>(op: &'static str, shape: &[usize], n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|e| TensorError::InvalidShape {
+        op,
+        shape: shape.to_vec(),
+        reason: format!("cannot allocate {n} elements: {e}"),
+    })?;
+    Ok(v)
+}
+
 impl Tensor {
     // ----- construction -------------------------------------------------
 
@@ -51,16 +113,54 @@ impl Tensor {
     /// assert_eq!(t.shape(), &[2, 3]);
     /// assert!(Tensor::from_vec(vec![1.0; 5], &[2, 3]).is_err());
     /// ```
+    ///
+    /// A shape whose element count overflows is an error, never a panic.
     pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Self> {
-        if data.len() != numel(shape) {
+        let n = numel_within("from_vec", shape, usize::MAX)?;
+        if data.len() != n {
             return Err(TensorError::InvalidShape {
                 op: "from_vec",
                 shape: shape.to_vec(),
-                reason: format!("needs {} elements, got {}", numel(shape), data.len()),
+                reason: format!("needs {n} elements, got {}", data.len()),
             });
         }
-        let a = ArrayD::from_shape_vec(IxDyn(shape), data).expect("length checked above");
+        let a = ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|e| TensorError::InvalidShape {
+            op: "from_vec",
+            shape: shape.to_vec(),
+            reason: e.to_string(),
+        })?;
         Ok(Self::from_array(a))
+    }
+
+    /// A tensor of `shape` filled with `v`, for shapes from files or
+    /// configurations: more than [`MAX_ELEMENTS`] elements, an overflowing
+    /// shape or a refused allocation is an error.
+    ///
+    /// ```
+    /// # use nw_tensor::Tensor;
+    /// assert_eq!(Tensor::try_full(&[2, 3], 1.5).unwrap().to_vec(), vec![1.5; 6]);
+    /// assert!(Tensor::try_full(&[1_000_000, 1_000_000], 0.0).is_err());
+    /// assert!(Tensor::try_full(&[usize::MAX, 3], 0.0).is_err());
+    /// ```
+    pub fn try_full(shape: &[usize], v: f32) -> Result<Self> {
+        let n = numel_within("try_full", shape, MAX_ELEMENTS)?;
+        let mut data = try_vec("try_full", shape, n)?;
+        data.resize(n, v);
+        Self::from_vec(data, shape)
+    }
+
+    /// Zeros of `shape`, checked as [`Tensor::try_full`].
+    pub fn try_zeros(shape: &[usize]) -> Result<Self> {
+        Self::try_full(shape, 0.0)
+    }
+
+    /// [`Tensor::from_fn`] for shapes from files or configurations, checked
+    /// as [`Tensor::try_full`] before `f` is called.
+    pub fn try_from_fn(shape: &[usize], mut f: impl FnMut() -> f32) -> Result<Self> {
+        let n = numel_within("try_from_fn", shape, MAX_ELEMENTS)?;
+        let mut data = try_vec("try_from_fn", shape, n)?;
+        data.extend((0..n).map(|_| f()));
+        Self::from_vec(data, shape)
     }
 
     /// A rank-0 tensor holding `v`.
@@ -274,7 +374,7 @@ impl Tensor {
 
     /// The same elements with a new shape (a copy only if not contiguous).
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if numel(shape) != self.len() {
+        if checked_numel(shape) != Some(self.len()) {
             return Err(TensorError::ShapeMismatch {
                 op: "reshape",
                 lhs: self.shape().to_vec(),

@@ -1,0 +1,132 @@
+//! [`CountingAlloc`]: a global allocator that measures, per thread, the
+//! bytes a piece of code holds at its peak and its largest single request.
+//!
+//! A test binary installs it with
+//! `#[global_allocator] static A: CountingAlloc = CountingAlloc;`, then
+//! wraps the code to measure in [`measure`]. Counting is per thread (so
+//! tests running in parallel do not see each other's allocations) and only
+//! while [`measure`] runs; memory freed there that was allocated before is
+//! ignored (the count never goes below zero).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+/// The system allocator, counting while [`measure`] runs on this thread.
+pub struct CountingAlloc;
+
+thread_local! {
+    static ON: Cell<bool> = const { Cell::new(false) };
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+    /// Requests above this many bytes are refused (null) while measuring.
+    static REFUSE_ABOVE: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// Whether a request exceeded `REFUSE_ABOVE` or the peak exceeded it.
+    static OVER: Cell<usize> = const { Cell::new(0) };
+}
+
+fn on() -> bool {
+    ON.try_with(Cell::get).unwrap_or(false)
+}
+
+/// Counts a new block of `size` bytes; false when it must be refused.
+fn grow(size: usize) -> bool {
+    let cur = CURRENT.with(Cell::get).saturating_add(size);
+    LARGEST.with(|l| l.set(l.get().max(size)));
+    PEAK.with(|p| p.set(p.get().max(cur)));
+    let limit = REFUSE_ABOVE.with(Cell::get);
+    if cur > limit {
+        OVER.with(|o| o.set(o.get().max(cur)));
+        return false;
+    }
+    CURRENT.with(|c| c.set(cur));
+    true
+}
+
+fn shrink(size: usize) {
+    CURRENT.with(|c| c.set(c.get().saturating_sub(size)));
+}
+
+// SAFETY: every call is forwarded to `System` with the same layout; the
+// counters are const-initialised thread-locals without destructors, so
+// touching them allocates nothing and cannot recurse.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if on() && !grow(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: forwarded unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if on() && !grow(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: forwarded unchanged.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if on() {
+            shrink(layout.size());
+        }
+        // SAFETY: forwarded unchanged.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if on() {
+            // old and new blocks may both exist during the copy
+            if !grow(new_size) {
+                return std::ptr::null_mut();
+            }
+            shrink(layout.size());
+        }
+        // SAFETY: forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// What [`measure`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AllocStats {
+    /// The most bytes held at once (counting only blocks allocated inside).
+    pub peak: usize,
+    /// The largest single request.
+    pub largest: usize,
+    /// When a request would have taken the held bytes past `refuse_above`:
+    /// the total it would have reached (0 when none did). Such a request
+    /// was answered with null: a fallible allocation sees an error, an
+    /// infallible one aborts the process (as it would in a real run).
+    pub refused: usize,
+}
+
+/// Runs `f` on this thread with counting on. Requests that would take the
+/// bytes held past `refuse_above` are refused (see [`AllocStats::refused`]);
+/// pass `usize::MAX` to refuse nothing. Counts are exact only when
+/// [`CountingAlloc`] is the global allocator; otherwise they read zero.
+pub fn measure<R>(refuse_above: usize, f: impl FnOnce() -> R) -> (R, AllocStats) {
+    CURRENT.with(|c| c.set(0));
+    PEAK.with(|c| c.set(0));
+    LARGEST.with(|c| c.set(0));
+    OVER.with(|c| c.set(0));
+    REFUSE_ABOVE.with(|c| c.set(refuse_above));
+    /// Turns counting off again, even if `f` unwinds.
+    struct Off;
+    impl Drop for Off {
+        fn drop(&mut self) {
+            ON.with(|c| c.set(false));
+        }
+    }
+    ON.with(|c| c.set(true));
+    let off = Off;
+    let r = f();
+    drop(off);
+    let stats = AllocStats {
+        peak: PEAK.with(Cell::get),
+        largest: LARGEST.with(Cell::get),
+        refused: OVER.with(Cell::get),
+    };
+    (r, stats)
+}

@@ -1,0 +1,208 @@
+//! Runs a [`Target`] over its mutated corpus and reports every input that
+//! panicked, took too long, or allocated more than its size justifies.
+
+use std::cell::RefCell;
+use std::io::Read;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use crate::alloc::{AllocStats, measure};
+use crate::mutate::{Mutations, Seed};
+use crate::targets::Target;
+
+/// Requests past this many bytes held are refused outright while a reader
+/// runs (the process would die on them anyway; refusing turns a fallible
+/// allocation into an error and an infallible one into an abort that names
+/// the size).
+pub const HARD_CAP: usize = 1 << 30;
+
+/// The longest one input may take before it counts as a hang.
+pub const SLOW: Duration = Duration::from_secs(2);
+
+/// The most bytes a reader may hold at once for `input`: 64 times the larger
+/// of its length and, for a gzip stream, its decompressed length, plus
+/// 1 MiB. A reader may keep the decoded file and a few copies and
+/// conversions of it (f32 from bytes is 4x, a `Vec<i64>` from varints up to
+/// 8x, strings and tensors beside them), never what a length field claims.
+pub fn alloc_bound(input: &[u8]) -> usize {
+    let mut n = input.len();
+    if input.len() >= 2 && input[0] == 0x1f && input[1] == 0x8b {
+        let mut dec = flate2::read::MultiGzDecoder::new(input).take(HARD_CAP as u64);
+        let out = std::io::copy(&mut dec, &mut std::io::sink()).unwrap_or(0) as usize;
+        n = n.max(out);
+    }
+    n.saturating_mul(64).saturating_add(1 << 20)
+}
+
+/// An input a reader mishandled.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The input's position in the sequence.
+    pub index: usize,
+    /// Its seed and mutations.
+    pub desc: String,
+    /// What went wrong (the panic message, the allocation, the time).
+    pub what: String,
+    /// The bytes.
+    pub input: Vec<u8>,
+}
+
+/// What a run saw.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Inputs run.
+    pub inputs: usize,
+    /// Of which enumerated (truncations, fields, sections) rather than random.
+    pub enumerated: usize,
+    /// Inputs the reader accepted.
+    pub ok: usize,
+    /// Inputs it refused with a typed error.
+    pub errors: usize,
+    /// Inputs it mishandled.
+    pub failures: Vec<Failure>,
+    /// The largest peak allocation seen, with the bound of its input.
+    pub worst_peak: (usize, usize),
+    /// The slowest input.
+    pub slowest: Duration,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// One line: counts, worst allocation against its bound, slowest input.
+    pub fn line(&self, target: Target) -> String {
+        format!(
+            "{}: {} inputs ({} enumerated) in {:.2?}: {} ok, {} typed errors, {} failures; \
+             largest peak {} B (bound {} B); slowest input {:.2?}",
+            target.name(),
+            self.inputs,
+            self.enumerated,
+            self.elapsed,
+            self.ok,
+            self.errors,
+            self.failures.len(),
+            self.worst_peak.0,
+            self.worst_peak.1,
+            self.slowest
+        )
+    }
+}
+
+thread_local! {
+    static PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs (once) a panic hook that keeps the message and location for
+/// [`run_one`] instead of printing it, on threads that are running a reader.
+fn quiet_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let capturing = PANIC.with(|p| p.borrow().is_some());
+            if capturing {
+                let loc =
+                    info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+                let msg = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                PANIC.with(|p| *p.borrow_mut() = Some(format!("panic: {msg}{loc}")));
+            } else {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// The outcome of one input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The reader accepted it.
+    Ok,
+    /// The reader refused it with a typed error (its message).
+    Refused(String),
+    /// The reader mishandled it.
+    Failed(String),
+}
+
+/// Runs `target` on one input, catching a panic and measuring allocation.
+pub fn run_one(target: Target, input: &[u8]) -> (Outcome, AllocStats, Duration) {
+    quiet_panics();
+    PANIC.with(|p| *p.borrow_mut() = Some(String::new()));
+    let t0 = Instant::now();
+    let (r, stats) = measure(HARD_CAP, || catch_unwind(AssertUnwindSafe(|| target.run(input))));
+    let took = t0.elapsed();
+    let panic = PANIC.with(|p| p.borrow_mut().take()).filter(|m| !m.is_empty());
+    // the bound without decompressing first (it can only grow with the decompressed size)
+    let raw_bound = input.len().saturating_mul(64).saturating_add(1 << 20);
+    let bound = if stats.peak <= raw_bound { raw_bound } else { alloc_bound(input) };
+    let outcome = match r {
+        Err(_) => Outcome::Failed(panic.unwrap_or_else(|| "panic".into())),
+        Ok(_) if stats.refused > 0 => {
+            Outcome::Failed(format!("asked for {} B held at once (hard cap {HARD_CAP} B)", stats.refused))
+        }
+        Ok(_) if stats.peak > bound => {
+            Outcome::Failed(format!("peak allocation {} B exceeds the bound {bound} B", stats.peak))
+        }
+        Ok(_) if took > SLOW => Outcome::Failed(format!("took {took:.2?} (a hang: over {SLOW:?})")),
+        Ok(Ok(())) => Outcome::Ok,
+        Ok(Err(e)) => Outcome::Refused(e),
+    };
+    (outcome, stats, took)
+}
+
+/// The checked-in corpus of `target`: `fuzz/corpus/<name>/` of the repository.
+pub fn corpus_dir(target: Target) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target.name())
+}
+
+/// The files of a corpus directory, sorted by name.
+pub fn load_corpus(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_file() {
+            let name = p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            out.push((name, std::fs::read(&p)?));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Runs `target` on `total` mutations of `corpus` (random phase from `seed`).
+/// With the environment variable `NW_MUTATION_TRACE` set, each input's
+/// description is printed before it runs (to find one that aborts).
+pub fn run_mutations(target: Target, corpus: &[(String, Vec<u8>)], total: usize, seed: u64) -> Report {
+    let seeds: Vec<Seed> = corpus.iter().flat_map(|(n, b)| target.structure(n, b)).collect();
+    let trace = std::env::var_os("NW_MUTATION_TRACE").is_some();
+    let muts = Mutations::new(&seeds, total, seed);
+    let mut report = Report { enumerated: muts.enumerated(), ..Report::default() };
+    let t0 = Instant::now();
+    for m in muts {
+        let bytes = target.finish(m.bytes, m.index);
+        if trace {
+            eprintln!("{} #{}: {}", target.name(), m.index, m.desc);
+        }
+        let (outcome, stats, took) = run_one(target, &bytes);
+        report.inputs += 1;
+        report.slowest = report.slowest.max(took);
+        if stats.peak > report.worst_peak.0 {
+            report.worst_peak = (stats.peak, alloc_bound(&bytes));
+        }
+        match outcome {
+            Outcome::Ok => report.ok += 1,
+            Outcome::Refused(_) => report.errors += 1,
+            Outcome::Failed(what) => {
+                report.failures.push(Failure { index: m.index, desc: m.desc, what, input: bytes })
+            }
+        }
+    }
+    report.elapsed = t0.elapsed();
+    report
+}

@@ -1,0 +1,219 @@
+//! Regression tests: each input the mutation fuzzer of issue 13 (and this
+//! crate's own runs) found, rebuilt by hand, must give a typed error with a
+//! peak allocation inside `nw_fuzz::harness::alloc_bound`; and every seed
+//! of the checked-in corpus must be accepted.
+
+use nw_fuzz::Target;
+use nw_fuzz::alloc::{CountingAlloc, measure};
+use nw_fuzz::harness::{Outcome, alloc_bound, corpus_dir, load_corpus, run_one};
+use nw_fuzz::mutate::{Enc, encode};
+use nw_fuzz::targets::{fnv1a, gzip};
+use nw_nn::{Embedding, Linear, Lstm, RnnConfig};
+use nw_tensor::{Rng, Tensor};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Runs `target` on `input`, which must be refused with an error containing `want`.
+fn refused(target: Target, input: &[u8], want: &str) {
+    match run_one(target, input) {
+        (Outcome::Refused(e), stats, _) => {
+            assert!(e.contains(want), "{}: {e:?} does not mention {want:?}", target.name());
+            assert!(stats.peak <= alloc_bound(input), "{stats:?}");
+        }
+        (o, stats, _) => panic!("{}: expected a typed error, got {o:?} ({stats:?})", target.name()),
+    }
+}
+
+/// Runs `target` on `input`, which must be accepted by one of its readers or
+/// refused with a typed error, inside the allocation bound.
+fn handled(target: Target, input: &[u8]) {
+    let (o, stats, _) = run_one(target, input);
+    assert!(!matches!(o, Outcome::Failed(_)), "{}: {o:?}", target.name());
+    assert!(stats.peak <= alloc_bound(input), "{stats:?}");
+}
+
+fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut v = magic.to_be_bytes().to_vec();
+    dims.iter().for_each(|d| v.extend_from_slice(&d.to_be_bytes()));
+    v.extend_from_slice(data);
+    v
+}
+
+#[test]
+fn corpus_seeds_are_accepted() {
+    for t in Target::ALL {
+        let corpus = load_corpus(&corpus_dir(t)).unwrap();
+        assert!(!corpus.is_empty(), "{}", t.name());
+        for (name, bytes) in &corpus {
+            assert_eq!(run_one(t, bytes).0, Outcome::Ok, "{}/{name}", t.name());
+            assert!(bytes.len() <= 8 << 10, "{}/{name}: keep seeds small", t.name());
+        }
+    }
+}
+
+#[test]
+fn stored_gzip_round_trips() {
+    use std::io::Read;
+    for n in [0usize, 1, 100, 70_000] {
+        let raw: Vec<u8> = (0..n).map(|i| (i * 7) as u8).collect();
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&nw_fuzz::targets::gzip_stored(&raw)[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, raw, "{n}");
+    }
+}
+
+#[test]
+fn idx_empty_images_with_huge_dims() {
+    // was: the `expect("length checked above")` in Tensor::from_vec (tensor.rs:62):
+    // 0 images of (2^32-1) x (2^32-1) pixels is an empty file whose shape ndarray refuses
+    let b = idx(0x0803, &[0, u32::MAX, u32::MAX], &[]);
+    handled(Target::IdxRaw, &b);
+    handled(Target::IdxGzip, &gzip(&b));
+    let e = nw_data::parse_idx_images(b, nw_data::ImageLayout::Nchw, "x".as_ref()).unwrap_err();
+    assert!(e.to_string().contains("invalid shape"), "{e}");
+}
+
+#[test]
+fn idx_header_claims_more_than_the_file() {
+    let b = idx(0x0803, &[u32::MAX, u32::MAX, u32::MAX], &[1, 2, 3]);
+    refused(Target::IdxRaw, &b, "truncated");
+    refused(Target::IdxGzip, &gzip(&b), "truncated");
+}
+
+#[test]
+fn idx_gzip_bomb_is_not_held() {
+    // a header for one 2x2 image, then 64 MiB of zeros that compress to ~64 KiB:
+    // the reader stops after the 4 bytes it needs plus one
+    let mut raw = idx(0x0803, &[1, 2, 2], &[0; 4]);
+    raw.resize(raw.len() + (64 << 20), 0);
+    let gz = gzip(&raw);
+    let (r, stats) = measure(usize::MAX, || nw_data::parse_idx(gz.clone(), None, "bomb.gz".as_ref()));
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("trailing data"), "{e}");
+    assert!(stats.peak < 4 << 20, "held {} B of a 64 MiB expansion", stats.peak);
+}
+
+#[test]
+fn csv_uci_header_claims_billions() {
+    // was: Vec::with_capacity(rows * cols) from the header (csv.rs:263): 42 GB, and an overflow
+    handled(Target::Csv, b"4294967295,4294967295,a,b\n1,2,0\n");
+    handled(Target::Csv, b"18446744073709551615,18446744073709551615,a\n1,0\n");
+    // was: `cols + 1` overflowed (found by this crate's mutation test, csv #404)
+    let e =
+        nw_data::parse_uci_csv("4,18446744073709551615,a\n1,0\n", "x.csv".as_ref()).unwrap_err().to_string();
+    assert!(e.contains("too large"), "{e}");
+    let e = nw_data::parse_uci_csv("100000000,100000,a\n1,0\n", "x.csv".as_ref()).unwrap_err().to_string();
+    assert!(e.contains("expected 100001 fields"), "{e}");
+}
+
+/// An nw bincode state file around `payload`, with a valid checksum.
+fn nwstate(payload: &[u8]) -> Vec<u8> {
+    let mut v = b"nwstate\0".to_vec();
+    v.extend_from_slice(&1u32.to_le_bytes());
+    v.extend_from_slice(&fnv1a(payload).to_le_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+#[test]
+fn bincode_lying_lengths_behind_a_valid_checksum() {
+    // was: a name length of 2^40 allocated (state.rs:296)
+    let mut p = encode(1, Enc::Varint);
+    p.extend(encode(1 << 40, Enc::Varint));
+    p.extend_from_slice(b"weight");
+    refused(Target::Bincode, &nwstate(&p), "name length");
+    // an f32 count of 2^61 (its byte count overflows)
+    let mut p = encode(1, Enc::Varint);
+    p.extend(encode(1, Enc::Varint));
+    p.push(b'w');
+    p.extend(encode(0, Enc::Varint));
+    p.extend(encode(0, Enc::Varint));
+    p.extend(encode(1 << 61, Enc::Varint));
+    refused(Target::Bincode, &nwstate(&p), "f32 count");
+    // an entry count of 2^64-1
+    refused(Target::Bincode, &nwstate(&encode(u64::MAX, Enc::Varint)), "entry count");
+}
+
+#[test]
+fn bincode_shape_product_overflows() {
+    // was: multiply overflow in the shape's product (state.rs:367): [2^32, 2^32] with no data
+    let mut p = encode(1, Enc::Varint);
+    p.extend(encode(1, Enc::Varint));
+    p.push(b'w');
+    p.extend(encode(2, Enc::Varint));
+    p.extend(encode(1 << 32, Enc::Varint));
+    p.extend(encode(1 << 32, Enc::Varint));
+    p.extend(encode(0, Enc::Varint));
+    p.extend(encode(0, Enc::Varint));
+    refused(Target::Bincode, &nwstate(&p), "does not fill");
+}
+
+#[test]
+fn safetensors_hostile_header() {
+    let header = br#"{"0.weight":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}"#;
+    let mut b = (header.len() as u64).to_le_bytes().to_vec();
+    b.extend_from_slice(header);
+    refused(Target::Safetensors, &b, "safetensors");
+    let mut b = u64::MAX.to_le_bytes().to_vec();
+    b.extend_from_slice(b"{}");
+    refused(Target::Safetensors, &b, "safetensors");
+}
+
+#[test]
+fn fixture_tensor_shape_overflows() {
+    // shape [2^63, 2] wraps to 0 elements in unchecked arithmetic and matched `data: []`
+    let f = br#"{"format":"nw-reference/1","kind":"layer","cases":[{"name":"x","input":{"shape":[9223372036854775808,2],"data":[]}}]}"#;
+    assert_eq!(run_one(Target::Fixture, f).0, Outcome::Ok);
+    let v: serde_json::Value = serde_json::from_slice(f).unwrap();
+    let e = nw_parity::JsonTensor::from_value(&v["cases"][0]["input"], "input").unwrap_err();
+    assert!(e.to_string().contains("overflows"), "{e}");
+}
+
+#[test]
+fn tensor_shapes_that_overflow_are_errors() {
+    // was: the wrapping product in Tensor::from_vec matched an empty vector
+    assert!(Tensor::from_vec(vec![], &[1 << 63, 2]).is_err());
+    assert!(Tensor::from_vec(vec![], &[0, usize::MAX, 2]).is_err());
+    assert!(Tensor::zeros(&[2, 3]).reshape(&[1 << 63, 2, 6]).is_err());
+    let (r, stats) = measure(usize::MAX, || Tensor::try_zeros(&[1 << 20, 1 << 20]));
+    assert!(r.is_err());
+    assert!(stats.largest < 1024, "refused before allocating (only the error's text): {stats:?}");
+}
+
+#[test]
+fn huge_layers_are_refused_before_allocating() {
+    // was: multiply overflows in init.rs:145 and rnn.rs:154, and 10^12-parameter
+    // allocations from a stored config (`nw train --hidden 4000000000`)
+    let mut rng = Rng::new(0);
+    let (r, stats) = measure(usize::MAX, || Linear::try_new(1_000_000, 1_000_000, &mut rng).map(|_| ()));
+    assert!(r.unwrap_err().to_string().contains("too large"));
+    assert!(stats.peak < 1 << 20, "{stats:?}");
+    assert!(Linear::try_new(784, 4_000_000_000, &mut rng).is_err());
+    assert!(Linear::try_new(usize::MAX, usize::MAX, &mut rng).is_err());
+    assert!(Linear::try_with_bias(0, usize::MAX, true, &mut rng).is_err());
+    assert!(Linear::try_new(0, 3, &mut rng).is_ok(), "an empty layer is still fine");
+    for cfg in [
+        RnnConfig::new(28, 4_000_000_000),
+        RnnConfig::new(usize::MAX, usize::MAX / 3),
+        RnnConfig::new(28, 1000).num_layers(1_000_000),
+    ] {
+        let (r, stats) = measure(usize::MAX, || Lstm::new(cfg, &mut rng).map(|_| ()));
+        assert!(r.unwrap_err().to_string().contains("parameters"), "{cfg:?}");
+        assert!(stats.peak < 1 << 20, "{cfg:?}: {stats:?}");
+    }
+    assert!(Embedding::try_new(1 << 40, 1 << 30, &mut rng).is_err());
+    assert!(nw_nn::BatchNorm1d::try_with_options(1 << 40, 1e-5, Some(0.1), true, true).is_err());
+    assert!(nw_nn::BatchNorm2d::try_with_options(4, 1e-5, Some(0.1), true, true).is_ok());
+    assert!(nw_nn::LayerNorm::try_with_options(&[1 << 20, 1 << 20], 1e-5, true).is_err());
+    assert!(nw_nn::LayerNorm::try_with_options(&[usize::MAX, 2], 1e-5, true).is_err());
+    for shape in [[usize::MAX, 2, 3, 3], [1 << 20, 1 << 20, 3, 3]] {
+        assert!(nw_nn::init::default_weight(&shape, &mut rng).is_err());
+    }
+    assert!(
+        nw_nn::Conv2d::new(1 << 20, 1 << 20, (3, 3), nw_tensor::Conv2dSpec::default(), true, &mut rng)
+            .is_err()
+    );
+}
