@@ -1,0 +1,172 @@
+//! The fixed summation tree over micro-shard indices.
+//!
+//! The tree is the dyadic (segment) tree over `[0, P)`, `P` the power of two
+//! at or above `M`: node `(lo, size)` covers `[lo, lo + size)`; its value is
+//! `left + right` elementwise, a node whose right half lies wholly at or past
+//! `M` passes its left child through unchanged (no addition of zeros), and
+//! leaf `i` is micro-shard `i`'s vector. The shape depends on `M` only.
+
+use std::collections::HashMap;
+
+/// A canonical subtree value: node `(lo, size)` and its sum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    /// First micro-shard index the node covers.
+    pub lo: usize,
+    /// Width of the node (a power of two).
+    pub size: usize,
+    /// The node's sum.
+    pub values: Vec<f32>,
+}
+
+fn root(m: usize) -> usize {
+    m.max(1).next_power_of_two()
+}
+
+/// `a + b` elementwise (`a`'s length wins; the vectors share a length in use).
+fn add(mut a: Vec<f32>, b: &[f32]) -> Vec<f32> {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += *y;
+    }
+    a
+}
+
+fn node(m: usize, lo: usize, size: usize, leaf: &dyn Fn(usize) -> Vec<f32>) -> Option<Vec<f32>> {
+    if lo >= m {
+        return None;
+    }
+    if size == 1 {
+        return Some(leaf(lo));
+    }
+    let h = size / 2;
+    let left = node(m, lo, h, leaf)?;
+    match node(m, lo + h, h, leaf) {
+        Some(right) => Some(add(left, &right)),
+        None => Some(left),
+    }
+}
+
+/// The tree sum of all `leaves` (one process, no exchange); empty input gives an empty vector.
+pub fn tree_sum(leaves: &[Vec<f32>]) -> Vec<f32> {
+    let m = leaves.len();
+    node(m, 0, root(m), &|i| leaves[i].clone()).unwrap_or_default()
+}
+
+/// The contiguous run `[a, b)` of micro-shards of rank `r` among `n` ranks
+/// for `m` micro-shards: `[r m / n, (r + 1) m / n)` (unequal when `n` does not divide `m`).
+pub fn split_runs(m: usize, n: usize) -> Vec<(usize, usize)> {
+    let n = n.max(1);
+    (0..n).map(|r| (r * m / n, (r + 1) * m / n)).collect()
+}
+
+/// The canonical blocks covering run `[a, b)` of `m` micro-shards, computed
+/// from that run's leaves (`run_leaves[i - a]` is leaf `i`), in index order.
+pub fn run_blocks(m: usize, a: usize, b: usize, run_leaves: &[Vec<f32>]) -> Vec<Block> {
+    let mut out = Vec::new();
+    let b = b.min(m);
+    fn walk(m: usize, a: usize, b: usize, lo: usize, size: usize, leaves: &[Vec<f32>], out: &mut Vec<Block>) {
+        let hi = (lo + size).min(m);
+        if lo >= hi || hi <= a || lo >= b {
+            return;
+        }
+        if a <= lo && hi <= b {
+            if let Some(values) = node(m, lo, size, &|i| leaves[i - a].clone()) {
+                out.push(Block { lo, size, values });
+            }
+            return;
+        }
+        walk(m, a, b, lo, size / 2, leaves, out);
+        walk(m, a, b, lo + size / 2, size / 2, leaves, out);
+    }
+    if a < b {
+        walk(m, a, b, 0, root(m), run_leaves, &mut out);
+    }
+    out
+}
+
+/// A micro-shard that no block covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingShard(pub usize);
+
+impl std::fmt::Display for MissingShard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no rank delivered micro-shard {}", self.0)
+    }
+}
+
+impl std::error::Error for MissingShard {}
+
+/// Finishes the tree of `m` micro-shards from canonical `blocks` (all
+/// ranks' [`run_blocks`], any order); equals [`tree_sum`] over the leaves bit for bit.
+pub fn finish(m: usize, blocks: &[Block]) -> Result<Vec<f32>, MissingShard> {
+    let map: HashMap<(usize, usize), &Block> = blocks.iter().map(|b| ((b.lo, b.size), b)).collect();
+    fn walk(
+        m: usize,
+        lo: usize,
+        size: usize,
+        map: &HashMap<(usize, usize), &Block>,
+    ) -> Result<Option<Vec<f32>>, MissingShard> {
+        if lo >= m {
+            return Ok(None);
+        }
+        if let Some(b) = map.get(&(lo, size)) {
+            return Ok(Some(b.values.clone()));
+        }
+        if size == 1 {
+            return Err(MissingShard(lo));
+        }
+        let h = size / 2;
+        let left = walk(m, lo, h, map)?.ok_or(MissingShard(lo))?;
+        Ok(Some(match walk(m, lo + h, h, map)? {
+            Some(right) => add(left, &right),
+            None => left,
+        }))
+    }
+    Ok(walk(m, 0, root(m), &map)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Leaves whose float sums depend on the order of addition.
+    fn leaves(m: usize) -> Vec<Vec<f32>> {
+        (0..m)
+            .map(|i| {
+                (0..7).map(|j| ((i * 31 + j * 17) as f32).sin() * 10f32.powi((i % 5) as i32 - 2)).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn any_rank_count_gives_the_same_bits() {
+        for m in 1..40 {
+            let l = leaves(m);
+            let whole = tree_sum(&l);
+            for n in 1..=6 {
+                let mut blocks = Vec::new();
+                for (a, b) in split_runs(m, n) {
+                    blocks.extend(run_blocks(m, a, b, &l[a..b]));
+                }
+                let got = finish(m, &blocks).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&whole), "m={m} n={n}");
+            }
+        }
+    }
+
+    #[test]
+    fn tree_is_pairwise_by_hand() {
+        // m = 4, worked by hand in f32: (1e8 + 1) + (-1e8 + 1) = 1e8 - 1e8 = 0,
+        // whereas a left fold gives ((1e8 + 1) - 1e8) + 1 = 1.
+        let l = vec![vec![1e8f32], vec![1.0], vec![-1e8], vec![1.0]];
+        assert_eq!(tree_sum(&l), vec![0.0]);
+    }
+
+    #[test]
+    fn a_missing_shard_is_named() {
+        let l = leaves(5);
+        let blocks = run_blocks(5, 0, 2, &l[0..2]);
+        assert_eq!(finish(5, &blocks), Err(MissingShard(2)));
+    }
+}
