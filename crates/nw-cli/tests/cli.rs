@@ -226,6 +226,16 @@ fn per_optimizer_defaults_and_every_schedule_from_the_cli() {
 }
 
 #[test]
+fn a_huge_layer_is_a_configuration_error_not_an_abort() {
+    let out = tmp("huge");
+    for hidden in ["4000000000", "16777216,16777216"] {
+        let o = nw(&["train", "--hidden", hidden, "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "--hidden {hidden}: {}", text(&o));
+        assert!(text(&o).contains("hidden") || text(&o).contains("Linear"), "{}", text(&o));
+    }
+}
+
+#[test]
 fn help_and_readme_list_exactly_the_registry() {
     let o = nw(&["train", "--help"]);
     let help = text(&o);

@@ -138,6 +138,13 @@ pub fn image_shape(input: &[usize]) -> Result<[usize; 3], TrainError> {
     }
 }
 
+/// A `Linear` whose size comes from a configuration: too large a layer is a
+/// configuration error before anything is allocated.
+fn linear(inputs: usize, outputs: usize, rng: &mut Rng) -> Result<Linear, TrainError> {
+    Linear::try_new(inputs, outputs, rng)
+        .map_err(|e| TrainError::Config(format!("a Linear({inputs}, {outputs}) layer: {e}")))
+}
+
 fn check_dropout(p: f64) -> Result<(), TrainError> {
     if (0.0..1.0).contains(&p) {
         Ok(())
@@ -176,7 +183,7 @@ pub fn build_model(
                 if h == 0 {
                     return Err(TrainError::Config("a hidden layer of size 0".into()));
                 }
-                model.push(Box::new(Linear::new(width, h, rng)));
+                model.push(Box::new(linear(width, h, rng)?));
                 model.push(activation.module());
                 if *dropout > 0.0 {
                     let r = Arc::new(Mutex::new(rng.fork()));
@@ -185,7 +192,7 @@ pub fn build_model(
                 }
                 width = h;
             }
-            model.push(Box::new(Linear::new(width, outputs, rng)));
+            model.push(Box::new(linear(width, outputs, rng)?));
         }
         ModelSpec::Cnn { channels, hidden, dropout } => {
             check_dropout(*dropout)?;
@@ -205,14 +212,14 @@ pub fn build_model(
                 (c, h, w) = (co, h / 2, w / 2);
             }
             model.push(Box::new(Flatten::default()));
-            model.push(Box::new(Linear::new(c * h * w, *hidden, rng)));
+            model.push(Box::new(linear(c.saturating_mul(h).saturating_mul(w), *hidden, rng)?));
             model.push(Box::new(Relu));
             if *dropout > 0.0 {
                 let r = Arc::new(Mutex::new(rng.fork()));
                 rngs.push(r.clone());
                 model.push(Box::new(Dropout::new(*dropout, r)));
             }
-            model.push(Box::new(Linear::new(*hidden, outputs, rng)));
+            model.push(Box::new(linear(*hidden, outputs, rng)?));
         }
         ModelSpec::Lstm { hidden, layers }
         | ModelSpec::Gru { hidden, layers }
@@ -232,7 +239,7 @@ pub fn build_model(
             };
             model.push(rnn);
             model.push(Box::new(LastStep));
-            model.push(Box::new(Linear::new(*hidden, outputs, rng)));
+            model.push(Box::new(linear(*hidden, outputs, rng)?));
         }
     }
     Ok(BuiltModel { model, rngs })
