@@ -15,7 +15,7 @@ use nw_tensor::conv::{Conv2dSpec, conv2d, conv2d_backward};
 use nw_tensor::{Rng, Tensor};
 
 use super::torch::Torch;
-use super::{Timer, alternate, calibrate, loadavg, machine, time_result};
+use super::{Timer, alternate, calibrate, loadavg, machine_and_torch, time_result};
 
 /// Options of `bench conv`.
 #[derive(clap::Args)]
@@ -83,13 +83,9 @@ pub fn run(args: Args) -> Result<()> {
     let mut torch = args.torch.as_deref().map(Torch::start).transpose()?;
     let conv = Conv::new();
     let header = format!(
-        "# nw conv2d {N}x{C_IN}x{HW}x{HW} -> {C_OUT} 3x3 pad 1, {:?} accumulation | {}{}",
+        "# nw conv2d {N}x{C_IN}x{HW}x{HW} -> {C_OUT} 3x3 pad 1, {:?} accumulation | {}",
         conv.spec.accumulation,
-        machine(),
-        match torch.as_mut() {
-            Some(t) => format!(" | {}", t.info()?),
-            None => String::new(),
-        }
+        machine_and_torch(torch.as_mut())?
     );
     if args.json {
         eprintln!("{header}");

@@ -11,7 +11,7 @@ use nw_benches::gemm::{GemmBuffers, cases};
 use nw_tensor::gemm::Kernel;
 
 use super::torch::Torch;
-use super::{Timer, alternate, calibrate, machine, time_iters};
+use super::{Timer, alternate, calibrate, machine_and_torch, time_iters};
 
 /// Options of `bench gemm`.
 #[derive(clap::Args)]
@@ -61,15 +61,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let kernel = args.kernel.unwrap_or_else(Kernel::detect);
     let mut torch = args.torch.as_deref().map(Torch::start).transpose()?;
-    let header = format!(
-        "# nw GEMM ({:?} kernel) | {}{}",
-        kernel,
-        machine(),
-        match torch.as_mut() {
-            Some(t) => format!(" | {}", t.info()?),
-            None => String::new(),
-        }
-    );
+    let header = format!("# nw GEMM ({:?} kernel) | {}", kernel, machine_and_torch(torch.as_mut())?);
     if args.json {
         eprintln!("{header}");
     } else {

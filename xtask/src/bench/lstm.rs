@@ -19,7 +19,7 @@ use nw_train::ModelSpec;
 use nw_train::models::build_model;
 
 use super::torch::Torch;
-use super::{Timer, alternate, calibrate, loadavg, machine, time_result};
+use super::{Timer, alternate, calibrate, loadavg, machine_and_torch, time_result};
 
 /// Options of `bench lstm`.
 #[derive(clap::Args)]
@@ -76,12 +76,8 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut torch = args.torch.as_deref().map(Torch::start).transpose()?;
     let header = format!(
-        "# nw LSTM({ROWS}->{HIDDEN}) over {ROWS} rows + Linear({HIDDEN}->10), Adam step, batch {BATCH} | {}{}",
-        machine(),
-        match torch.as_mut() {
-            Some(t) => format!(" | {}", t.info()?),
-            None => String::new(),
-        }
+        "# nw LSTM({ROWS}->{HIDDEN}) over {ROWS} rows + Linear({HIDDEN}->10), Adam step, batch {BATCH} | {}",
+        machine_and_torch(torch.as_mut())?
     );
     if args.json {
         eprintln!("{header}");

@@ -36,7 +36,7 @@ use nw_train::models::{Activation, build_model};
 use nw_train::{LossKind, ModelSpec, Trainer};
 
 use super::torch::Torch;
-use super::{Timer, alloc, alternate, calibrate, loadavg, machine, time_result};
+use super::{Timer, alloc, alternate, calibrate, loadavg, machine_and_torch, time_result};
 
 /// Options of `bench mlp`.
 #[derive(clap::Args)]
@@ -244,13 +244,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut torch = args.torch.as_deref().map(Torch::start).transpose()?;
     let header = format!(
-        "# nw MLP: Linear(784->512)+ReLU fwd+bwd and a 784-512-256-10 {} step, batch {BATCH} | {}{}",
+        "# nw MLP: Linear(784->512)+ReLU fwd+bwd and a 784-512-256-10 {} step, batch {BATCH} | {}",
         args.optimizer,
-        machine(),
-        match torch.as_mut() {
-            Some(t) => format!(" | {}", t.info()?),
-            None => String::new(),
-        }
+        machine_and_torch(torch.as_mut())?
     );
     if args.json {
         eprintln!("{header}");

@@ -134,6 +134,14 @@ pub fn loadavg() -> String {
     load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
+/// [`machine`], then ` | ` and the PyTorch worker's description when one runs.
+pub fn machine_and_torch(torch: Option<&mut torch::Torch>) -> Result<String> {
+    Ok(match torch {
+        Some(t) => format!("{} | {}", machine(), t.info()?),
+        None => machine(),
+    })
+}
+
 /// A one-line description of this machine: CPU model, logical CPUs, load.
 pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();

@@ -22,7 +22,7 @@ use nw_tensor::{Rng, Tensor};
 use rayon::prelude::*;
 
 use super::torch::Torch;
-use super::{Timer, alternate, calibrate, machine, time_iters};
+use super::{Timer, alternate, calibrate, machine_and_torch, time_iters};
 
 /// Options of `bench optim`.
 #[derive(clap::Args)]
@@ -152,13 +152,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut torch = args.torch.as_deref().map(Torch::start).transpose()?;
     let header = format!(
-        "# nw-optim step, {n} parameters, loops for {:?} | {}{}",
+        "# nw-optim step, {n} parameters, loops for {:?} | {}",
         nw_optim::kernel::isa(),
-        machine(),
-        match torch.as_mut() {
-            Some(t) => format!(" | {}", t.info()?),
-            None => String::new(),
-        }
+        machine_and_torch(torch.as_mut())?
     );
     if args.json {
         eprintln!("{header}");
