@@ -392,12 +392,16 @@ fn predict(src: &ModelSource, input: Option<&Path>, logits: bool) -> Result<()> 
 fn inspect(src: &ModelSource) -> Result<()> {
     let (cfg, run, ck) = load_source(src)?;
     println!("# architecture, as configured (nw train --config accepts this)");
-    let model_toml = toml::to_string_pretty(&toml::Table::from_iter([(
-        "model".to_string(),
-        toml::Value::try_from(&cfg.model).expect("serialises"),
-    )]))
-    .expect("serialises");
-    println!("{model_toml}");
+    println!("{}", nw_train::config::model_toml(&cfg.model));
+    if cfg.model.layer.is_empty()
+        && let Ok(layers) = nw_train::config::model_layers(&cfg.model, run.test.feature_shape())
+    {
+        println!("# the same model as an explicit layer list (same layers, names and initial weights)");
+        let mut m = cfg.model.clone();
+        m.kind = nw_train::config::ModelKind::Sequential;
+        m.layer = layers;
+        println!("{}", nw_train::config::model_toml(&m));
+    }
     println!("{}", run.trainer.model.describe());
     match &ck {
         Some(ck) => {

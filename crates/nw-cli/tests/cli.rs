@@ -375,3 +375,62 @@ fn sigint_writes_a_checkpoint_and_resuming_is_bit_identical() {
     let _ = std::fs::remove_dir_all(&full);
     let _ = std::fs::remove_dir_all(&cut);
 }
+
+/// `nw inspect` prints a template as an explicit layer list; training from
+/// that list (with the run's other settings) gives the same weights, byte
+/// for byte: the list is the model, not a description of it.
+#[test]
+fn the_layer_list_inspect_prints_trains_the_same_model() {
+    let a = tmp("list-template");
+    let o = nw(&[
+        "train",
+        "--model",
+        "cnn",
+        "--channels",
+        "4",
+        "--width",
+        "8",
+        "--epochs",
+        "1",
+        "--batch",
+        "64",
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let i = nw(&["inspect", "--model", a.to_str().unwrap()]);
+    assert!(i.status.success(), "{}", text(&i));
+    let s = String::from_utf8_lossy(&i.stdout).to_string();
+    let start = s.find("# the same model as an explicit layer list").expect("a layer list is printed");
+    let block = &s[start..];
+    let end = block.find("\n\n").expect("the block ends");
+    let model = &block[block.find("[model]").unwrap()..end];
+    assert!(model.contains("type = \"conv2d\""), "{model}");
+    // the run's own config with [model] replaced by the printed list
+    let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    let mut table: toml::Table = toml::from_str(&cfg).unwrap();
+    let m: toml::Table = toml::from_str(model).unwrap();
+    table.insert("model".into(), m["model"].clone());
+    let b = tmp("list-explicit");
+    std::fs::create_dir_all(&b).unwrap();
+    let cfg_b = b.join("run.toml");
+    std::fs::write(&cfg_b, toml::to_string(&table).unwrap()).unwrap();
+    let out_b = b.join("run");
+    let o = nw(&["train", "--config", cfg_b.to_str().unwrap(), "--out", out_b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(out_b.join("model.safetensors")).unwrap()
+    );
+    // a list that does not connect stops before training, naming the layer
+    let bad = b.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[model]\nlayer = [{ type = \"conv2d\", out = 2, kernel = 3 }, { type = \"linear\" }]\n",
+    )
+    .unwrap();
+    let o = nw(&["train", "--config", bad.to_str().unwrap(), "--out", b.join("bad").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("model.layer[0] (conv2d)"), "{}", text(&o));
+    assert!(!b.join("bad").join("model.safetensors").exists());
+}

@@ -72,7 +72,7 @@ impl Embedding {
             ));
         }
         // torch: normal_(0, 1) over the whole table, then the padding row zeroed
-        let mut w = Tensor::randn(&[num_embeddings, embedding_dim], 0.0, 1.0, rng).to_vec();
+        let mut w = Self::try_new(num_embeddings, embedding_dim, rng)?.weight.value().to_vec();
         w[padding_idx * embedding_dim..(padding_idx + 1) * embedding_dim].fill(0.0);
         let weight = Tensor::from_vec(w, &[num_embeddings, embedding_dim])?;
         Embedding::from_tensor(weight)?.with_padding(padding_idx)

@@ -44,6 +44,7 @@ pub mod checkpoint;
 pub mod config;
 mod error;
 pub mod guard;
+pub mod layers;
 pub mod metrics;
 pub mod models;
 pub mod monitor;

@@ -5,15 +5,12 @@
 use std::sync::{Arc, Mutex};
 
 use nw_autograd::Var;
-use nw_nn::{
-    Conv2d, Elu, Flatten, Gelu, Gru, LeakyRelu, Linear, Lstm, MaxPool2d, ModeFlag, Module, Relu, Rnn,
-    RnnConfig, RnnNonlinearity, Sequential, Sigmoid, Silu, Softplus, Tanh,
-};
+use nw_nn::{ModeFlag, Module, Sequential};
 use nw_tensor::Rng;
-use nw_tensor::conv::Conv2dSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
+use crate::layers::{LayerSpec, Size2, build_layers};
 
 /// A hidden-layer nonlinearity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,16 +35,17 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn module(self) -> Box<dyn Module> {
+    /// The activation as a layer of a layer list (torch's default options).
+    pub fn layer(self) -> LayerSpec {
         match self {
-            Activation::Relu => Box::new(Relu),
-            Activation::Tanh => Box::new(Tanh),
-            Activation::Sigmoid => Box::new(Sigmoid),
-            Activation::Gelu => Box::new(Gelu::default()),
-            Activation::Silu => Box::new(Silu),
-            Activation::LeakyRelu => Box::new(LeakyRelu::default()),
-            Activation::Elu => Box::new(Elu::default()),
-            Activation::Softplus => Box::new(Softplus::default()),
+            Activation::Relu => LayerSpec::Relu,
+            Activation::Tanh => LayerSpec::Tanh,
+            Activation::Sigmoid => LayerSpec::Sigmoid,
+            Activation::Gelu => LayerSpec::Gelu { approximate: crate::layers::GeluApproximate::None },
+            Activation::Silu => LayerSpec::Silu,
+            Activation::LeakyRelu => LayerSpec::LeakyRelu { negative_slope: 0.01 },
+            Activation::Elu => LayerSpec::Elu { alpha: 1.0 },
+            Activation::Softplus => LayerSpec::Softplus { beta: 1.0, threshold: 20.0 },
         }
     }
 
@@ -119,6 +117,99 @@ pub enum ModelSpec {
         /// Stacked layers.
         layers: usize,
     },
+    /// An explicit layer list (see [`crate::layers`]).
+    Sequential {
+        /// The layers, in order.
+        layers: Vec<LayerSpec>,
+    },
+}
+
+impl ModelSpec {
+    /// The architecture as an explicit layer list for examples of shape
+    /// `input`: what [`build_model`] builds, and what `nw inspect` prints.
+    /// A template's list builds the same layers, in the same order, with the
+    /// same initial weights as the template always did.
+    pub fn layers(&self, input: &[usize]) -> Result<Vec<LayerSpec>, TrainError> {
+        let linear = |out: Option<usize>| LayerSpec::Linear { in_features: None, out, bias: true };
+        let mut l = Vec::new();
+        match self {
+            ModelSpec::Mlp { hidden, activation, dropout } => {
+                check_dropout(*dropout)?;
+                if input.len() > 1 {
+                    l.push(LayerSpec::Flatten);
+                }
+                for (i, &h) in hidden.iter().enumerate() {
+                    if h == 0 {
+                        return Err(TrainError::Config(format!(
+                            "model.hidden[{i}] = 0: a hidden layer needs units"
+                        )));
+                    }
+                    l.push(linear(Some(h)));
+                    l.push(activation.layer());
+                    if *dropout > 0.0 {
+                        l.push(LayerSpec::Dropout { p: *dropout });
+                    }
+                }
+                l.push(linear(None));
+            }
+            ModelSpec::Cnn { channels, hidden, dropout } => {
+                check_dropout(*dropout)?;
+                let [c, h, w] = image_shape(input)?;
+                l.push(LayerSpec::Reshape { shape: vec![c, h, w] });
+                for &co in channels {
+                    l.push(LayerSpec::Conv2d {
+                        out: co,
+                        kernel: Size2::One(3),
+                        stride: Size2::One(1),
+                        padding: Size2::One(1),
+                        dilation: Size2::One(1),
+                        groups: 1,
+                        bias: true,
+                    });
+                    l.push(LayerSpec::Relu);
+                    l.push(LayerSpec::MaxPool2d {
+                        kernel: Size2::One(2),
+                        stride: None,
+                        padding: Size2::One(0),
+                        ceil_mode: false,
+                    });
+                }
+                l.push(LayerSpec::Flatten);
+                l.push(linear(Some(*hidden)));
+                l.push(LayerSpec::Relu);
+                if *dropout > 0.0 {
+                    l.push(LayerSpec::Dropout { p: *dropout });
+                }
+                l.push(linear(None));
+            }
+            ModelSpec::Lstm { hidden, layers }
+            | ModelSpec::Gru { hidden, layers }
+            | ModelSpec::Rnn { hidden, layers } => {
+                let [c, h, w] = image_shape(input)?;
+                if c != 1 {
+                    return Err(TrainError::Config(format!(
+                        "a recurrent net over rows needs one channel, got {c}"
+                    )));
+                }
+                l.push(LayerSpec::Reshape { shape: vec![h, w] });
+                let (hidden, layers) = (*hidden, *layers);
+                l.push(match self {
+                    ModelSpec::Lstm { .. } => LayerSpec::Lstm { hidden, layers, bidirectional: false },
+                    ModelSpec::Gru { .. } => LayerSpec::Gru { hidden, layers, bidirectional: false },
+                    _ => LayerSpec::Rnn {
+                        hidden,
+                        layers,
+                        bidirectional: false,
+                        nonlinearity: crate::layers::RnnNonlinearityName::Tanh,
+                    },
+                });
+                l.push(LayerSpec::LastStep);
+                l.push(linear(None));
+            }
+            ModelSpec::Sequential { layers } => return Ok(layers.clone()),
+        }
+        Ok(l)
+    }
 }
 
 /// The `[channels, height, width]` an input of shape `input` is read as:
@@ -136,13 +227,6 @@ pub fn image_shape(input: &[usize]) -> Result<[usize; 3], TrainError> {
         }
         other => Err(TrainError::Config(format!("examples of shape {other:?} are not images"))),
     }
-}
-
-/// A `Linear` whose size comes from a configuration: too large a layer is a
-/// configuration error before anything is allocated.
-fn linear(inputs: usize, outputs: usize, rng: &mut Rng) -> Result<Linear, TrainError> {
-    Linear::try_new(inputs, outputs, rng)
-        .map_err(|e| TrainError::Config(format!("a Linear({inputs}, {outputs}) layer: {e}")))
 }
 
 fn check_dropout(p: f64) -> Result<(), TrainError> {
@@ -170,79 +254,7 @@ pub fn build_model(
     outputs: usize,
     rng: &mut Rng,
 ) -> Result<BuiltModel, TrainError> {
-    let mut model = Sequential::new();
-    let mut rngs = Vec::new();
-    match spec {
-        ModelSpec::Mlp { hidden, activation, dropout } => {
-            check_dropout(*dropout)?;
-            if input.len() > 1 {
-                model.push(Box::new(Flatten::default()));
-            }
-            let mut width: usize = input.iter().product();
-            for &h in hidden {
-                if h == 0 {
-                    return Err(TrainError::Config("a hidden layer of size 0".into()));
-                }
-                model.push(Box::new(linear(width, h, rng)?));
-                model.push(activation.module());
-                if *dropout > 0.0 {
-                    let r = Arc::new(Mutex::new(rng.fork()));
-                    rngs.push(r.clone());
-                    model.push(Box::new(Dropout::new(*dropout, r)));
-                }
-                width = h;
-            }
-            model.push(Box::new(linear(width, outputs, rng)?));
-        }
-        ModelSpec::Cnn { channels, hidden, dropout } => {
-            check_dropout(*dropout)?;
-            let [c0, mut h, mut w] = image_shape(input)?;
-            model.push(Box::new(Reshape { shape: vec![c0, h, w] }));
-            let mut c = c0;
-            let spec = Conv2dSpec { padding: (1, 1), ..Default::default() };
-            for &co in channels {
-                if h < 2 || w < 2 {
-                    return Err(TrainError::Config(format!(
-                        "too many pooling stages for a {c0}x{h}x{w} input"
-                    )));
-                }
-                model.push(Box::new(Conv2d::new(c, co, (3, 3), spec, true, rng)?));
-                model.push(Box::new(Relu));
-                model.push(Box::new(MaxPool2d::new(2)));
-                (c, h, w) = (co, h / 2, w / 2);
-            }
-            model.push(Box::new(Flatten::default()));
-            model.push(Box::new(linear(c.saturating_mul(h).saturating_mul(w), *hidden, rng)?));
-            model.push(Box::new(Relu));
-            if *dropout > 0.0 {
-                let r = Arc::new(Mutex::new(rng.fork()));
-                rngs.push(r.clone());
-                model.push(Box::new(Dropout::new(*dropout, r)));
-            }
-            model.push(Box::new(linear(*hidden, outputs, rng)?));
-        }
-        ModelSpec::Lstm { hidden, layers }
-        | ModelSpec::Gru { hidden, layers }
-        | ModelSpec::Rnn { hidden, layers } => {
-            let [c, h, w] = image_shape(input)?;
-            if c != 1 {
-                return Err(TrainError::Config(format!(
-                    "a recurrent net over rows needs one channel, got {c}"
-                )));
-            }
-            model.push(Box::new(Reshape { shape: vec![h, w] }));
-            let cfg = RnnConfig::new(w, *hidden).num_layers(*layers).batch_first(true);
-            let rnn: Box<dyn Module> = match spec {
-                ModelSpec::Lstm { .. } => Box::new(Lstm::new(cfg, rng)?),
-                ModelSpec::Gru { .. } => Box::new(Gru::new(cfg, rng)?),
-                _ => Box::new(Rnn::new(cfg, RnnNonlinearity::Tanh, rng)?),
-            };
-            model.push(rnn);
-            model.push(Box::new(LastStep));
-            model.push(Box::new(linear(*hidden, outputs, rng)?));
-        }
-    }
-    Ok(BuiltModel { model, rngs })
+    build_layers(&spec.layers(input)?, input, outputs, rng)
 }
 
 /// Inverted dropout as a module: zeroes each element with probability `p`

@@ -15,7 +15,7 @@ use nw_nn::{Module, Sequential};
 use nw_optim::Optimizer;
 use nw_reg::EarlyStopping;
 use nw_reg::prune::Pruner;
-use nw_tensor::Rng;
+use nw_tensor::{Rng, Tensor};
 
 use crate::checkpoint::{Checkpoint, NamedTensor, Section};
 use crate::error::{Result, TrainError};
@@ -53,6 +53,25 @@ fn tensors<'a>(ck: &'a Checkpoint, name: &str) -> Result<&'a [NamedTensor]> {
     match section(ck, name)? {
         Section::Tensors(t) => Ok(t),
         s => Err(wrong(name, s)),
+    }
+}
+
+/// A saved buffer tensor as the live buffer's type: counters (BatchNorm's
+/// `num_batches_tracked`, i64) are stored as f32, exact up to 2^24; a
+/// non-integral or non-finite value for one is a mismatch.
+fn buffer_value(name: &str, dtype: nw_nn::Dtype, t: Tensor) -> Result<nw_nn::BufferValue> {
+    match dtype {
+        nw_nn::Dtype::I64 => {
+            let v = t.to_vec();
+            if let Some(bad) = v.iter().find(|x| !x.is_finite() || x.fract() != 0.0) {
+                return Err(mismatch(format!("{name}: counter value {bad} is not an integer")));
+            }
+            Ok(nw_nn::BufferValue::I64 {
+                shape: t.shape().to_vec(),
+                data: v.iter().map(|&x| x as i64).collect(),
+            })
+        }
+        _ => Ok(nw_nn::BufferValue::F32(t)),
     }
 }
 
@@ -100,7 +119,7 @@ impl Stateful for Sequential {
             p.set(v)?;
         }
         for (n, b, t) in buffer_values {
-            b.set(nw_nn::BufferValue::F32(t)).map_err(|e| mismatch(format!("{n}: {e}")))?;
+            b.set(buffer_value(&n, b.dtype(), t)?).map_err(|e| mismatch(format!("{n}: {e}")))?;
         }
         Ok(())
     }

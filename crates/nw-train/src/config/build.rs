@@ -35,7 +35,12 @@ pub fn load_data(cfg: &DataConfig, model_kind: ModelKind) -> Result<(Dataset, Op
             (nw_data::embedded(&cfg.dataset.as_str().replace('-', "_"))?, None)
         }
         DatasetName::FashionMnist => {
-            let layout = if model_kind == ModelKind::Mlp { ImageLayout::Flat } else { ImageLayout::Nchw };
+            // an explicit layer list sees flat rows, as the embedded data sets give them (its first layer reshapes)
+            let layout = if matches!(model_kind, ModelKind::Mlp | ModelKind::Sequential) {
+                ImageLayout::Flat
+            } else {
+                ImageLayout::Nchw
+            };
             let f = nw_data::fashion_mnist_default(layout)?;
             (f.train, Some(f.test))
         }
@@ -53,6 +58,30 @@ pub fn load_data(cfg: &DataConfig, model_kind: ModelKind) -> Result<(Dataset, Op
     })
 }
 
+/// The model a configuration describes as an explicit layer list, for
+/// examples of shape `input` (a template expands to the layers it builds).
+pub fn model_layers(m: &ModelConfig, input: &[usize]) -> Result<Vec<crate::layers::LayerSpec>> {
+    model_spec(m)?.layers(input)
+}
+
+/// The `[model]` section as TOML. A layer list is written one inline table
+/// per layer, without the template-only keys; a template as its keys.
+pub fn model_toml(m: &ModelConfig) -> String {
+    let mut t = match toml::Value::try_from(m) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => return String::new(),
+    };
+    t.remove("layer");
+    if !m.layer.is_empty() {
+        for k in ["hidden", "activation", "dropout", "channels", "width", "layers"] {
+            t.remove(k);
+        }
+    }
+    let body = toml::to_string(&t).unwrap_or_default();
+    let list = if m.layer.is_empty() { String::new() } else { crate::layers::layers_toml(&m.layer) };
+    format!("[model]\n{body}{list}")
+}
+
 fn model_spec(m: &ModelConfig) -> Result<ModelSpec> {
     use crate::config::ActivationName as A;
     let activation = match m.activation {
@@ -65,7 +94,15 @@ fn model_spec(m: &ModelConfig) -> Result<ModelSpec> {
         A::Elu => Activation::Elu,
         A::Softplus => Activation::Softplus,
     };
+    if !m.layer.is_empty() {
+        return Ok(ModelSpec::Sequential { layers: m.layer.clone() });
+    }
     Ok(match m.kind {
+        ModelKind::Sequential => {
+            return Err(TrainError::Config(
+                "model.kind = \"sequential\" needs a layer list (model.layer)".into(),
+            ));
+        }
         ModelKind::Mlp => ModelSpec::Mlp { hidden: m.hidden.clone(), activation, dropout: m.dropout },
         ModelKind::Cnn => {
             ModelSpec::Cnn { channels: m.channels.clone(), hidden: m.width, dropout: m.dropout }

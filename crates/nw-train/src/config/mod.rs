@@ -35,8 +35,8 @@ use std::path::PathBuf;
 pub use nw_optim::OptimizerConfig;
 use serde::{Deserialize, Serialize};
 
-pub use build::{Run, build_optimizer, build_run, load_data};
-pub use overrides::{KeyInfo, config_keys};
+pub use build::{Run, build_optimizer, build_run, load_data, model_layers, model_toml};
+pub use overrides::{KeyInfo, MAX_WIDTH, config_keys};
 pub use schedule::{CyclicModeName, SCHEDULES, ScheduleConfig};
 
 use crate::error::{Result, TrainError};
@@ -131,6 +131,8 @@ pub enum ModelKind {
     Gru,
     /// As `lstm`, with a plain tanh RNN.
     Rnn,
+    /// The explicit layer list `model.layer` (implied when the list is given).
+    Sequential,
 }
 
 impl ModelKind {
@@ -142,6 +144,7 @@ impl ModelKind {
             ModelKind::Lstm => "lstm",
             ModelKind::Gru => "gru",
             ModelKind::Rnn => "rnn",
+            ModelKind::Sequential => "sequential",
         }
     }
 }
@@ -197,7 +200,7 @@ pub enum InitScheme {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// The template (ignored when `layers` is given).
+    /// The template, or `sequential` for the explicit list `layer`.
     pub kind: ModelKind,
     /// MLP hidden sizes.
     pub hidden: Vec<usize>,
@@ -217,6 +220,9 @@ pub struct ModelConfig {
     pub init_from: Option<PathBuf>,
     /// With `init_from`: load the tensors whose names and shapes match and report the rest.
     pub init_from_partial: bool,
+    /// An explicit layer list (`[[model.layer]]` tables, see [`crate::layers`]);
+    /// when given, it is the model and `kind` is `sequential`.
+    pub layer: Vec<crate::layers::LayerSpec>,
 }
 
 impl Default for ModelConfig {
@@ -232,6 +238,7 @@ impl Default for ModelConfig {
             init: InitScheme::Default,
             init_from: None,
             init_from_partial: false,
+            layer: Vec::new(),
         }
     }
 }
@@ -410,14 +417,24 @@ impl RunConfig {
     /// Parses TOML; an unknown key, a bad value or a bad name is an error
     /// naming the key, its line and column.
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| TrainError::Config(e.to_string()))
+        toml::from_str(text).map(Self::normalized).map_err(|e| TrainError::Config(e.to_string()))
+    }
+
+    /// A layer list given under the default template means `kind = "sequential"`.
+    pub(crate) fn normalized(mut self) -> Self {
+        if !self.model.layer.is_empty() && self.model.kind == ModelKind::Mlp {
+            self.model.kind = ModelKind::Sequential;
+        }
+        self
     }
 
     /// [`RunConfig::from_toml`] of a file; errors name the file.
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
+        toml::from_str(&text)
+            .map(Self::normalized)
+            .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
     }
 
     /// Parses the JSON form (older checkpoints stored it).

@@ -84,7 +84,7 @@ pub(super) fn set(cfg: &mut RunConfig, path: &str, text: &str) -> Result<()> {
     }
     let new: RunConfig =
         serde_json::from_value(root).map_err(|e| cfg_err(format!("{path} = {text}: {e}")))?;
-    *cfg = new;
+    *cfg = new.normalized();
     Ok(())
 }
 
@@ -160,6 +160,18 @@ pub(super) fn validate(c: &RunConfig) -> Result<()> {
     range((1..=MAX_WIDTH).contains(&m.width), "model.width", m.width, "in 1..=16777216")?;
     range((1..=64).contains(&m.layers), "model.layers", m.layers, "in 1..=64")?;
     range((0.0..1.0).contains(&m.dropout), "model.dropout", m.dropout, "in [0, 1)")?;
+    match (m.kind, m.layer.is_empty()) {
+        (super::ModelKind::Sequential, true) => {
+            return Err(cfg_err("model.kind = \"sequential\" needs a layer list (model.layer)".to_string()));
+        }
+        (k, false) if !matches!(k, super::ModelKind::Sequential | super::ModelKind::Mlp) => {
+            return Err(cfg_err(format!(
+                "model.kind = \"{}\" is a template, but model.layer also gives a layer list: keep one",
+                k.as_str()
+            )));
+        }
+        _ => {}
+    }
     let r = &c.reg;
     range(r.l1.is_finite() && r.l1 >= 0.0, "reg.l1", r.l1, "finite and >= 0")?;
     range(r.l2.is_finite() && r.l2 >= 0.0, "reg.l2", r.l2, "finite and >= 0")?;
