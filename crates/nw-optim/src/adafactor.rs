@@ -62,7 +62,10 @@ pub struct Adafactor {
     /// τ, the decay exponent of β₂ (default −0.8; must be ≤ 0).
     pub beta2_decay: f64,
     /// (ε₁, ε₂): ε₁ floors the variance estimate (`None`: f32's machine
-    /// epsilon), ε₂ floors the parameter RMS (default (None, 1e-3)).
+    /// epsilon), ε₂ floors the parameter RMS (default (None, 1e-3)). Written
+    /// `[null, 1e-3]` in JSON (torch's `None`) and `["machine", 1e-3]` in
+    /// TOML, which has no null; both spellings are read everywhere.
+    #[serde(with = "eps_pair")]
     pub eps: (Option<f64>, f64),
     /// Clipping threshold d of the update's RMS (default 1; must be ≥ 1).
     pub d: f64,
@@ -71,6 +74,7 @@ pub struct Adafactor {
     pub weight_decay: WeightDecay,
     /// torch's `foreach` switch (default None). Both of torch's loops compute
     /// the same values, and nw runs one loop, so it changes nothing here.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub foreach: Option<bool>,
     /// Ascend instead of descend (default false).
     pub maximize: bool,
@@ -264,4 +268,36 @@ fn col_means(g: &[f32], r: usize, c: usize, cv: &mut [f32], w: f32) {
             *o = lerp(*o, (a / r as f64) as f32, w);
         }
     });
+}
+
+/// serde for `eps`: `[ε₁ | null | "machine", ε₂]`.
+mod eps_pair {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum First {
+        Value(f64),
+        Named(Machine),
+        Null(()),
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Machine {
+        Machine,
+    }
+
+    pub fn serialize<S: Serializer>(e: &(Option<f64>, f64), s: S) -> Result<S::Ok, S::Error> {
+        let first = match e.0 {
+            Some(v) => First::Value(v),
+            None => First::Named(Machine::Machine),
+        };
+        (first, e.1).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(Option<f64>, f64), D::Error> {
+        let (first, second) = <(First, f64)>::deserialize(d)?;
+        Ok((if let First::Value(v) = first { Some(v) } else { None }, second))
+    }
 }

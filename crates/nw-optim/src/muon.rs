@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use crate::error::{OptimError, check_lr, check_min};
 use crate::group::WeightDecay;
 use crate::kernel::lerp;
+use crate::muon_aux::NonMatrix;
 use crate::optim::{GroupHyper, Rule, impl_build};
 use crate::reduce::norm2;
 use crate::state::ParamState;
@@ -59,9 +60,11 @@ impl AdjustLr {
 /// `ns_steps` 5, `adjust_lr_fn` None (`original`). State: `momentum_buffer`.
 ///
 /// A parameter that is not 2-D (a bias, a convolution kernel) is an
-/// [`OptimError::ParamShape`] when the optimizer is built, as torch raises:
-/// Muon is meant for hidden-layer matrices, with AdamW (or another rule) for
-/// everything else, in a second optimizer.
+/// [`OptimError::ParamShape`] when `Muon::build` builds the optimizer, as
+/// torch raises: Muon is meant for hidden-layer matrices, with AdamW (or
+/// another rule) for everything else, in a second optimizer. The registry
+/// ([`crate::OptimizerConfig`], so TOML and `nw train --optimizer muon`) does
+/// that pairing itself unless `non_matrix = "error"`: see [`crate::MuonWithAdamW`].
 ///
 /// ```
 /// use nw_autograd::{Grads, Param};
@@ -101,10 +104,15 @@ pub struct Muon {
     /// Newton–Schulz steps (default 5; fewer than 100).
     pub ns_steps: usize,
     /// Learning-rate scaling by shape (default `None`: [`AdjustLr::Original`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub adjust_lr_fn: Option<AdjustLr>,
     /// torch's `use_addmm` (default false): torch's two ways of writing the
     /// same products; nw always uses GEMM's `α A B + β C`, so it changes nothing.
     pub use_addmm: bool,
+    /// nw: what the registry's `muon` does with parameters that are not 2-D
+    /// (default [`NonMatrix::Adamw`]: AdamW takes them; `error` is torch's
+    /// behaviour). `Muon::build` itself always refuses them.
+    pub non_matrix: NonMatrix,
 }
 
 impl Default for Muon {
@@ -119,6 +127,7 @@ impl Default for Muon {
             ns_steps: 5,
             adjust_lr_fn: None,
             use_addmm: false,
+            non_matrix: NonMatrix::default(),
         }
     }
 }

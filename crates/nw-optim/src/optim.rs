@@ -350,8 +350,10 @@ impl<R: Rule> Optimizer for Optim<R> {
                     let t = sd.tensor(&k).ok_or_else(|| err(format!("missing tensor {k:?}")))?;
                     used.insert(k.clone());
                     if t.shape() != shape.as_slice() {
+                        let want =
+                            if *shape == pshape { String::new() } else { format!(" (expected {shape:?})") };
                         return Err(err(format!(
-                            "{k} has shape {:?}, expected {shape:?} for the parameter {pshape:?}",
+                            "{k} has shape {:?}, the parameter {pshape:?}{want}",
                             t.shape()
                         )));
                     }

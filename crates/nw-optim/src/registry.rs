@@ -169,7 +169,15 @@ impl OptimizerConfig {
     }
 
     /// An optimizer over `params` (one group with this config's values).
+    /// `muon` over parameters that are not all 2-D builds a
+    /// [`crate::MuonWithAdamW`] (unless its `non_matrix` is `error`).
     pub fn build(&self, params: Vec<Param>) -> Result<Box<dyn Optimizer>, OptimError> {
+        if let OptimizerConfig::Muon(m) = self
+            && m.non_matrix == crate::NonMatrix::Adamw
+            && params.iter().any(|p| p.shape().len() != 2)
+        {
+            return Ok(Box::new(crate::MuonWithAdamW::new(m.clone(), params)?));
+        }
         Ok(each!(self, c => Box::new(c.clone().build(params)?) as Box<dyn Optimizer>))
     }
 
