@@ -62,6 +62,28 @@ pub enum OptimError {
         /// The total norm found.
         norm: f64,
     },
+    /// A parameter's shape is one the optimizer cannot take (Muon: not 2-D).
+    #[error("{optimizer}: cannot optimize a parameter of shape {shape:?}: {reason}")]
+    ParamShape {
+        /// The optimizer.
+        optimizer: &'static str,
+        /// The parameter's shape.
+        shape: Vec<usize>,
+        /// What shapes the optimizer takes.
+        reason: &'static str,
+    },
+    /// `step(&grads)` was called on an optimizer that must re-evaluate the
+    /// loss (LBFGS): it needs [`crate::Optimizer::step_closure`].
+    #[error(
+        "{optimizer}: needs a closure that re-evaluates the loss (step_closure), not one set of gradients"
+    )]
+    ClosureRequired {
+        /// The optimizer.
+        optimizer: &'static str,
+    },
+    /// The closure given to [`crate::Optimizer::step_closure`] failed.
+    #[error("the loss closure failed: {0}")]
+    Closure(String),
     /// A schedule was stepped past its last step (OneCycleLR, as torch raises).
     #[error("{schedule}: stepped {step} times, but total_steps is {total_steps}")]
     ScheduleFinished {

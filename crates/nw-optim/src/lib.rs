@@ -6,9 +6,10 @@
 //!
 //! Main types: the [`Optimizer`] trait; the config structs [`Sgd`], [`Adam`],
 //! [`AdamW`], [`Adagrad`], [`RmsProp`], [`Adadelta`], [`Adamax`], [`NAdam`],
-//! [`RAdam`], [`Rprop`], [`Lion`] (each with torch's hyper-parameter names and
+//! [`RAdam`], [`Rprop`], [`Lion`], [`Asgd`], [`Adafactor`], [`Muon`] (each with torch's hyper-parameter names and
 //! defaults in `Default`, and `build(params)` / `build_groups(groups)`
-//! returning an [`Optim`]); [`ParamGroup`]; [`WeightDecay`] (coupled L2 or
+//! returning an [`Optim`]); [`Lbfgs`] (closure-driven, returning an
+//! [`LbfgsOptim`]: [`Optimizer::step_closure`]); [`ParamGroup`]; [`WeightDecay`] (coupled L2 or
 //! decoupled); [`StateDict`]; [`OptimError`]; [`schedule::Scheduler`],
 //! [`schedule::ReduceLrOnPlateau`]; [`clip::clip_grad_norm`].
 //!
@@ -59,9 +60,11 @@
 #![deny(missing_docs)]
 
 mod adadelta;
+mod adafactor;
 mod adagrad;
 mod adam;
 mod adamax;
+mod asgd;
 pub mod clip;
 mod error;
 /// Gradient-free weight updates over a model's flat parameter vector: a
@@ -70,10 +73,14 @@ mod error;
 pub use nw_evolve as evolve;
 mod group;
 pub mod kernel;
+mod lbfgs;
 mod lion;
+mod muon;
+mod muon_aux;
 mod nadam;
 mod optim;
 mod radam;
+mod reduce;
 mod registry;
 mod rmsprop;
 mod rprop;
@@ -82,12 +89,17 @@ mod sgd;
 mod state;
 
 pub use adadelta::Adadelta;
+pub use adafactor::Adafactor;
 pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
 pub use adamax::Adamax;
+pub use asgd::Asgd;
 pub use error::OptimError;
 pub use group::{ParamGroup, WeightDecay};
+pub use lbfgs::{Lbfgs, LbfgsOptim, LineSearch};
 pub use lion::Lion;
+pub use muon::{AdjustLr, Muon, newton_schulz};
+pub use muon_aux::{MuonWithAdamW, NonMatrix};
 pub use nadam::NAdam;
 pub use optim::{GroupHyper, Optim, Optimizer, Rule, all_params};
 pub use radam::RAdam;

@@ -46,7 +46,28 @@ pub trait Rule: Clone + std::fmt::Debug + Send + Sync + 'static {
 
     /// One step of one parameter: `st.step` has already been incremented (it
     /// is 1 at the first step). `p`, `g` and every buffer have one length.
+    /// Matrix-level rules (Adafactor, Muon) treat `p` here as a flat vector
+    /// (one row); the engine calls [`Rule::update_shaped`], which they
+    /// override with the real shape.
     fn update(&self, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]);
+
+    /// The buffers (torch's state keys, in storage order) and the shape of
+    /// each for a parameter of shape `shape`. The default gives every name of
+    /// [`Rule::buffer_names`] the parameter's shape; rules with factored or
+    /// scalar state (Adafactor's row and column moments, ASGD's `eta`)
+    /// override it. A parameter the rule cannot take (Muon: not 2-D) is an
+    /// [`OptimError::ParamShape`], reported when the optimizer is built.
+    fn buffer_layout(&self, shape: &[usize]) -> Result<Vec<(&'static str, Vec<usize>)>, OptimError> {
+        Ok(self.buffer_names().iter().map(|&n| (n, shape.to_vec())).collect())
+    }
+
+    /// One step of one parameter of shape `shape` (row-major `p` and `g`;
+    /// buffer `k` has the `k`-th shape of [`Rule::buffer_layout`]). The
+    /// default is the elementwise [`Rule::update`].
+    fn update_shaped(&self, h: &GroupHyper, st: &mut ParamState, shape: &[usize], p: &mut [f32], g: &[f32]) {
+        let _ = shape;
+        self.update(h, st, p, g)
+    }
 
     /// Recomputes [`ParamState::cache`] from `st.step` after a load.
     fn restore(&self, _st: &mut ParamState) {}
@@ -83,6 +104,28 @@ pub trait Optimizer: Send {
     /// the same kind over parameters of the same shapes, grouped the same
     /// way. On error nothing changes.
     fn load_state_dict(&mut self, sd: &StateDict) -> Result<(), OptimError>;
+
+    /// Whether [`Optimizer::step_closure`] is the only way to step (LBFGS,
+    /// which re-evaluates the loss several times per step). A training loop
+    /// checks this to hand over a closure instead of one set of gradients.
+    fn wants_closure(&self) -> bool {
+        false
+    }
+
+    /// One step with a closure that zeroes nothing (gradients are values),
+    /// runs forward and backward at the parameters' current values and
+    /// returns `(loss, grads)`, as torch's `optimizer.step(closure)`. Returns
+    /// the loss of the first evaluation. The default evaluates once and calls
+    /// [`Optimizer::step`]; LBFGS may evaluate several times. A closure error
+    /// is returned as it is, and the step stops there.
+    fn step_closure(
+        &mut self,
+        closure: &mut dyn FnMut() -> Result<(f64, Grads), OptimError>,
+    ) -> Result<f64, OptimError> {
+        let (loss, grads) = closure()?;
+        self.step(&grads)?;
+        Ok(loss)
+    }
 }
 
 /// A rule running over parameter groups: what `Adam { .. }.build(params)` returns.
@@ -118,6 +161,7 @@ impl<R: Rule> Optim<R> {
             let c = g.weight_decay.unwrap_or(wd.coefficient());
             wd.with_coefficient(c).validate(R::NAME)?;
             for (i, p) in g.params.iter().enumerate() {
+                config.buffer_layout(&p.shape())?;
                 if !seen.insert(p.id()) {
                     return Err(OptimError::DuplicateParam {
                         optimizer: R::NAME,
@@ -181,7 +225,6 @@ impl<R: Rule> Optimizer for Optim<R> {
 
     fn step(&mut self, grads: &Grads) -> Result<(), OptimError> {
         self.check(grads)?;
-        let names = self.config.buffer_names();
         for gi in 0..self.groups.len() {
             let h = self.hyper(gi);
             for (i, p) in self.groups[gi].params.iter().enumerate() {
@@ -195,13 +238,21 @@ impl<R: Rule> Optimizer for Optim<R> {
                     }
                 };
                 let config = &self.config;
-                let st = self.states[gi][i].get_or_insert_with(|| ParamState {
-                    step: 0,
-                    buffers: (0..names.len()).map(|k| vec![config.buffer_init(k, h.lr); gs.len()]).collect(),
-                    cache: 0.0,
-                });
+                let shape = g.shape().to_vec();
+                let slot = &mut self.states[gi][i];
+                if slot.is_none() {
+                    // the layout of this shape was accepted when the optimizer was built
+                    let layout = config.buffer_layout(&shape)?;
+                    let buffers = layout
+                        .iter()
+                        .enumerate()
+                        .map(|(k, (_, s))| vec![config.buffer_init(k, h.lr); s.iter().product()])
+                        .collect();
+                    *slot = Some(ParamState { step: 0, buffers, cache: 0.0 });
+                }
+                let Some(st) = slot.as_mut() else { continue };
                 st.step += 1;
-                p.update(|t| config.update(&h, st, t.as_slice_mut(), gs));
+                p.update(|t| config.update_shaped(&h, st, &shape, t.as_slice_mut(), gs));
             }
         }
         Ok(())
@@ -226,7 +277,6 @@ impl<R: Rule> Optimizer for Optim<R> {
     fn state_dict(&self) -> StateDict {
         let mut sd = StateDict { optimizer: R::NAME.to_string(), ..Default::default() };
         sd.scalars.insert("lr".into(), self.lr);
-        let names = self.config.buffer_names();
         for (gi, group) in self.groups.iter().enumerate() {
             let pre = format!("param_groups.{gi}.");
             sd.scalars.insert(pre.clone() + "lr", group.lr.expect("resolved"));
@@ -239,9 +289,11 @@ impl<R: Rule> Optimizer for Optim<R> {
                 let key = format!("state.{gi}.{i}.");
                 let step = nw_tensor::Tensor::from_vec(vec![st.step as f32], &[1]).expect("one element");
                 sd.tensors.insert(key.clone() + "step", step);
-                for (name, buf) in names.iter().zip(&st.buffers) {
-                    let t = nw_tensor::Tensor::from_vec(buf.clone(), &shape)
-                        .expect("buffer has the param's length");
+                // the layout was accepted when the optimizer was built
+                let Ok(layout) = self.config.buffer_layout(&shape) else { continue };
+                for ((name, bshape), buf) in layout.iter().zip(&st.buffers) {
+                    let t = nw_tensor::Tensor::from_vec(buf.clone(), bshape)
+                        .expect("buffer has its layout's length");
                     sd.tensors.insert(key.clone() + name, t);
                 }
             }
@@ -260,7 +312,6 @@ impl<R: Rule> Optimizer for Optim<R> {
         if sd.scalars.contains_key(&format!("param_groups.{ng}.params")) {
             return Err(err(format!("state dict has more than {ng} groups")));
         }
-        let names = self.config.buffer_names();
         let mut used: HashSet<String> = HashSet::new();
         let mut hypers = Vec::with_capacity(ng);
         let mut states = Vec::with_capacity(ng);
@@ -291,14 +342,20 @@ impl<R: Rule> Optimizer for Optim<R> {
                 if !(step >= 0.0 && step.fract() == 0.0) {
                     return Err(err(format!("{key}step = {step} is not a step count")));
                 }
-                let shape = p.shape();
-                let mut buffers = Vec::with_capacity(names.len());
-                for name in names {
+                let pshape = p.shape();
+                let layout = self.config.buffer_layout(&pshape)?;
+                let mut buffers = Vec::with_capacity(layout.len());
+                for (name, shape) in &layout {
                     let k = key.clone() + name;
                     let t = sd.tensor(&k).ok_or_else(|| err(format!("missing tensor {k:?}")))?;
                     used.insert(k.clone());
                     if t.shape() != shape.as_slice() {
-                        return Err(err(format!("{k} has shape {:?}, the parameter {shape:?}", t.shape())));
+                        let want =
+                            if *shape == pshape { String::new() } else { format!(" (expected {shape:?})") };
+                        return Err(err(format!(
+                            "{k} has shape {:?}, the parameter {pshape:?}{want}",
+                            t.shape()
+                        )));
                     }
                     buffers.push(t.to_vec());
                 }

@@ -24,8 +24,8 @@ use nw_autograd::Param;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Adadelta, Adagrad, Adam, AdamW, Adamax, Lion, NAdam, OptimError, Optimizer, RAdam, RmsProp, Rprop, Sgd,
-    WeightDecay,
+    Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Asgd, Lbfgs, Lion, Muon, NAdam, OptimError, Optimizer,
+    RAdam, RmsProp, Rprop, Sgd, WeightDecay,
 };
 
 /// Every optimizer nw has, tagged by `name` (nw's lower-case name; torch's
@@ -55,6 +55,14 @@ pub enum OptimizerConfig {
     Rprop(Rprop),
     /// Lion (Chen et al. 2023), the paper's defaults.
     Lion(Lion),
+    /// torch.optim.ASGD.
+    Asgd(Asgd),
+    /// torch.optim.Adafactor.
+    Adafactor(Adafactor),
+    /// torch.optim.Muon (2-D parameters only).
+    Muon(Muon),
+    /// torch.optim.LBFGS (steps through a closure: [`Optimizer::step_closure`]).
+    Lbfgs(Lbfgs),
 }
 
 /// nw's name and torch's class name of every registered optimizer, in order.
@@ -70,6 +78,10 @@ pub const OPTIMIZERS: &[(&str, &str)] = &[
     ("radam", "RAdam"),
     ("rprop", "Rprop"),
     ("lion", "Lion"),
+    ("asgd", "ASGD"),
+    ("adafactor", "Adafactor"),
+    ("muon", "Muon"),
+    ("lbfgs", "LBFGS"),
 ];
 
 macro_rules! each {
@@ -86,6 +98,10 @@ macro_rules! each {
             OptimizerConfig::RAdam($c) => $e,
             OptimizerConfig::Rprop($c) => $e,
             OptimizerConfig::Lion($c) => $e,
+            OptimizerConfig::Asgd($c) => $e,
+            OptimizerConfig::Adafactor($c) => $e,
+            OptimizerConfig::Muon($c) => $e,
+            OptimizerConfig::Lbfgs($c) => $e,
         }
     };
 }
@@ -135,6 +151,10 @@ impl OptimizerConfig {
             OptimizerConfig::RAdam(_) => 8,
             OptimizerConfig::Rprop(_) => 9,
             OptimizerConfig::Lion(_) => 10,
+            OptimizerConfig::Asgd(_) => 11,
+            OptimizerConfig::Adafactor(_) => 12,
+            OptimizerConfig::Muon(_) => 13,
+            OptimizerConfig::Lbfgs(_) => 14,
         }
     }
 
@@ -149,7 +169,15 @@ impl OptimizerConfig {
     }
 
     /// An optimizer over `params` (one group with this config's values).
+    /// `muon` over parameters that are not all 2-D builds a
+    /// [`crate::MuonWithAdamW`] (unless its `non_matrix` is `error`).
     pub fn build(&self, params: Vec<Param>) -> Result<Box<dyn Optimizer>, OptimError> {
+        if let OptimizerConfig::Muon(m) = self
+            && m.non_matrix == crate::NonMatrix::Adamw
+            && params.iter().any(|p| p.shape().len() != 2)
+        {
+            return Ok(Box::new(crate::MuonWithAdamW::new(m.clone(), params)?));
+        }
         Ok(each!(self, c => Box::new(c.clone().build(params)?) as Box<dyn Optimizer>))
     }
 
@@ -361,7 +389,7 @@ mod tests {
             let v = serde_json::to_value(&c).unwrap();
             assert_eq!(v["eps"], 0.125, "{name}");
         }
-        for name in ["sgd", "rprop", "lion"] {
+        for name in ["sgd", "rprop", "lion", "asgd", "lbfgs"] {
             let e = parse(&format!(r#"{{"name":"{name}","eps":0.125}}"#)).unwrap_err();
             assert!(e.to_string().contains("eps"), "{name}: {e}");
         }
@@ -390,7 +418,7 @@ mod tests {
             assert_eq!(c.name(), *n);
             assert_eq!(c.torch_name(), *t);
             assert_eq!(OptimizerConfig::default_for(t).unwrap(), c);
-            let w = Param::new(nw_tensor::Tensor::zeros(&[2]));
+            let w = Param::new(nw_tensor::Tensor::zeros(&[2, 2]));
             assert_eq!(c.build(vec![w]).unwrap().name(), *t);
             let back: OptimizerConfig = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
             assert_eq!(back, c);

@@ -6,8 +6,10 @@ use nw_tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 /// The state of one parameter: its own step count and the rule's buffers
-/// (each the parameter's length, row-major), allocated once at the first
-/// step that sees a gradient for it and then updated in place.
+/// (row-major, each as long as its shape in [`crate::Rule::buffer_layout`]:
+/// usually the parameter's shape, but Adafactor's row and column moments
+/// and ASGD's scalar `eta` and `mu` are smaller), allocated once at the
+/// first step that sees a gradient for it and then updated in place.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamState {
     /// Steps taken with a gradient for this parameter (torch's `state["step"]`).
@@ -22,7 +24,8 @@ pub struct ParamState {
 /// An optimizer's state as named tensors plus the group hyper-parameters
 /// (f64, so a resumed run uses the exact same rates).
 ///
-/// Tensor keys: `state.{group}.{position}.{buffer}` (e.g. `state.0.1.exp_avg`)
+/// Tensor keys: `state.{group}.{position}.{buffer}` (e.g. `state.0.1.exp_avg`,
+/// with the buffer's own shape)
 /// and `state.{group}.{position}.step` (a 1-element tensor; f32 like torch's
 /// step tensor, exact up to 2^24 steps). Scalar keys: `lr` (the rate last set
 /// with `set_lr`), `param_groups.{g}.lr`, `param_groups.{g}.initial_lr`,

@@ -1,6 +1,7 @@
 //! Runner for `optimizer` fixtures: build the named torch.optim optimizer
 //! from `hyper`, feed `grads[k]`, compare the parameters with `expected[k]`
-//! after every step.
+//! after every step (and, where a case has `expected_ax`, ASGD's averaged
+//! parameters, read from the optimizer's state dict as `state.0.{i}.ax`).
 
 use nw_autograd::{Grads, Param};
 use nw_optim::{Optimizer, OptimizerConfig};
@@ -64,6 +65,13 @@ pub fn run(case: &Case) -> Result<Checker, CaseError> {
             expected.len()
         )));
     }
+    let expected_ax = match case.opt("expected_ax") {
+        Some(v) => Some(steps(v, "expected_ax")?),
+        None => None,
+    };
+    if expected_ax.as_ref().is_some_and(|a| a.len() != grads.len()) {
+        return Err(CaseError::Malformed("expected_ax needs one entry per step".into()));
+    }
     let mut opt = build(name, hyper, params.clone())?;
     let mut ch = Checker::new(rtol, atol);
     for (k, (gs, want)) in grads.iter().zip(&expected).enumerate() {
@@ -77,6 +85,15 @@ pub fn run(case: &Case) -> Result<Checker, CaseError> {
         opt.step(&g).map_err(|e| CaseError::Failed(e.to_string()))?;
         for (i, (p, w)) in params.iter().zip(want).enumerate() {
             ch.tensor(&format!("step{k}.param{i}"), &p.value(), w);
+        }
+        if let Some(ax) = &expected_ax {
+            let sd = opt.state_dict();
+            for (i, w) in ax[k].iter().enumerate() {
+                match sd.tensor(&format!("state.0.{i}.ax")) {
+                    Some(t) => ch.tensor(&format!("step{k}.ax{i}"), t, w),
+                    None => ch.problems.push(format!("step {k}: {name} has no state ax for parameter {i}")),
+                }
+            }
         }
     }
     Ok(ch)

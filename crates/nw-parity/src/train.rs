@@ -2,6 +2,16 @@
 //! load `init_params`, run `steps` full-batch steps (zero grads, forward,
 //! mean loss, backward, optimizer step) and compare the loss before every
 //! update and the parameters after the last one.
+//!
+//! Every step goes through [`nw_optim::Optimizer::step_closure`] with a
+//! closure that runs forward and backward on the whole batch, as torch's
+//! `optimizer.step(closure)`: optimizers other than LBFGS call it once, LBFGS
+//! as often as its iterations and line search need (checked against
+//! `expected_evals` when the case has it). With `accumulate: k` the closure
+//! splits the batch into `k` equal micro-batches along dim 0 and adds up the
+//! gradients of `loss / k` on each. `frozen` parameters are not given to the
+//! optimizer (they get no update and no state; gradients still flow through
+//! them).
 
 use std::collections::BTreeMap;
 
@@ -99,20 +109,60 @@ pub fn run(case: &Case) -> Result<Checker, CaseError> {
         p.set(JsonTensor::from_value(t, name)?.to_tensor())
             .map_err(|e| CaseError::Failed(format!("{name}: {e}")))?;
     }
-    let x = Var::constant(case.tensor("inputs")?.to_tensor());
+    let inputs = case.tensor("inputs")?.to_tensor();
     let targets = case.tensor("targets")?;
     let loss_name = case.str("loss")?;
-    let compute_loss = |out: &Var| -> Result<Var, CaseError> {
-        let r = match loss_name {
-            "cross_entropy" => {
-                loss::cross_entropy(out, &targets.to_indices("targets")?, 0.0, loss::Reduction::Mean)
-            }
-            "mse" => loss::mse_loss(out, &Var::constant(targets.to_tensor()), loss::Reduction::Mean),
-            other => return Err(CaseError::Unsupported(format!("train loss {other:?}"))),
+    if !matches!(loss_name, "cross_entropy" | "mse") {
+        return Err(CaseError::Unsupported(format!("train loss {loss_name:?}")));
+    }
+    let n = inputs.shape().first().copied().unwrap_or(0);
+    let accumulate =
+        match case.opt("accumulate") {
+            None => 1,
+            Some(v) => v.as_u64().filter(|&k| k >= 1 && n % k as usize == 0).ok_or_else(|| {
+                CaseError::Malformed(format!("accumulate {v} does not split a batch of {n}"))
+            })? as usize,
         };
-        r.map_err(|e| CaseError::Failed(e.to_string()))
+    let micro = n / accumulate;
+    let class_targets =
+        if loss_name == "cross_entropy" { Some(targets.to_indices("targets")?) } else { None };
+    let target_tensor = targets.to_tensor();
+    // (input, loss) of micro-batch i
+    let micro_loss = |i: usize| -> Result<Var, CaseError> {
+        let fail = |e: &dyn std::fmt::Display| CaseError::Failed(e.to_string());
+        let x = if accumulate == 1 {
+            inputs.clone()
+        } else {
+            inputs.narrow(0, i * micro, micro).map_err(|e| fail(&e))?
+        };
+        let out = model.forward(&Var::constant(x)).map_err(|e| fail(&e))?;
+        let r = match &class_targets {
+            Some(t) => loss::cross_entropy(&out, &t[i * micro..(i + 1) * micro], 0.0, loss::Reduction::Mean),
+            None => {
+                let t = if accumulate == 1 {
+                    target_tensor.clone()
+                } else {
+                    target_tensor.narrow(0, i * micro, micro).map_err(|e| fail(&e))?
+                };
+                loss::mse_loss(&out, &Var::constant(t), loss::Reduction::Mean)
+            }
+        };
+        let l = r.map_err(|e| fail(&e))?;
+        Ok(if accumulate == 1 { l } else { l.mul_scalar(1.0 / accumulate as f32) })
     };
-    let params = model.parameters();
+    let frozen: Vec<String> = match case.opt("frozen") {
+        None => Vec::new(),
+        Some(v) => v
+            .as_array()
+            .and_then(|a| a.iter().map(|s| s.as_str().map(String::from)).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| CaseError::Malformed("frozen is not a list of names".into()))?,
+    };
+    for f in &frozen {
+        if !named.iter().any(|(n, _)| n == f) {
+            return Err(CaseError::Failed(format!("frozen parameter {f} is not in the model")));
+        }
+    }
+    let params = named.iter().filter(|(n, _)| !frozen.contains(n)).map(|(_, p)| p.clone()).collect();
     let mut opt = crate::optimizer::build(case.str("optimizer")?, case.field("hyper")?, params)?;
     let steps = case.f64("steps")? as usize;
     let want_losses = case
@@ -122,15 +172,39 @@ pub fn run(case: &Case) -> Result<Checker, CaseError> {
     if want_losses.len() != steps {
         return Err(CaseError::Malformed(format!("{} expected losses for {steps} steps", want_losses.len())));
     }
+    let want_evals = match case.opt("expected_evals") {
+        None => None,
+        Some(v) => Some(
+            v.as_array()
+                .and_then(|a| a.iter().map(Value::as_u64).collect::<Option<Vec<_>>>())
+                .filter(|a| a.len() == steps)
+                .ok_or_else(|| CaseError::Malformed("expected_evals needs one count per step".into()))?,
+        ),
+    };
     let mut ch = Checker::new(rtol, atol);
-    let fail = |e: &dyn std::fmt::Display| CaseError::Failed(e.to_string());
     for (k, want) in want_losses.iter().enumerate() {
-        let out = model.forward(&x).map_err(|e| fail(&e))?;
-        let l = compute_loss(&out)?;
         let want = want.as_f64().ok_or_else(|| CaseError::Malformed(format!("expected_losses[{k}]")))?;
-        ch.scalar(&format!("loss[{k}]"), l.value().item().map_err(|e| fail(&e))? as f64, want);
-        let grads = l.backward().map_err(|e| fail(&e))?;
-        opt.step(&grads).map_err(|e| fail(&e))?;
+        let mut evals = 0u64;
+        let mut closure = || -> Result<(f64, nw_autograd::Grads), nw_optim::OptimError> {
+            evals += 1;
+            let closure_err = |e: CaseError| nw_optim::OptimError::Closure(e.to_string());
+            let mut total = 0f64;
+            let mut grads = nw_autograd::Grads::new();
+            for i in 0..accumulate {
+                let l = micro_loss(i).map_err(closure_err)?;
+                total += l.value().item().map_err(|e| nw_optim::OptimError::Closure(e.to_string()))? as f64;
+                let g = l.backward().map_err(|e| nw_optim::OptimError::Closure(e.to_string()))?;
+                grads.merge(g);
+            }
+            Ok((total, grads))
+        };
+        let got = opt.step_closure(&mut closure).map_err(|e| CaseError::Failed(e.to_string()))?;
+        ch.scalar(&format!("loss[{k}]"), got, want);
+        if let Some(we) = &want_evals
+            && evals != we[k]
+        {
+            ch.problems.push(format!("step {k}: the closure ran {evals} times, torch {}", we[k]));
+        }
     }
     let want_params = case
         .field("expected_params")?

@@ -217,6 +217,38 @@ impl Trainer {
         Ok((h, acts))
     }
 
+    /// The step of an optimizer that re-evaluates the loss (LBFGS): a closure
+    /// that runs forward, loss (with penalties), backward, gradient masks and
+    /// clipping on this batch at the current weights. Its first call returns
+    /// `(objective, grads)`, already computed at these weights.
+    fn closure_step(&mut self, x: &Tensor, y: &Targets, objective: f64, grads: Grads) -> Result<()> {
+        let params = self.params();
+        let (model, loss, reg) = (&self.model, &self.loss, &self.reg);
+        let eval = || -> Result<(f64, Grads)> {
+            let out = model.forward(&Var::constant(x.clone()))?;
+            let mut l = loss.compute(&out, y)?;
+            if let Some(p) = &reg.penalties {
+                l = l.add(&p.loss()?)?;
+            }
+            let v = l.value().item()? as f64;
+            let mut g = l.backward()?;
+            drop((l, out));
+            if let Some(pr) = &reg.pruner {
+                pr.mask_grads(&params, &mut g)?;
+            }
+            if let Some(max) = reg.clip_grad_norm {
+                nw_optim::clip::clip_grad_norm(&params, &mut g, max, 2.0, false)?;
+            }
+            Ok((v, g))
+        };
+        let mut first = Some((objective, grads));
+        self.optimizer.step_closure(&mut || match first.take() {
+            Some(f) => Ok(f),
+            None => eval().map_err(|e| nw_optim::OptimError::Closure(e.to_string())),
+        })?;
+        Ok(())
+    }
+
     /// One optimizer step on one batch; returns the batch's loss (before the
     /// update) and the number of correct predictions (classification).
     pub fn train_step(&mut self, x: &Tensor, y: &Targets) -> Result<(f32, Option<usize>)> {
@@ -235,6 +267,7 @@ impl Trainer {
         if let Some(p) = &self.reg.penalties {
             l = l.add(&p.loss()?)?;
         }
+        let objective = l.value().item()? as f64;
         let mut grads = l.backward()?;
         drop((l, out));
         let params = self.params();
@@ -246,7 +279,11 @@ impl Trainer {
         }
         check_finite(step, data_loss, &self.named, &grads)?;
         self.monitor.before_step(step, epoch_end, &self.named);
-        self.optimizer.step(&grads)?;
+        if self.optimizer.wants_closure() {
+            self.closure_step(x, y, objective, grads.clone())?;
+        } else {
+            self.optimizer.step(&grads)?;
+        }
         if let Some(pr) = &self.reg.pruner {
             pr.apply(&params)?;
         }

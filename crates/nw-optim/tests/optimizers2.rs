@@ -1,0 +1,228 @@
+//! ASGD, Adafactor, Muon and LBFGS beyond the parity fixtures: state that
+//! saves and loads bit for bit, thread-count invariance of the matrix rules,
+//! typed errors for shapes and closures.
+
+use nw_autograd::{Grads, Param, Var};
+use nw_optim::{Adafactor, Asgd, Lbfgs, LineSearch, Muon, OptimError, Optimizer, OptimizerConfig, StateDict};
+use nw_tensor::{Rng, Tensor};
+
+fn params(shapes: &[&[usize]], seed: u64) -> Vec<Param> {
+    let mut rng = Rng::new(seed);
+    shapes.iter().map(|s| Param::new(Tensor::randn(s, 0.0, 1.0, &mut rng))).collect()
+}
+
+fn grads_for(ps: &[Param], seed: u64) -> Grads {
+    let mut rng = Rng::new(seed);
+    let mut g = Grads::new();
+    for p in ps {
+        g.insert(p, Tensor::randn(&p.shape(), 0.0, 1.0, &mut rng));
+    }
+    g
+}
+
+fn bits(ps: &[Param]) -> Vec<Vec<u32>> {
+    ps.iter().map(|p| p.value().to_vec().iter().map(|x| x.to_bits()).collect()).collect()
+}
+
+/// Runs 3 steps, saves, then 3 more; a fresh optimizer over copies of the
+/// weights at step 3 loads the state (through serde) and runs the same 3
+/// steps: the weights and the state agree bit for bit.
+fn round_trip(config: &OptimizerConfig, shapes: &[&[usize]]) {
+    let ps = params(shapes, 1);
+    let mut opt = config.build(ps.clone()).unwrap();
+    for k in 0..3 {
+        opt.step(&grads_for(&ps, 10 + k)).unwrap();
+    }
+    let sd = opt.state_dict();
+    let json = serde_json::to_string(&sd).unwrap();
+    let copies: Vec<Param> = ps.iter().map(|p| Param::new(p.value())).collect();
+    for k in 3..6 {
+        opt.step(&grads_for(&ps, 10 + k)).unwrap();
+    }
+    let mut fresh = config.build(copies.clone()).unwrap();
+    let back: StateDict = serde_json::from_str(&json).unwrap();
+    fresh.load_state_dict(&back).unwrap();
+    assert_eq!(fresh.state_dict(), sd, "{}", config.name());
+    for k in 3..6 {
+        // the gradient draw only depends on shapes and the seed
+        fresh.step(&grads_for(&copies, 10 + k)).unwrap();
+    }
+    assert_eq!(bits(&ps), bits(&copies), "{}", config.name());
+    assert_eq!(fresh.state_dict(), opt.state_dict(), "{}", config.name());
+}
+
+#[test]
+fn asgd_adafactor_muon_state_round_trips_bit_for_bit() {
+    let asgd = OptimizerConfig::Asgd(Asgd { t0: 1.0, lambd: 0.01, ..Asgd::default() });
+    round_trip(&asgd, &[&[3, 4], &[4]]);
+    round_trip(&OptimizerConfig::Adafactor(Adafactor::default()), &[&[3, 5], &[5], &[2, 4, 3]]);
+    round_trip(&OptimizerConfig::Muon(Muon { lr: 0.02, ..Muon::default() }), &[&[3, 5], &[6, 2]]);
+    // Muon over a bias pairs it with AdamW; that state round-trips too
+    round_trip(&OptimizerConfig::Muon(Muon::default()), &[&[3, 5], &[3]]);
+}
+
+#[test]
+fn shaped_state_has_torchs_keys_and_shapes() {
+    let ps = params(&[&[2, 3, 4], &[4]], 2);
+    let mut opt = Adafactor::default().build(ps.clone()).unwrap();
+    opt.step(&grads_for(&ps, 3)).unwrap();
+    let sd = opt.state_dict();
+    assert_eq!(sd.tensor("state.0.0.row_var").unwrap().shape(), &[2, 3, 1]);
+    assert_eq!(sd.tensor("state.0.0.col_var").unwrap().shape(), &[2, 1, 4]);
+    assert_eq!(sd.tensor("state.0.1.variance").unwrap().shape(), &[4]);
+    assert!(sd.tensor("state.0.0.variance").is_none());
+
+    let ps = params(&[&[2]], 4);
+    let mut asgd = Asgd { lr: 0.5, ..Asgd::default() }.build(ps.clone()).unwrap();
+    asgd.step(&grads_for(&ps, 5)).unwrap();
+    let sd = asgd.state_dict();
+    // eta after step 1: γ / (1 + λ γ)^α
+    let eta = (0.5 / (1.0 + 1e-4 * 0.5f64).powf(0.75)) as f32;
+    assert_eq!(sd.tensor("state.0.0.eta").unwrap().to_vec(), vec![eta]);
+    assert_eq!(sd.tensor("state.0.0.mu").unwrap().to_vec(), vec![1.0]);
+    assert_eq!(sd.tensor("state.0.0.ax").unwrap().to_vec(), ps[0].value().to_vec());
+}
+
+#[test]
+fn a_state_dict_of_the_wrong_layout_is_refused() {
+    let ps = params(&[&[3, 5]], 6);
+    let mut opt = Adafactor::default().build(ps.clone()).unwrap();
+    opt.step(&grads_for(&ps, 7)).unwrap();
+    let sd = opt.state_dict();
+    let other = params(&[&[5, 3]], 6);
+    let mut fresh = Adafactor::default().build(other).unwrap();
+    let e = fresh.load_state_dict(&sd).unwrap_err().to_string();
+    assert!(e.contains("row_var has shape [3, 1], the parameter [5, 3] (expected [5, 1])"), "{e}");
+}
+
+#[test]
+fn muon_refuses_non_matrices_with_a_typed_error() {
+    let b = params(&[&[4]], 1);
+    let e = Muon::default().build(b.clone()).unwrap_err();
+    assert!(matches!(e, OptimError::ParamShape { optimizer: "Muon", ref shape, .. } if shape == &vec![4]));
+    let strict: OptimizerConfig = serde_json::from_str(r#"{"name":"muon","non_matrix":"error"}"#).unwrap();
+    assert!(matches!(strict.build(b.clone()), Err(OptimError::ParamShape { .. })));
+    // the default registry entry hands the bias to AdamW
+    let opt = OptimizerConfig::default_for("muon").unwrap().build(b).unwrap();
+    assert_eq!(opt.name(), "Muon");
+}
+
+#[test]
+fn matrix_rules_give_the_same_bits_on_1_and_2_threads() {
+    // large enough for the parallel paths (rows, column blocks, GEMM splits)
+    let run = |threads: usize, config: OptimizerConfig| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let ps = params(&[&[300, 400], &[512]], 8);
+            let mut opt = config.build(ps.clone()).unwrap();
+            for k in 0..2 {
+                opt.step(&grads_for(&ps, 20 + k)).unwrap();
+            }
+            bits(&ps)
+        })
+    };
+    let ada = OptimizerConfig::Adafactor(Adafactor {
+        weight_decay: nw_optim::WeightDecay::Decoupled(0.1),
+        ..Adafactor::default()
+    });
+    assert_eq!(run(1, ada.clone()), run(2, ada));
+    let muon = OptimizerConfig::Muon(Muon { lr: 0.02, ..Muon::default() });
+    assert_eq!(run(1, muon.clone()), run(2, muon));
+}
+
+#[test]
+fn newton_schulz_orthogonalises() {
+    // with the convergent cubic-like coefficients (1.875, −1.25, 0.375) and
+    // enough steps, X Xᵀ → I for a well-conditioned wide matrix
+    let mut rng = Rng::new(3);
+    let g = Tensor::randn(&[4, 9], 0.0, 1.0, &mut rng).to_vec();
+    let o = nw_optim::newton_schulz(&g, 4, 9, (1.875, -1.25, 0.375), 30, 1e-7);
+    for i in 0..4 {
+        for j in 0..4 {
+            let d: f32 = (0..9).map(|k| o[i * 9 + k] * o[j * 9 + k]).sum();
+            let want = if i == j { 1.0 } else { 0.0 };
+            assert!((d - want).abs() < 1e-3, "({i},{j}) = {d}");
+        }
+    }
+    // a tall matrix gives the transpose of its wide twin
+    let mut gt = vec![0f32; 36];
+    for i in 0..4 {
+        for j in 0..9 {
+            gt[j * 4 + i] = g[i * 9 + j];
+        }
+    }
+    let ot = nw_optim::newton_schulz(&gt, 9, 4, (1.875, -1.25, 0.375), 30, 1e-7);
+    for i in 0..4 {
+        for j in 0..9 {
+            assert_eq!(ot[j * 4 + i], o[i * 9 + j]);
+        }
+    }
+}
+
+/// A least-squares problem as an LBFGS closure, counting evaluations.
+fn least_squares(w: &Param, evals: &mut u64) -> Result<(f64, Grads), OptimError> {
+    *evals += 1;
+    let a = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.5], &[4, 2]).unwrap();
+    let y = Tensor::from_vec(vec![1.0, -1.0, 2.0, 0.5], &[4, 1]).unwrap();
+    let pred = Var::constant(a).matmul(&Var::param(w)).map_err(|e| OptimError::Closure(e.to_string()))?;
+    let l = pred.sub(&Var::constant(y)).map_err(|e| OptimError::Closure(e.to_string()))?.square().mean();
+    let v = l.value().item().map_err(|e| OptimError::Closure(e.to_string()))? as f64;
+    Ok((v, l.backward().map_err(|e| OptimError::Closure(e.to_string()))?))
+}
+
+#[test]
+fn lbfgs_needs_a_closure_and_respects_max_eval() {
+    let w = Param::new(Tensor::zeros(&[2, 1]));
+    let mut opt =
+        Lbfgs { max_iter: 10, max_eval: Some(3), ..Lbfgs::default() }.build(vec![w.clone()]).unwrap();
+    assert!(opt.wants_closure());
+    assert!(matches!(opt.step(&Grads::new()), Err(OptimError::ClosureRequired { .. })));
+    let mut evals = 0;
+    opt.step_closure(&mut || least_squares(&w, &mut evals)).unwrap();
+    assert_eq!(evals, 3);
+    assert_eq!(opt.func_evals(), 3);
+    // two groups are refused, as torch
+    let groups = vec![nw_optim::ParamGroup::new(vec![w.clone()]), nw_optim::ParamGroup::new(vec![])];
+    assert!(Lbfgs::default().build_groups(groups).is_err());
+    // a closure error comes back as it is
+    let mut failing = || Err(OptimError::Closure("no data".into()));
+    assert_eq!(opt.step_closure(&mut failing), Err(OptimError::Closure("no data".into())));
+}
+
+#[test]
+fn lbfgs_state_round_trips_bit_for_bit() {
+    for ls in [None, Some(LineSearch::StrongWolfe)] {
+        let config = Lbfgs { lr: 0.5, max_iter: 3, history_size: 2, line_search_fn: ls, ..Lbfgs::default() };
+        let w = Param::new(Tensor::zeros(&[2, 1]));
+        let mut opt = config.clone().build(vec![w.clone()]).unwrap();
+        let mut n = 0;
+        for _ in 0..3 {
+            opt.step_closure(&mut || least_squares(&w, &mut n)).unwrap();
+        }
+        let sd: StateDict = serde_json::from_str(&serde_json::to_string(&opt.state_dict()).unwrap()).unwrap();
+        let w2 = Param::new(w.value());
+        let mut fresh = config.build(vec![w2.clone()]).unwrap();
+        fresh.load_state_dict(&sd).unwrap();
+        let (mut a, mut b) = (0, 0);
+        for _ in 0..2 {
+            opt.step_closure(&mut || least_squares(&w, &mut a)).unwrap();
+            fresh.step_closure(&mut || least_squares(&w2, &mut b)).unwrap();
+        }
+        assert_eq!(a, b);
+        assert_eq!(bits(&[w]), bits(&[w2]));
+        assert_eq!(opt.state_dict(), fresh.state_dict());
+    }
+}
+
+#[test]
+fn adafactor_eps_reads_null_and_writes_toml_friendly() {
+    let c: OptimizerConfig = serde_json::from_str(r#"{"name":"adafactor","eps":[null,0.01]}"#).unwrap();
+    let OptimizerConfig::Adafactor(a) = &c else { panic!("adafactor") };
+    assert_eq!(a.eps, (None, 0.01));
+    let v = serde_json::to_value(&c).unwrap();
+    assert_eq!(v["eps"], serde_json::json!(["machine", 0.01]));
+    let back: OptimizerConfig = serde_json::from_value(v).unwrap();
+    assert_eq!(back, c);
+    let c2: OptimizerConfig = serde_json::from_str(r#"{"name":"adafactor","eps":[1e-6,0.01]}"#).unwrap();
+    assert_eq!(serde_json::to_value(&c2).unwrap()["eps"], serde_json::json!([1e-6, 0.01]));
+}
