@@ -75,7 +75,16 @@ fn convert(
         } else {
             let default = keys.iter().find(|(n, _)| n == k).map(|(_, d)| d())?;
             if !same_number(v, &default) {
-                return Some(Err(format!("{tag} {:?} has no key `{k}` (set to {v})", table[tag])));
+                let section = if tag == "name" { "optim" } else { "schedule" };
+                let choice = table[tag].as_str().unwrap_or_default();
+                let has: Vec<&str> = match target {
+                    Value::Object(t) => t.keys().filter(|n| *n != tag).map(String::as_str).collect(),
+                    _ => Vec::new(),
+                };
+                return Some(Err(format!(
+                    "{section}.{k} = {v}: {section}.{tag} = \"{choice}\" has no key `{k}` (its keys: {})",
+                    has.join(", ")
+                )));
             }
         }
     }

@@ -413,6 +413,23 @@ impl Default for RunConfig {
     }
 }
 
+/// The 1-based line of the key an error names inside a section: toml points
+/// a whole-section error (an optimizer's unknown key, found while reading
+/// the typed section) at the section header, the message names the key.
+fn key_line(text: &str, e: &toml::de::Error) -> Option<usize> {
+    let span = e.span()?;
+    let msg = e.message();
+    let key = msg.split('`').nth(1)?;
+    let from = text.get(..span.start)?.matches('\n').count();
+    // the section: from the span to the next header
+    text.lines()
+        .enumerate()
+        .skip(from)
+        .take_while(|(i, l)| *i == from || !l.trim_start().starts_with('['))
+        .find(|(_, l)| l.trim_start().strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=')))
+        .map(|(i, _)| i + 1)
+}
+
 impl RunConfig {
     /// Parses TOML; an unknown key, a bad value or a bad name is an error
     /// naming the key, its line and column.
@@ -432,9 +449,12 @@ impl RunConfig {
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
-        toml::from_str(&text)
-            .map(Self::normalized)
-            .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
+        toml::from_str(&text).map(Self::normalized).map_err(|e| {
+            TrainError::Config(match key_line(&text, &e) {
+                Some(line) => format!("{}:{line}: {}", path.display(), e.message()),
+                None => format!("{}: {e}", path.display()),
+            })
+        })
     }
 
     /// Parses the JSON form (older checkpoints stored it).
