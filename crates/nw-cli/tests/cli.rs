@@ -110,6 +110,8 @@ fn resume_after_any_epoch_continues_everything() {
         "8",
         "--checkpoint-every",
         "1",
+        "--keep-checkpoints",
+        "0",
         "--dropout",
         "0.2",
         "--schedule",
