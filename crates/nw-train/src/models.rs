@@ -131,7 +131,9 @@ pub fn image_shape(input: &[usize]) -> Result<[usize; 3], TrainError> {
             if s * s == *n && s > 0 {
                 Ok([1, s, s])
             } else {
-                Err(TrainError::Config(format!("{n} features are not a square image")))
+                Err(TrainError::Config(format!(
+                    "model.kind = cnn needs image data: {n} features are not a square image (use mlp for tabular data)"
+                )))
             }
         }
         other => Err(TrainError::Config(format!("examples of shape {other:?} are not images"))),
@@ -203,7 +205,7 @@ pub fn build_model(
             for &co in channels {
                 if h < 2 || w < 2 {
                     return Err(TrainError::Config(format!(
-                        "too many pooling stages for a {c0}x{h}x{w} input"
+                        "model.channels: too many pooling stages for a {c0}x{h}x{w} input (each block halves the image; use fewer channels entries)"
                     )));
                 }
                 model.push(Box::new(Conv2d::new(c, co, (3, 3), spec, true, rng)?));
