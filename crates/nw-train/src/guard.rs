@@ -10,7 +10,8 @@ use thiserror::Error;
 pub struct NonFinite {
     /// Optimizer step at which it was found.
     pub step: u64,
-    /// The first parameter (in model order) holding it.
+    /// The first parameter (in model order) holding it; for a non-finite
+    /// loss, the first parameter whose gradient is non-finite, or [`LOSS`].
     pub name: String,
     /// `"loss"`, `"gradient"` or `"weight"`.
     pub what: &'static str,
@@ -22,8 +23,13 @@ pub struct NonFinite {
 
 fn describe(e: &NonFinite) -> String {
     if e.what == "loss" {
+        let first = if e.name == LOSS {
+            String::new()
+        } else {
+            format!("; the first parameter with a non-finite gradient is {} (element {})", e.name, e.index)
+        };
         format!(
-            "training diverged at step {}: the loss is {} (lower the learning rate or clip gradients)",
+            "training diverged at step {}: the loss is {}{first} (lower the learning rate, clip gradients, check the inputs, or run with --detect-anomaly to find the first operation)",
             e.step, e.value
         )
     } else {
@@ -34,8 +40,22 @@ fn describe(e: &NonFinite) -> String {
     }
 }
 
+/// The `name` of a [`NonFinite`] loss when no gradient is non-finite.
+pub const LOSS: &str = "(loss)";
+
+/// The first parameter (in model order) whose gradient holds a NaN or an
+/// infinity, with the element's index.
+fn first_bad_gradient(params: &[(String, Param)], grads: &Grads) -> Option<(String, usize)> {
+    params.iter().find_map(|(name, p)| {
+        let c = grads.get(p)?.contiguous();
+        first_non_finite(c.as_slice().expect("contiguous")).map(|i| (name.clone(), i))
+    })
+}
+
 /// Checks the loss, then gradients, then weights, in model order, and
-/// reports the first non-finite value.
+/// reports the first non-finite value. A non-finite loss is reported with
+/// the first parameter whose gradient is non-finite too (the layer the bad
+/// value reached first, in model order), or [`LOSS`] when none is.
 pub fn check_finite(
     step: u64,
     loss: f32,
@@ -43,7 +63,8 @@ pub fn check_finite(
     grads: &Grads,
 ) -> Result<(), NonFinite> {
     if !loss.is_finite() {
-        return Err(NonFinite { step, name: "(loss)".into(), what: "loss", index: 0, value: loss });
+        let (name, index) = first_bad_gradient(params, grads).unwrap_or_else(|| (LOSS.into(), 0));
+        return Err(NonFinite { step, name, what: "loss", index, value: loss });
     }
     for (what, use_grad) in [("gradient", true), ("weight", false)] {
         for (name, p) in params {
