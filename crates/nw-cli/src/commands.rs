@@ -137,6 +137,7 @@ fn resolve_config(a: &TrainArgs) -> Result<RunConfig> {
     put("train.checkpoint_every", a.checkpoint_every.map(|v| v.to_string()));
     put("train.checkpoint_every_steps", a.checkpoint_every_steps.map(|v| v.to_string()));
     put("train.keep_checkpoints", a.keep_checkpoints.map(|v| v.to_string()));
+    put("train.detect_anomaly", flag(a.detect_anomaly, false));
     put("train.label_smoothing", a.label_smoothing.map(|v| format!("{v:?}")));
     for (k, v) in sets {
         c.set(k, &v).with_context(|| format!("--{}", flag_name(k)))?;

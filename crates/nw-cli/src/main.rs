@@ -281,6 +281,9 @@ pub struct TrainArgs {
     /// Periodic checkpoints kept, newest first, 0: all (train.keep_checkpoints).
     #[arg(long, help_heading = "Loop")]
     pub keep_checkpoints: Option<u64>,
+    /// On divergence, name the first forward or backward operation that made a NaN/inf (train.detect_anomaly).
+    #[arg(long, help_heading = "Loop")]
+    pub detect_anomaly: bool,
     /// Label smoothing of the cross-entropy (train.label_smoothing).
     #[arg(long, help_heading = "Loop")]
     pub label_smoothing: Option<f32>,

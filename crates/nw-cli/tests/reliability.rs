@@ -318,3 +318,32 @@ fn a_full_disk_stops_with_exit_6_and_the_last_checkpoint_stays_loadable() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+#[test]
+fn a_diverged_run_exits_4_and_detect_anomaly_names_the_op() {
+    let d = tmp("anomaly");
+    let args = [
+        "train",
+        "--out",
+        d.to_str().unwrap(),
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e6",
+        "--hidden",
+        "16",
+        "--epochs",
+        "3",
+    ];
+    let o = nw(&args);
+    let s = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{s}");
+    assert!(s.contains("training diverged at step") && !s.contains("anomaly detection:"), "{s}");
+    let mut with = args.to_vec();
+    with.push("--detect-anomaly");
+    let o = nw(&with);
+    let s = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{s}");
+    assert!(s.contains("anomaly detection: the ") && s.contains(" pass of `"), "{s}");
+    let _ = std::fs::remove_dir_all(&d);
+}

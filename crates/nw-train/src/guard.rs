@@ -19,9 +19,21 @@ pub struct NonFinite {
     pub index: usize,
     /// The bad value.
     pub value: f32,
+    /// With anomaly detection on ([`nw_autograd::set_detect_anomaly`],
+    /// `train.detect_anomaly`): the first operation of the step's forward or
+    /// backward pass that produced a non-finite value.
+    pub first_op: Option<String>,
 }
 
 fn describe(e: &NonFinite) -> String {
+    let mut s = describe_value(e);
+    if let Some(op) = &e.first_op {
+        s += &format!("; anomaly detection: {op}");
+    }
+    s
+}
+
+fn describe_value(e: &NonFinite) -> String {
     if e.what == "loss" {
         let first = if e.name == LOSS {
             String::new()
@@ -64,7 +76,7 @@ pub fn check_finite(
 ) -> Result<(), NonFinite> {
     if !loss.is_finite() {
         let (name, index) = first_bad_gradient(params, grads).unwrap_or_else(|| (LOSS.into(), 0));
-        return Err(NonFinite { step, name, what: "loss", index, value: loss });
+        return Err(NonFinite { step, name, what: "loss", index, value: loss, first_op: first_op() });
     }
     for (what, use_grad) in [("gradient", true), ("weight", false)] {
         for (name, p) in params {
@@ -79,11 +91,31 @@ pub fn check_finite(
             let c = t.contiguous();
             let s = c.as_slice().expect("contiguous");
             if let Some(index) = first_non_finite(s) {
-                return Err(NonFinite { step, name: name.clone(), what, index, value: s[index] });
+                return Err(NonFinite {
+                    step,
+                    name: name.clone(),
+                    what,
+                    index,
+                    value: s[index],
+                    first_op: first_op(),
+                });
             }
         }
     }
+    if nw_autograd::anomaly::is_anomaly_enabled() {
+        // A non-finite intermediate that reached no loss, gradient or weight
+        // (masked, say) is not reported with a later step's divergence.
+        nw_autograd::take_anomaly();
+    }
     Ok(())
+}
+
+/// The anomaly detector's finding, when it is on.
+fn first_op() -> Option<String> {
+    nw_autograd::anomaly::is_anomaly_enabled()
+        .then(nw_autograd::take_anomaly)
+        .flatten()
+        .map(|a| a.to_string())
 }
 
 /// The index of the first NaN or infinity in `s`. Blocks are tested without

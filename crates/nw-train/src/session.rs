@@ -252,6 +252,10 @@ pub fn resume_run_at(path: &Path) -> Result<(RunConfig, Run, PathBuf)> {
 /// `checkpoint-epoch<N>.nwck` / `checkpoint-step<N>.nwck` (the newest
 /// `train.keep_checkpoints` kept).
 ///
+/// With `train.detect_anomaly`, anomaly detection is on for the run (on the
+/// calling thread) and a divergence names the first operation that produced
+/// a non-finite value.
+///
 /// Step checkpoints use the trainer's stop flag: `fit` installs its own
 /// flag for the run, raises it when a checkpoint is due (or when the flag the
 /// caller set in `run.trainer.stop` is raised), and continues the epoch after
@@ -266,7 +270,9 @@ pub fn fit(
     let user = run.trainer.stop.take();
     let pause = Arc::new(AtomicBool::new(false));
     run.trainer.stop = Some(pause.clone());
+    let anomaly = nw_autograd::set_detect_anomaly(cfg.train.detect_anomaly);
     let result = fit_locked(run, cfg, out, progress, user.as_deref(), &pause);
+    nw_autograd::set_detect_anomaly(anomaly);
     run.trainer.stop = user;
     result
 }

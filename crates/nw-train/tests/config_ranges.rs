@@ -85,6 +85,7 @@ const CASES: &[Case] = &[
     case("train.batch", "", "\"many\"", &["train.batch", "full", "online"]),
     case("train.checkpoint_every", "", "-1", &["train.checkpoint_every", "expected u64"]),
     case("train.checkpoint_every_steps", "", "-1", &["train.checkpoint_every_steps", "expected u64"]),
+    case("train.detect_anomaly", "", "\"on\"", &["train.detect_anomaly", "expected a boolean"]),
     case("train.epochs", "", "0", &["train.epochs", ">= 1"]),
     case("train.keep_checkpoints", "", "-3", &["train.keep_checkpoints", "expected u64"]),
     case("train.label_smoothing", "", "1.0", &["train.label_smoothing", "[0, 1)"]),

@@ -132,3 +132,38 @@ fn an_exploding_rnn_names_its_recurrent_layer() {
     assert!(e.name.contains("_l0"), "not a recurrent parameter: {text} (parameters: {names:?})");
     assert!(text.contains(&e.name), "{text}");
 }
+
+#[test]
+fn detect_anomaly_names_the_first_operation() {
+    // The infinite input: the first layer's `linear` is the first op whose
+    // output is non-finite.
+    let cfg = config(&[("model.hidden", "[16]"), ("train.epochs", "1")]);
+    let mut run = build_run(&cfg).unwrap();
+    let mut x = run.loader.dataset().features().index_select(0, &[0, 1]).unwrap().to_vec();
+    x[3] = f32::INFINITY;
+    let x = Tensor::from_vec(x, &[2, 64]).unwrap();
+    let y = Targets::Classes { labels: vec![0, 1], n_classes: 10 };
+    let before = nw_autograd::set_detect_anomaly(true);
+    let e = match run.trainer.train_step(&x, &y) {
+        Err(TrainError::NonFinite(e)) => e,
+        other => panic!("not stopped by the guard: {:?}", other.map(|_| ())),
+    };
+    let op = e.first_op.clone().expect("an anomaly report");
+    assert!(op.contains("forward pass of `linear`"), "{op}");
+    assert!(e.to_string().contains("anomaly detection: the forward pass of `linear`"), "{e}");
+    // Off (the default), the guard still stops the run but names no op.
+    nw_autograd::set_detect_anomaly(false);
+    let e = match run.trainer.train_step(&x, &y) {
+        Err(TrainError::NonFinite(e)) => e,
+        other => panic!("not stopped by the guard: {:?}", other.map(|_| ())),
+    };
+    assert_eq!(e.first_op, None);
+    // The log of zero: `ln` forward.
+    nw_autograd::set_detect_anomaly(true);
+    let w = Param::new(Tensor::from_vec(vec![0.0, 1.0], &[2]).unwrap());
+    let loss = Var::param(&w).ln().sum().neg();
+    let grads = loss.backward().unwrap();
+    let e = check_finite(1, loss.value().item().unwrap(), &[("w".into(), w)], &grads).unwrap_err();
+    assert!(e.first_op.as_deref().unwrap_or_default().contains("forward pass of `ln`"), "{e}");
+    nw_autograd::set_detect_anomaly(before);
+}
