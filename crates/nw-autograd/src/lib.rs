@@ -32,7 +32,9 @@
 //! - Knows nothing of layers, optimizers or data: only values, operations
 //!   and their derivatives.
 //! - Gradients are returned by `backward()`, never stored in hidden global
-//!   state. The only thread-local is the [`no_grad`] switch.
+//!   state. The only thread-locals are the [`no_grad`] switch and the
+//!   [`anomaly`] detector (off by default; finds the first operation that
+//!   produced a NaN or infinity).
 //! - One backward sweep; no recursion (deep graphs such as long recurrent
 //!   unrolls cannot overflow the stack); each node's saved tensors are freed
 //!   as soon as its backward has run.
@@ -40,6 +42,7 @@
 //!   naming the operation and both shapes.
 #![deny(missing_docs)]
 
+pub mod anomaly;
 mod backward;
 mod error;
 mod gradcheck;
@@ -52,6 +55,7 @@ mod ops_rnn;
 mod param;
 mod var;
 
+pub use anomaly::{Anomaly, set_detect_anomaly, take_anomaly};
 pub use error::{AutogradError, Result};
 pub use gradcheck::{GradcheckReport, gradcheck};
 pub use grads::Grads;

@@ -164,6 +164,64 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// The operation's name (for anomaly reports): `matmul`, `ln`, `cross_entropy`, ...
+    pub(crate) fn name(&self) -> &'static str {
+        use Op::*;
+        match self {
+            Add { .. } => "add",
+            Sub { .. } => "sub",
+            Mul { .. } => "mul",
+            Div { .. } => "div",
+            Maximum { .. } => "maximum",
+            Neg { .. } => "neg",
+            AddScalar { .. } => "add_scalar",
+            MulScalar { .. } => "mul_scalar",
+            PowScalar { .. } => "pow_scalar",
+            Exp { .. } => "exp",
+            Ln { .. } => "ln",
+            Sqrt { .. } => "sqrt",
+            Abs { .. } => "abs",
+            Clamp { .. } => "clamp",
+            Tanh { .. } => "tanh",
+            Sigmoid { .. } => "sigmoid",
+            Relu { .. } => "relu",
+            LeakyRelu { .. } => "leaky_relu",
+            Elu { .. } => "elu",
+            GeluErf { .. } => "gelu_erf",
+            GeluTanh { .. } => "gelu_tanh",
+            Softplus { .. } => "softplus",
+            Silu { .. } => "silu",
+            MatMul { .. } => "matmul",
+            Linear { .. } => "linear",
+            SumAll { .. } => "sum_all",
+            MeanAll { .. } => "mean_all",
+            SumAxis { .. } => "sum_axis",
+            MeanAxis { .. } => "mean_axis",
+            Reshape { .. } => "reshape",
+            Permute { .. } => "permute",
+            Narrow { .. } => "narrow",
+            Concat { .. } => "concat",
+            IndexSelect { .. } => "index_select",
+            EmbeddingRows { .. } => "embedding_rows",
+            Gather { .. } => "gather",
+            Softmax { .. } => "softmax",
+            LogSoftmax { .. } => "log_softmax",
+            CrossEntropy { .. } => "cross_entropy",
+            PointwiseLoss { .. } => "pointwise_loss",
+            BceWithLogitsPosWeight { .. } => "bce_with_logits_pos_weight",
+            LayerNorm { .. } => "layer_norm",
+            BatchNorm { .. } => "batch_norm",
+            GroupNorm { .. } => "group_norm",
+            Conv2d { .. } => "conv2d",
+            ConvTranspose2d { .. } => "conv_transpose2d",
+            MaxPool2d { .. } => "max_pool2d",
+            AvgPool2d { .. } => "avg_pool2d",
+            AdaptiveAvgPool2d { .. } => "adaptive_avg_pool2d",
+            Upsample2d { .. } => "upsample2d",
+            Recurrent { .. } => "recurrent",
+        }
+    }
+
     /// The inputs of this operation.
     pub(crate) fn parents(&self) -> Vec<&Var> {
         use Op::*;

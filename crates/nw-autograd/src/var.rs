@@ -153,6 +153,9 @@ impl Var {
     /// on and some input requires a gradient, a constant otherwise.
     pub(crate) fn from_op(value: Tensor, op: Op) -> Var {
         let requires_grad = is_grad_enabled() && op.parents().iter().any(|p| p.requires_grad());
+        if requires_grad && crate::anomaly::is_anomaly_enabled() {
+            crate::anomaly::check(&value, op.name(), crate::anomaly::Pass::Forward, 0);
+        }
         let op = if requires_grad { Some(op) } else { None };
         Var(Rc::new(Node { id: NodeId::fresh(), value, requires_grad, is_leaf: false, op: RefCell::new(op) }))
     }
@@ -223,9 +226,15 @@ impl Var {
             match op {
                 None => out.accumulate(node.id(), g),
                 Some(op) => {
-                    for (parent, pg) in backward_op(&op, &node.0.value, &g)? {
+                    let anomaly = crate::anomaly::is_anomaly_enabled();
+                    for (input, (parent, pg)) in backward_op(&op, &node.0.value, &g)?.into_iter().enumerate()
+                    {
                         if !parent.requires_grad() {
                             continue;
+                        }
+                        if anomaly {
+                            let (InputGrad::Full(t) | InputGrad::Slice { grad: t, .. }) = &pg;
+                            crate::anomaly::check(t, op.name(), crate::anomaly::Pass::Backward, input);
                         }
                         match pg {
                             InputGrad::Full(pg) => match pending.get_mut(&parent.id()) {

@@ -135,6 +135,9 @@ fn resolve_config(a: &TrainArgs) -> Result<RunConfig> {
     put("train.seed", a.seed.map(|v| v.to_string()));
     put("train.monitor_every", a.monitor_every.map(|v| v.to_string()));
     put("train.checkpoint_every", a.checkpoint_every.map(|v| v.to_string()));
+    put("train.checkpoint_every_steps", a.checkpoint_every_steps.map(|v| v.to_string()));
+    put("train.keep_checkpoints", a.keep_checkpoints.map(|v| v.to_string()));
+    put("train.detect_anomaly", flag(a.detect_anomaly, false));
     put("train.label_smoothing", a.label_smoothing.map(|v| format!("{v:?}")));
     for (k, v) in sets {
         c.set(k, &v).with_context(|| format!("--{}", flag_name(k)))?;
@@ -500,15 +503,18 @@ fn prune(model: &Path, sparsity: f64, fine_tune: u64, out: Option<PathBuf>) -> R
 }
 
 fn resume(checkpoint: &Path, epochs: Option<u64>, out: Option<PathBuf>) -> Result<()> {
-    let path = checkpoint_path(checkpoint);
-    let (mut cfg, mut run) = session::resume_run(&path)?;
+    // A run directory resumes from its newest checkpoint that verifies.
+    let (mut cfg, mut run, path) = session::resume_run_at(checkpoint)?;
     if let Some(e) = epochs {
         cfg.train.epochs = e;
     }
     let out = out.unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).to_path_buf());
     println!(
-        "resuming at epoch {} (step {}) to epoch {}",
-        run.trainer.epoch, run.trainer.step, cfg.train.epochs
+        "resuming {} at epoch {} (step {}) to epoch {}",
+        path.display(),
+        run.trainer.epoch,
+        run.trainer.step,
+        cfg.train.epochs
     );
     run.trainer.stop = Some(interrupt_flag());
     let m = session::fit(&mut run, &cfg, Some(&out), &mut Display::new(cfg.train.epochs))?;

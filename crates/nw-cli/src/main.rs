@@ -8,7 +8,8 @@
 //! Exit codes: 0 success, 1 other failure, 2 bad arguments or configuration,
 //! 3 data missing or unreadable, 4 training diverged (NaN/infinity),
 //! 5 a corrupted or mismatched model/checkpoint file, 6 an I/O failure (a
-//! full disk, an unwritable directory), 130 interrupted.
+//! full disk, an unwritable directory), 7 the output directory is in use by
+//! another run, 130 interrupted.
 
 mod commands;
 
@@ -274,6 +275,15 @@ pub struct TrainArgs {
     /// Write a checkpoint every N epochs, 0: only at the end (train.checkpoint_every).
     #[arg(long, help_heading = "Loop")]
     pub checkpoint_every: Option<u64>,
+    /// Also write a checkpoint every N optimizer steps, 0: none (train.checkpoint_every_steps).
+    #[arg(long, help_heading = "Loop")]
+    pub checkpoint_every_steps: Option<u64>,
+    /// Periodic checkpoints kept, newest first, 0: all (train.keep_checkpoints).
+    #[arg(long, help_heading = "Loop")]
+    pub keep_checkpoints: Option<u64>,
+    /// On divergence, name the first forward or backward operation that made a NaN/inf (train.detect_anomaly).
+    #[arg(long, help_heading = "Loop")]
+    pub detect_anomaly: bool,
     /// Label smoothing of the cross-entropy (train.label_smoothing).
     #[arg(long, help_heading = "Loop")]
     pub label_smoothing: Option<f32>,

@@ -287,33 +287,88 @@ impl Checkpoint {
     }
 }
 
+/// The temporary sibling [`write_atomic`] writes `path` through:
+/// `.NAME.tmp-PID` in the same directory (so the rename never crosses file
+/// systems).
+fn temp_path(dir: &Path, path: &Path) -> PathBuf {
+    let name =
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
+    dir.join(format!(".{name}{TEMP_MARK}{}", std::process::id()))
+}
+
+/// What every temporary file name of [`write_atomic`] holds (after a leading dot).
+const TEMP_MARK: &str = ".tmp-";
+
+/// Whether `name` is a temporary file of [`write_atomic`] (one a killed
+/// process can leave behind).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(TEMP_MARK)
+}
+
 /// Writes `bytes` to `path` so that readers see either the old file or the
-/// complete new one: a temporary sibling is written and synced, then renamed.
+/// complete new one, also across a crash or power loss: a temporary sibling
+/// is written and fsynced, renamed over `path`, and the directory is fsynced
+/// so the rename itself is durable. On any error the temporary file is
+/// removed and `path` is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let io = |source| CheckpointError::Io { path: path.to_path_buf(), source };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name =
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
+    let tmp = temp_path(&dir, path);
+    let written = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, path)?;
-        // Persist the rename itself (directories can be opened and synced on Unix).
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        std::fs::rename(&tmp, path)
     })();
-    if result.is_err() {
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
     }
-    result.map_err(io)
+    sync_dir(&dir).map_err(io)
+}
+
+/// Atomically replaces `path` with a file that `write` creates at the path
+/// it is given (for writers that want a path, such as plot back ends): the
+/// temporary file it wrote is fsynced, renamed over `path`, and the
+/// directory fsynced. On any error the temporary file is removed.
+pub fn replace_atomic(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::result::Result<(), String>,
+) -> Result<(), CheckpointError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    // The temporary name ends in the target's extension (back ends choose
+    // the format by it).
+    let mut tmp = temp_path(&dir, path).into_os_string();
+    if let Some(ext) = path.extension() {
+        tmp.push(".");
+        tmp.push(ext);
+    }
+    let tmp = PathBuf::from(tmp);
+    let done = write(&tmp).map_err(std::io::Error::other).and_then(|()| {
+        File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    });
+    if let Err(source) = done {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(CheckpointError::Io { path: path.to_path_buf(), source });
+    }
+    sync_dir(&dir).map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })
+}
+
+/// fsyncs a directory (persists renames and deletions in it). A file system
+/// that cannot sync directories (`EINVAL`) is not an error.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    match File::open(dir)?.sync_all() {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+        r => r,
+    }
 }
 
 #[cfg(test)]
@@ -350,6 +405,24 @@ mod tests {
         assert_eq!(Checkpoint::load(&p).unwrap().progress().step, 121);
         let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).collect();
         assert_eq!(leftovers.len(), 1, "temporary file left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("nw-ckpt-fail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("run.ckpt");
+        sample().save(&p).unwrap();
+        let before = std::fs::read(&p).unwrap();
+        // A directory where the temporary file would go makes its creation fail.
+        let tmp = temp_path(&dir, &p);
+        std::fs::create_dir(&tmp).unwrap();
+        assert!(is_temp_name(tmp.file_name().unwrap().to_str().unwrap()));
+        let e = write_atomic(&p, b"new bytes").unwrap_err();
+        assert!(matches!(e, CheckpointError::Io { .. }), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+        std::fs::remove_dir(&tmp).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

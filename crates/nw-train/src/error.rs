@@ -46,6 +46,14 @@ pub enum TrainError {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// Another run holds the output directory's lock file.
+    #[error("{}: the output directory is in use by another run{} (its lock file {} is held); wait for it to finish or choose another --out", dir.display(), holder.map(|p| format!(" (process {p})")).unwrap_or_default(), crate::session::files::LOCK)]
+    Locked {
+        /// The output directory.
+        dir: std::path::PathBuf,
+        /// The process id the lock file names, when it could be read.
+        holder: Option<u32>,
+    },
     /// The run was interrupted (SIGINT or SIGTERM) after writing a checkpoint.
     #[error("interrupted at step {step}; checkpoint written to {}", checkpoint.display())]
     Interrupted {
@@ -59,7 +67,7 @@ pub enum TrainError {
 impl TrainError {
     /// The process exit code this error maps to: 2 configuration, 3 data,
     /// 4 diverged, 5 corrupted or mismatched model/checkpoint, 6 I/O,
-    /// 130 interrupted, 1 anything else.
+    /// 7 output directory in use by another run, 130 interrupted, 1 anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             TrainError::Config(_) | TrainError::Optim(_) | TrainError::Reg(_) => 2,
@@ -70,6 +78,7 @@ impl TrainError {
             | TrainError::Mismatch(_)
             | TrainError::Nn(nw_nn::NnError::State(_)) => 5,
             TrainError::Io { .. } => 6,
+            TrainError::Locked { .. } => 7,
             TrainError::Interrupted { .. } => 130,
             _ => 1,
         }

@@ -10,7 +10,8 @@ use thiserror::Error;
 pub struct NonFinite {
     /// Optimizer step at which it was found.
     pub step: u64,
-    /// The first parameter (in model order) holding it.
+    /// The first parameter (in model order) holding it; for a non-finite
+    /// loss, the first parameter whose gradient is non-finite, or [`LOSS`].
     pub name: String,
     /// `"loss"`, `"gradient"` or `"weight"`.
     pub what: &'static str,
@@ -18,12 +19,29 @@ pub struct NonFinite {
     pub index: usize,
     /// The bad value.
     pub value: f32,
+    /// With anomaly detection on ([`nw_autograd::set_detect_anomaly`],
+    /// `train.detect_anomaly`): the first operation of the step's forward or
+    /// backward pass that produced a non-finite value.
+    pub first_op: Option<String>,
 }
 
 fn describe(e: &NonFinite) -> String {
+    let mut s = describe_value(e);
+    if let Some(op) = &e.first_op {
+        s += &format!("; anomaly detection: {op}");
+    }
+    s
+}
+
+fn describe_value(e: &NonFinite) -> String {
     if e.what == "loss" {
+        let first = if e.name == LOSS {
+            String::new()
+        } else {
+            format!("; the first parameter with a non-finite gradient is {} (element {})", e.name, e.index)
+        };
         format!(
-            "training diverged at step {}: the loss is {} (lower the learning rate or clip gradients)",
+            "training diverged at step {}: the loss is {}{first} (lower the learning rate, clip gradients, check the inputs, or run with --detect-anomaly to find the first operation)",
             e.step, e.value
         )
     } else {
@@ -34,8 +52,22 @@ fn describe(e: &NonFinite) -> String {
     }
 }
 
+/// The `name` of a [`NonFinite`] loss when no gradient is non-finite.
+pub const LOSS: &str = "(loss)";
+
+/// The first parameter (in model order) whose gradient holds a NaN or an
+/// infinity, with the element's index.
+fn first_bad_gradient(params: &[(String, Param)], grads: &Grads) -> Option<(String, usize)> {
+    params.iter().find_map(|(name, p)| {
+        let c = grads.get(p)?.contiguous();
+        first_non_finite(c.as_slice().expect("contiguous")).map(|i| (name.clone(), i))
+    })
+}
+
 /// Checks the loss, then gradients, then weights, in model order, and
-/// reports the first non-finite value.
+/// reports the first non-finite value. A non-finite loss is reported with
+/// the first parameter whose gradient is non-finite too (the layer the bad
+/// value reached first, in model order), or [`LOSS`] when none is.
 pub fn check_finite(
     step: u64,
     loss: f32,
@@ -43,7 +75,8 @@ pub fn check_finite(
     grads: &Grads,
 ) -> Result<(), NonFinite> {
     if !loss.is_finite() {
-        return Err(NonFinite { step, name: "(loss)".into(), what: "loss", index: 0, value: loss });
+        let (name, index) = first_bad_gradient(params, grads).unwrap_or_else(|| (LOSS.into(), 0));
+        return Err(NonFinite { step, name, what: "loss", index, value: loss, first_op: first_op() });
     }
     for (what, use_grad) in [("gradient", true), ("weight", false)] {
         for (name, p) in params {
@@ -58,11 +91,31 @@ pub fn check_finite(
             let c = t.contiguous();
             let s = c.as_slice().expect("contiguous");
             if let Some(index) = first_non_finite(s) {
-                return Err(NonFinite { step, name: name.clone(), what, index, value: s[index] });
+                return Err(NonFinite {
+                    step,
+                    name: name.clone(),
+                    what,
+                    index,
+                    value: s[index],
+                    first_op: first_op(),
+                });
             }
         }
     }
+    if nw_autograd::anomaly::is_anomaly_enabled() {
+        // A non-finite intermediate that reached no loss, gradient or weight
+        // (masked, say) is not reported with a later step's divergence.
+        nw_autograd::take_anomaly();
+    }
     Ok(())
+}
+
+/// The anomaly detector's finding, when it is on.
+fn first_op() -> Option<String> {
+    nw_autograd::anomaly::is_anomaly_enabled()
+        .then(nw_autograd::take_anomaly)
+        .flatten()
+        .map(|a| a.to_string())
 }
 
 /// The index of the first NaN or infinity in `s`. Blocks are tested without

@@ -156,7 +156,14 @@ impl ModelSpec {
                 check_dropout(*dropout)?;
                 let [c, h, w] = image_shape(input)?;
                 l.push(LayerSpec::Reshape { shape: vec![c, h, w] });
+                let (mut ph, mut pw) = (h, w);
                 for &co in channels {
+                    if ph < 2 || pw < 2 {
+                        return Err(TrainError::Config(format!(
+                            "model.channels: too many pooling stages for a {c}x{h}x{w} input (each block halves the image; use fewer channels entries)"
+                        )));
+                    }
+                    (ph, pw) = (ph / 2, pw / 2);
                     l.push(LayerSpec::Conv2d {
                         out: co,
                         kernel: Size2::One(3),
@@ -222,7 +229,9 @@ pub fn image_shape(input: &[usize]) -> Result<[usize; 3], TrainError> {
             if s * s == *n && s > 0 {
                 Ok([1, s, s])
             } else {
-                Err(TrainError::Config(format!("{n} features are not a square image")))
+                Err(TrainError::Config(format!(
+                    "model.kind = cnn needs image data: {n} features are not a square image (use mlp for tabular data)"
+                )))
             }
         }
         other => Err(TrainError::Config(format!("examples of shape {other:?} are not images"))),

@@ -37,7 +37,7 @@ pub fn write_metrics_csv(path: &Path, history: &[EpochRecord]) -> Result<()> {
             opt(r.validation.as_ref().and_then(|m| m.accuracy)),
         );
     }
-    std::fs::write(path, s).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })
+    Ok(crate::checkpoint::write_atomic(path, s.as_bytes())?)
 }
 
 /// Writes the wall time of each epoch: `epoch,seconds`.
@@ -46,7 +46,7 @@ pub fn write_timing_csv(path: &Path, history: &[EpochRecord]) -> Result<()> {
     for r in history {
         s += &format!("{},{:.3}\n", r.epoch, r.seconds);
     }
-    std::fs::write(path, s).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })
+    Ok(crate::checkpoint::write_atomic(path, s.as_bytes())?)
 }
 
 /// Writes the monitor's records as JSON lines.
@@ -56,7 +56,7 @@ pub fn write_monitor_jsonl(path: &Path, records: &[TensorStats]) -> Result<()> {
         s += &serde_json::to_string(r).map_err(|e| io(path, e))?;
         s.push('\n');
     }
-    std::fs::write(path, s).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })
+    Ok(crate::checkpoint::write_atomic(path, s.as_bytes())?)
 }
 
 /// Registers a system font for plot text once; whether one was found.
@@ -187,10 +187,15 @@ pub fn plot(stem: &Path, title: &str, x_label: &str, series: &[Series], log_y: b
     let text = font_available();
     let svg = stem.with_extension("svg");
     let png = stem.with_extension("png");
-    draw(SVGBackend::new(&svg, (800, 500)).into_drawing_area(), title, x_label, series, log_y, text)
-        .map_err(|e| io(&svg, e))?;
-    draw(BitMapBackend::new(&png, (800, 500)).into_drawing_area(), title, x_label, series, log_y, text)
-        .map_err(|e| io(&png, e))?;
+    // Each file is drawn into a temporary sibling and renamed into place.
+    crate::checkpoint::replace_atomic(&svg, |tmp| {
+        draw(SVGBackend::new(tmp, (800, 500)).into_drawing_area(), title, x_label, series, log_y, text)
+            .map_err(|e| e.to_string())
+    })?;
+    crate::checkpoint::replace_atomic(&png, |tmp| {
+        draw(BitMapBackend::new(tmp, (800, 500)).into_drawing_area(), title, x_label, series, log_y, text)
+            .map_err(|e| e.to_string())
+    })?;
     Ok(())
 }
 

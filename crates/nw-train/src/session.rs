@@ -4,9 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use nw_nn::state::save_safetensors;
+use nw_nn::state::to_safetensors;
 
-use crate::checkpoint::Checkpoint;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::checkpoint::{Checkpoint, CheckpointError, write_atomic};
 use crate::config::{Run, RunConfig, build_run};
 use crate::error::{Result, TrainError};
 use crate::metrics::Metrics;
@@ -17,8 +20,9 @@ use crate::trainer::EpochRecord;
 pub mod files {
     /// Model weights (PyTorch state_dict names).
     pub const MODEL: &str = "model.safetensors";
-    /// The whole training state at the end of the run (periodic checkpoints
-    /// are also kept as `checkpoint-epoch<N>.nwck`).
+    /// The newest whole training state (periodic checkpoints are also kept as
+    /// `checkpoint-epoch<N>.nwck` and `checkpoint-step<N>.nwck`, the last
+    /// `train.keep_checkpoints` of them).
     pub const CHECKPOINT: &str = "checkpoint.nwck";
     /// One line per epoch (results only: reproducible bytes).
     pub const METRICS: &str = "metrics.csv";
@@ -28,6 +32,173 @@ pub mod files {
     pub const MONITOR: &str = "monitor.jsonl";
     /// The resolved configuration.
     pub const CONFIG: &str = "config.toml";
+    /// The lock file a run holds (flock) while it writes into the directory.
+    pub const LOCK: &str = "nw.lock";
+
+    /// Whether `name` is a checkpoint file of a run directory
+    /// (`checkpoint.nwck` or a periodic `checkpoint-*.nwck`).
+    pub fn is_checkpoint(name: &str) -> bool {
+        name == CHECKPOINT || (name.starts_with("checkpoint-") && name.ends_with(".nwck"))
+    }
+}
+
+/// Exclusive use of an output directory: an advisory lock (`flock(2)`, through
+/// [`std::fs::File::try_lock`]) on its [`files::LOCK`] file, held while this
+/// value lives. The operating system releases it when the process ends, however
+/// it ends, so a killed run never leaves a stale lock; the file keeps the
+/// holder's process id for the message a second run prints.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    /// Takes the lock of `dir` (creating the directory), or fails with
+    /// [`TrainError::Locked`] when another run holds it. Temporary files that
+    /// a killed writer left in `dir` are removed once the lock is held.
+    pub fn acquire(dir: &Path) -> Result<DirLock> {
+        use std::io::{Read, Seek, Write};
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| TrainError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join(files::LOCK);
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = f.read_to_string(&mut text);
+                return Err(TrainError::Locked { dir: dir.to_path_buf(), holder: text.trim().parse().ok() });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
+        f.set_len(0).map_err(io(&path))?;
+        f.rewind().map_err(io(&path))?;
+        write!(f, "{}", std::process::id()).map_err(io(&path))?;
+        for entry in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
+            if entry.file_name().to_str().is_some_and(crate::checkpoint::is_temp_name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(DirLock { _file: f })
+    }
+}
+
+/// The checkpoint files of a run directory, with the newest valid one.
+#[derive(Debug)]
+pub struct Found {
+    /// The newest checkpoint that verifies (by step, then epoch).
+    pub path: PathBuf,
+    /// Its content.
+    pub checkpoint: Checkpoint,
+    /// Files that did not verify, with why (each also logged as a warning).
+    pub skipped: Vec<(PathBuf, CheckpointError)>,
+}
+
+/// The checkpoint files in `dir`, by name.
+fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = std::fs::read_dir(dir).map_err(|source| TrainError::Io { path: dir.to_path_buf(), source })?;
+    let mut v: Vec<PathBuf> = rd
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(files::is_checkpoint))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The newest checkpoint in run directory `dir` that verifies: every
+/// checkpoint file is read and checked; the one with the highest step (then
+/// epoch; `checkpoint.nwck` on a tie) wins. A file that does not verify (a
+/// corrupted newest checkpoint, say) is reported with a warning naming it,
+/// and an older one is used.
+pub fn newest_checkpoint(dir: &Path) -> Result<Found> {
+    let mut best: Option<(u64, u64, bool, PathBuf, Checkpoint)> = None;
+    let mut skipped = Vec::new();
+    for path in checkpoint_files(dir)? {
+        match Checkpoint::load(&path) {
+            Ok(ck) => {
+                let p = ck.progress();
+                let main = path.file_name().is_some_and(|n| n == files::CHECKPOINT);
+                let key = (p.step, p.epoch, main);
+                if best.as_ref().is_none_or(|b| key > (b.0, b.1, b.2)) {
+                    best = Some((p.step, p.epoch, main, path, ck));
+                }
+            }
+            Err(e) => {
+                tracing::warn!("skipping checkpoint {}: {e}", path.display());
+                skipped.push((path, e));
+            }
+        }
+    }
+    match best {
+        Some((_, _, _, path, checkpoint)) => Ok(Found { path, checkpoint, skipped }),
+        None => Err(match skipped.pop() {
+            Some((_, e)) => e.into(),
+            None => CheckpointError::Io {
+                path: dir.join(files::CHECKPOINT),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no checkpoint in this directory"),
+            }
+            .into(),
+        }),
+    }
+}
+
+/// Writes a run's checkpoints: each one atomically to `checkpoint.nwck`, the
+/// periodic ones also under their own names, keeping the newest
+/// `keep` periodic files (0: all).
+struct Store {
+    dir: PathBuf,
+    keep: usize,
+    /// Periodic files with the step they hold (`None`: does not verify), oldest first.
+    periodic: Vec<(Option<(u64, u64)>, PathBuf)>,
+}
+
+impl Store {
+    fn open(dir: &Path, keep: u64) -> Result<Store> {
+        let mut periodic = Vec::new();
+        for path in checkpoint_files(dir)? {
+            if path.file_name().is_some_and(|n| n != files::CHECKPOINT) {
+                let at = Checkpoint::load(&path).ok().map(|c| {
+                    let p = c.progress();
+                    (p.step, p.epoch)
+                });
+                periodic.push((at, path));
+            }
+        }
+        periodic.sort();
+        Ok(Store { dir: dir.to_path_buf(), keep: usize::try_from(keep).unwrap_or(usize::MAX), periodic })
+    }
+
+    /// Writes `ck` to `checkpoint.nwck`, and to `name` when given (then
+    /// deletes the oldest periodic files beyond `keep`).
+    fn write(&mut self, ck: &Checkpoint, name: Option<String>) -> Result<()> {
+        let bytes = ck.to_bytes()?;
+        if let Some(name) = name {
+            let path = self.dir.join(name);
+            write_atomic(&path, &bytes)?;
+            let p = ck.progress();
+            self.periodic.retain(|(_, q)| *q != path);
+            self.periodic.push((Some((p.step, p.epoch)), path));
+            self.periodic.sort();
+            if self.keep > 0 && self.periodic.len() > self.keep {
+                let old: Vec<_> = self.periodic.drain(..self.periodic.len() - self.keep).collect();
+                for (_, path) in old {
+                    std::fs::remove_file(&path).map_err(|source| TrainError::Io { path, source })?;
+                }
+            }
+        }
+        write_atomic(&self.dir.join(files::CHECKPOINT), &bytes)?;
+        Ok(())
+    }
 }
 
 /// Callbacks a front end hooks into a run (progress display, logging).
@@ -45,8 +216,20 @@ pub struct Quiet;
 impl Progress for Quiet {}
 
 /// Rebuilds the run a checkpoint was written by and restores its state.
+/// `path` is a checkpoint file, or a run directory: then its newest valid
+/// checkpoint ([`newest_checkpoint`]).
 pub fn resume_run(path: &Path) -> Result<(RunConfig, Run)> {
-    let ck = Checkpoint::load(path)?;
+    resume_run_at(path).map(|(cfg, run, _)| (cfg, run))
+}
+
+/// [`resume_run`], also returning the checkpoint file used.
+pub fn resume_run_at(path: &Path) -> Result<(RunConfig, Run, PathBuf)> {
+    let (path, ck) = if path.is_dir() {
+        let found = newest_checkpoint(path)?;
+        (found.path, found.checkpoint)
+    } else {
+        (path.to_path_buf(), Checkpoint::load(path)?)
+    };
     let text = ck.config_toml().ok_or_else(|| {
         TrainError::Mismatch(format!("{}: the checkpoint has no configuration", path.display()))
     })?;
@@ -54,62 +237,128 @@ pub fn resume_run(path: &Path) -> Result<(RunConfig, Run)> {
         .map_err(|e| TrainError::Mismatch(format!("{}: the checkpoint's {e}", path.display())))?;
     let mut run = build_run(&cfg)?;
     run.trainer.restore(&ck)?;
-    Ok((cfg, run))
+    Ok((cfg, run, path))
 }
 
 /// Trains `run` from its current epoch to `cfg.train.epochs` (or until early
 /// stopping), writing into `out` when given; returns the test metrics.
+///
+/// With `out`, the run holds `out`'s lock ([`DirLock`]) throughout, and
+/// every file it writes is written atomically (temporary file, fsync,
+/// rename, directory fsync): a crash at any moment leaves each file either
+/// as it was or complete. Checkpoints go to `checkpoint.nwck` at the end, at
+/// an interruption, and every `train.checkpoint_every` epochs and
+/// `train.checkpoint_every_steps` steps, those also as
+/// `checkpoint-epoch<N>.nwck` / `checkpoint-step<N>.nwck` (the newest
+/// `train.keep_checkpoints` kept).
+///
+/// With `train.detect_anomaly`, anomaly detection is on for the run (on the
+/// calling thread) and a divergence names the first operation that produced
+/// a non-finite value.
+///
+/// Step checkpoints use the trainer's stop flag: `fit` installs its own
+/// flag for the run, raises it when a checkpoint is due (or when the flag the
+/// caller set in `run.trainer.stop` is raised), and continues the epoch after
+/// writing; the caller's flag is put back on return.
 pub fn fit(
     run: &mut Run,
     cfg: &RunConfig,
     out: Option<&Path>,
     progress: &mut dyn Progress,
 ) -> Result<Metrics> {
-    if let Some(dir) = out {
-        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io { path: dir.to_path_buf(), source })?;
-        let p = dir.join(files::CONFIG);
-        std::fs::write(&p, cfg.to_toml()).map_err(|source| TrainError::Io { path: p, source })?;
-    }
+    let _lock = out.map(DirLock::acquire).transpose()?;
+    let user = run.trainer.stop.take();
+    let pause = Arc::new(AtomicBool::new(false));
+    run.trainer.stop = Some(pause.clone());
+    let anomaly = nw_autograd::set_detect_anomaly(cfg.train.detect_anomaly);
+    let result = fit_locked(run, cfg, out, progress, user.as_deref(), &pause);
+    nw_autograd::set_detect_anomaly(anomaly);
+    run.trainer.stop = user;
+    result
+}
+
+fn fit_locked(
+    run: &mut Run,
+    cfg: &RunConfig,
+    out: Option<&Path>,
+    progress: &mut dyn Progress,
+    user: Option<&AtomicBool>,
+    pause: &AtomicBool,
+) -> Result<Metrics> {
     let config_toml = cfg.to_toml();
-    let write_checkpoint = |run: &Run| -> Result<()> {
-        if let Some(dir) = out {
-            run.trainer.checkpoint(&config_toml)?.save(&dir.join(files::CHECKPOINT))?;
+    let mut store = match out {
+        Some(dir) => {
+            write_atomic(&dir.join(files::CONFIG), config_toml.as_bytes())?;
+            Some(Store::open(dir, cfg.train.keep_checkpoints)?)
+        }
+        None => None,
+    };
+    let mut write_checkpoint = |run: &Run, name: Option<String>| -> Result<()> {
+        if let Some(store) = &mut store {
+            store.write(&run.trainer.checkpoint(&config_toml)?, name)?;
         }
         Ok(())
     };
+    let interrupted = || user.is_some_and(|f| f.load(Ordering::SeqCst));
+    let every_steps = if out.is_some() { cfg.train.checkpoint_every_steps } else { 0 };
+    let mut epoch_started = false;
     while run.trainer.epoch < cfg.train.epochs {
         // A run resumed from the checkpoint of the epoch that triggered early
         // stopping ends there, as the original run did.
         if run.trainer.early_stopping.as_ref().is_some_and(|e| e.should_stop()) {
             break;
         }
-        progress.epoch_start(run.trainer.epoch + 1, run.loader.batches_per_epoch());
+        if !epoch_started {
+            progress.epoch_start(run.trainer.epoch + 1, run.loader.batches_per_epoch());
+            epoch_started = true;
+        }
+        if interrupted() {
+            pause.store(true, Ordering::SeqCst);
+        }
+        let step0 = run.trainer.step;
         let record = {
             let Run { trainer, loader, validation, .. } = &mut *run;
-            trainer.train_epoch(loader, Some(validation), &mut |i, _, l| progress.batch(i, l))
+            let mut done = 0u64;
+            trainer.train_epoch(loader, Some(validation), &mut |i, _, l| {
+                progress.batch(i, l);
+                done += 1;
+                let due = every_steps > 0 && (step0 + done).is_multiple_of(every_steps);
+                if due || interrupted() {
+                    pause.store(true, Ordering::SeqCst);
+                }
+            })
         };
         let record = match record {
             Err(TrainError::Interrupted { step, .. }) => {
-                // Stopped at a step boundary: save everything, including the
-                // position inside the epoch, and say where.
-                write_checkpoint(run)?;
-                let checkpoint = out.map(|d| d.join(files::CHECKPOINT)).unwrap_or_default();
-                return Err(TrainError::Interrupted { step, checkpoint });
+                pause.store(false, Ordering::SeqCst);
+                if interrupted() {
+                    // Stopped at a step boundary: save everything, including
+                    // the position inside the epoch, and say where.
+                    write_checkpoint(run, None)?;
+                    let checkpoint = out.map(|d| d.join(files::CHECKPOINT)).unwrap_or_default();
+                    return Err(TrainError::Interrupted { step, checkpoint });
+                }
+                // A step checkpoint is due: write it and continue the epoch.
+                write_checkpoint(run, Some(format!("checkpoint-step{step}.nwck")))?;
+                continue;
             }
             r => r?,
         };
+        epoch_started = false;
         progress.epoch_end(&record);
         // Decide on early stopping before the checkpoint, so that the
         // checkpoint holds the decision (and the restored best weights).
         let stop = run.trainer.should_stop()?;
         let every = cfg.train.checkpoint_every;
+        let step_due = pause.load(Ordering::SeqCst) && !interrupted();
         if every > 0 && run.trainer.epoch.is_multiple_of(every) {
-            write_checkpoint(run)?;
-            if let Some(dir) = out {
-                let keep = dir.join(format!("checkpoint-epoch{}.nwck", run.trainer.epoch));
-                std::fs::copy(dir.join(files::CHECKPOINT), &keep)
-                    .map_err(|source| TrainError::Io { path: keep.clone(), source })?;
-            }
+            write_checkpoint(run, Some(format!("checkpoint-epoch{}.nwck", run.trainer.epoch)))?;
+        } else if step_due {
+            // The epoch's last step was a step checkpoint's.
+            write_checkpoint(run, Some(format!("checkpoint-step{}.nwck", run.trainer.step)))?;
+        }
+        if step_due {
+            pause.store(false, Ordering::SeqCst);
         }
         if stop {
             tracing::info!("early stopping after epoch {}", run.trainer.epoch);
@@ -118,8 +367,8 @@ pub fn fit(
     }
     let test = run.trainer.evaluate(&run.test, 1024)?;
     if let Some(dir) = out {
-        write_checkpoint(run)?;
-        save_safetensors(&run.trainer.model, &dir.join(files::MODEL))?;
+        write_checkpoint(run, None)?;
+        write_atomic(&dir.join(files::MODEL), &to_safetensors(&run.trainer.model)?)?;
         report::write_metrics_csv(&dir.join(files::METRICS), &run.trainer.history)?;
         report::write_timing_csv(&dir.join(files::TIMING), &run.trainer.history)?;
         report::write_monitor_jsonl(&dir.join(files::MONITOR), run.trainer.monitor.records())?;

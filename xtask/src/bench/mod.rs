@@ -15,6 +15,7 @@ mod lstm;
 mod mlp;
 mod optim;
 mod peak;
+mod soak;
 pub mod torch;
 mod train;
 
@@ -42,6 +43,8 @@ pub enum Target {
     Train(train::Args),
     /// The measured single-core FMA peak (AVX-512 and AVX2).
     Peak(peak::Args),
+    /// 100,000 digits-MLP steps with a checkpoint every 1,000: memory, file handles and temporary files must not accumulate.
+    Soak(soak::Args),
     /// One nw run of one `bench train` task (started by `bench train`).
     #[command(hide = true)]
     TrainWorker(train::WorkerArgs),
@@ -58,6 +61,7 @@ pub fn run(target: Target) -> Result<()> {
         Target::Accuracy(args) => accuracy::run(args),
         Target::Train(args) => train::run(args),
         Target::Peak(args) => peak::run(args),
+        Target::Soak(args) => soak::run(args),
         Target::TrainWorker(args) => train::run_worker(args),
     }
 }

@@ -347,6 +347,18 @@ pub struct LoopConfig {
     pub monitor_every: u64,
     /// Write a checkpoint every this many epochs (0: only at the end).
     pub checkpoint_every: u64,
+    /// Also write a checkpoint every this many optimizer steps, at a step
+    /// boundary inside an epoch (0: none).
+    pub checkpoint_every_steps: u64,
+    /// Periodic checkpoint files (`checkpoint-epochN.nwck`,
+    /// `checkpoint-stepN.nwck`) kept in the output directory, newest first;
+    /// older ones are deleted (0: keep every one). `checkpoint.nwck` is
+    /// always kept besides them.
+    pub keep_checkpoints: u64,
+    /// Anomaly detection: when the guard stops a diverged run, also name the
+    /// first operation of the forward or backward pass that produced a NaN
+    /// or infinity (slower; see docs/BENCHMARKS.md). Off by default.
+    pub detect_anomaly: bool,
     /// Label smoothing of the cross-entropy loss, in [0, 1).
     pub label_smoothing: f32,
 }
@@ -359,6 +371,9 @@ impl Default for LoopConfig {
             seed: 0,
             monitor_every: 50,
             checkpoint_every: 0,
+            checkpoint_every_steps: 0,
+            keep_checkpoints: 3,
+            detect_anomaly: false,
             // Measured on the default digits run: seeds 0-9 all >= 0.978 with
             // smoothing 0.1, against a minimum of 0.967 without.
             label_smoothing: 0.1,

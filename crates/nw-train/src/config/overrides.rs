@@ -28,7 +28,24 @@ fn keys_of(v: &Value) -> String {
     }
 }
 
+/// Whether a TOML value holds a NaN or an infinity (which JSON, the form
+/// `set` edits the configuration in, cannot hold).
+fn has_non_finite(text: &str) -> bool {
+    fn walk(v: &toml::Value) -> bool {
+        match v {
+            toml::Value::Float(f) => !f.is_finite(),
+            toml::Value::Array(a) => a.iter().any(walk),
+            toml::Value::Table(t) => t.values().any(walk),
+            _ => false,
+        }
+    }
+    toml::from_str::<toml::Table>(&format!("v = {text}")).is_ok_and(|t| t.values().any(walk))
+}
+
 pub(super) fn set(cfg: &mut RunConfig, path: &str, text: &str) -> Result<()> {
+    if has_non_finite(text) {
+        return Err(cfg_err(format!("{path} = {text}: must be a finite number")));
+    }
     let value = parse_value(text);
     let mut root = serde_json::to_value(&*cfg).expect("the configuration serialises");
     let parts: Vec<&str> = path.split('.').collect();
@@ -186,6 +203,17 @@ pub(super) fn validate(c: &RunConfig) -> Result<()> {
     }
     let t = &c.train;
     range(t.epochs >= 1, "train.epochs", t.epochs, ">= 1")?;
+    match &c.schedule {
+        ScheduleConfig::WarmupCosine { warmup_epochs, .. } => {
+            let w = *warmup_epochs as u64;
+            range(w < t.epochs, "schedule.warmup_epochs", w, &format!("below train.epochs ({})", t.epochs))?;
+        }
+        ScheduleConfig::WarmRestarts { t_0, t_mult, .. } => {
+            range(*t_0 >= 1, "schedule.t_0", t_0, ">= 1")?;
+            range(*t_mult >= 1, "schedule.t_mult", t_mult, ">= 1")?;
+        }
+        _ => {}
+    }
     range((0.0..1.0).contains(&t.label_smoothing), "train.label_smoothing", t.label_smoothing, "in [0, 1)")?;
     // The optimizer checks its own hyper-parameters (names the key and range).
     c.optim.build(Vec::new()).map_err(|e| cfg_err(format!("optim: {e}")))?;

@@ -388,7 +388,18 @@ impl ScheduleConfig {
     }
 }
 
+/// A schedule's refusal, naming the configuration key (`schedule.min_lr`)
+/// besides torch's name for it (`eta_min`).
 fn bad(e: nw_optim::OptimError) -> TrainError {
+    if let nw_optim::OptimError::InvalidHyper { owner, name, value, reason } = &e {
+        let key = match *name {
+            "eta_min" => "min_lr",
+            "T_0" => "t_0",
+            "T_mult" => "t_mult",
+            n => n,
+        };
+        return TrainError::Config(format!("schedule.{key} = {value}: {reason} ({owner} {name})"));
+    }
     TrainError::Config(format!("schedule: {e}"))
 }
 
