@@ -46,6 +46,9 @@ pub enum TrainError {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// A collective of a distributed run failed (a rank stalled, died or is out of step).
+    #[error("distributed: {0}")]
+    Distributed(#[from] nw_dist::DistError),
     /// The run was interrupted (SIGINT or SIGTERM) after writing a checkpoint.
     #[error("interrupted at step {step}; checkpoint written to {}", checkpoint.display())]
     Interrupted {
@@ -59,7 +62,7 @@ pub enum TrainError {
 impl TrainError {
     /// The process exit code this error maps to: 2 configuration, 3 data,
     /// 4 diverged, 5 corrupted or mismatched model/checkpoint, 6 I/O,
-    /// 130 interrupted, 1 anything else.
+    /// 7 a failed collective (distributed runs), 130 interrupted, 1 anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             TrainError::Config(_) | TrainError::Optim(_) | TrainError::Reg(_) => 2,
@@ -71,6 +74,7 @@ impl TrainError {
             | TrainError::Nn(nw_nn::NnError::State(_)) => 5,
             TrainError::Io { .. } => 6,
             TrainError::Interrupted { .. } => 130,
+            TrainError::Distributed(_) => 7,
             _ => 1,
         }
     }
