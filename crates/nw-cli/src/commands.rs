@@ -508,7 +508,8 @@ fn collective(d: &DistArgs) -> Result<Box<dyn nw_dist::Collective>> {
     if !(t.is_finite() && t > 0.0) {
         bail!(TrainError::Config(format!("--dist-timeout {t}: must be a positive number of seconds")));
     }
-    let rank = nw_dist::mpi::MpiRank::init(std::time::Duration::from_secs_f64(t)).map_err(TrainError::from)?;
+    let rank =
+        nw_dist::mpi::MpiRank::init(std::time::Duration::from_secs_f64(t)).map_err(TrainError::from)?;
     Ok(Box::new(rank))
 }
 

@@ -78,6 +78,7 @@ pub enum Command {
         /// Output directory (default: the checkpoint's directory).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Resume data-parallel over MPI ranks (any count).
         #[command(flatten)]
         dist: DistArgs,
     },
@@ -285,6 +286,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "K", help_heading = "Loop")]
     pub accumulate: Option<usize>,
 
+    /// Data-parallel options.
     #[command(flatten)]
     pub dist: DistArgs,
 }

@@ -135,8 +135,13 @@ mod tests {
     fn a_dead_rank_is_named() {
         let mut ranks = group(3, Duration::from_secs(5)).unwrap();
         drop(ranks.remove(2));
+        let r1 = ranks.remove(1);
+        let h = std::thread::spawn(move || r1.all_gather(vec![2]).unwrap_err());
         let e = ranks[0].all_gather(vec![1]).unwrap_err();
         assert!(matches!(e, DistError::Disconnected { rank: 2, .. }), "{e}");
+        // The survivor names the same rank (not the one that failed first).
+        let e1 = h.join().unwrap();
+        assert!(matches!(e1, DistError::Disconnected { rank: 2, .. }), "{e1}");
     }
 
     #[test]
