@@ -14,7 +14,10 @@ use crate::error::DistError;
 /// Every rank calls the same collectives in the same order. A rank that does
 /// not answer within the implementation's timeout, or that went away, makes
 /// the call fail with an error naming it; a call never hangs forever.
-pub trait Collective {
+///
+/// `Send` so that a trainer holding one can move between threads (as a
+/// thread pool's `install` does); not `Sync`: one thread at a time calls it.
+pub trait Collective: Send {
     /// This rank's index, `0..size`.
     fn rank(&self) -> usize;
     /// The number of ranks.

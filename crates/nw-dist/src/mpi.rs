@@ -40,11 +40,23 @@ impl std::fmt::Debug for MpiRank {
     }
 }
 
+// SAFETY: MPI is initialised with MPI_THREAD_SERIALIZED, which allows any
+// thread to call MPI as long as calls never overlap. `MpiRank` is not `Sync`
+// (its `Cell`s), so only the one thread that holds it at a time can call it.
+unsafe impl Send for MpiRank {}
+
 impl MpiRank {
     /// Initialises MPI (once per process); collectives fail after `timeout` of silence from a peer.
     pub fn init(timeout: Duration) -> Result<Self, DistError> {
-        let universe = mpi::initialize()
+        // Serialized: the rank may move between threads (it is `Send`), but
+        // only one thread at a time calls MPI (it is not `Sync`).
+        let (universe, level) = mpi::initialize_with_threading(mpi::Threading::Serialized)
             .ok_or_else(|| DistError::Setup("MPI could not be initialised (already initialised?)".into()))?;
+        if level < mpi::Threading::Serialized {
+            return Err(DistError::Setup(format!(
+                "this MPI offers thread level {level:?}; nw needs Serialized (the rank may move between threads)"
+            )));
+        }
         let world = universe.world();
         Ok(MpiRank { world, timeout, seq: Cell::new(0), sent: Cell::new(0), _universe: universe })
     }

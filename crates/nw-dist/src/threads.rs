@@ -159,10 +159,8 @@ mod tests {
         let ranks = group(2, Duration::from_secs(5)).unwrap();
         // Rank 0 runs two collectives ahead; rank 1's first sees seq 0, then 1.
         let (a, b) = (&ranks[0], &ranks[1]);
-        for s in &a.to {
-            if let Some(s) = s {
-                s.send((7, vec![])).unwrap();
-            }
+        for s in a.to.iter().flatten() {
+            s.send((7, vec![])).unwrap();
         }
         let e = b.all_gather(vec![]).unwrap_err();
         assert_eq!(e, DistError::OutOfStep { rank: 0, theirs: 7, ours: 0 });

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use nw_data::Targets;
-use nw_dist::{Collective, threads};
+use nw_dist::threads;
 use nw_nn::Module;
 use nw_tensor::{Rng, Tensor};
 use nw_train::models::{Activation, build_model};
