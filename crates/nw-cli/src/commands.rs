@@ -12,7 +12,7 @@ use nw_tensor::Tensor;
 use nw_train::session::{self, Progress, checkpoint_path};
 use nw_train::{Checkpoint, EpochRecord, Metrics, RunConfig, TrainError, build_run};
 
-use crate::{Cli, Command, ModelSource, TrainArgs};
+use crate::{Cli, Command, DistArgs, ModelSource, TrainArgs};
 
 /// Runs the parsed command, inside a pool of `--threads` workers when given.
 pub fn run(cli: Cli) -> Result<()> {
@@ -24,7 +24,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Prune { model, sparsity, fine_tune_epochs, out } => {
             prune(&model, sparsity, fine_tune_epochs, out)
         }
-        Command::Resume { checkpoint, epochs, out } => resume(&checkpoint, epochs, out),
+        Command::Resume { checkpoint, epochs, out, dist } => resume(&checkpoint, epochs, out, &dist),
     };
     match cli.threads {
         Some(n) if n > 0 => rayon::ThreadPoolBuilder::new().num_threads(n).build()?.install(go),
@@ -139,6 +139,8 @@ fn resolve_config(a: &TrainArgs) -> Result<RunConfig> {
     put("train.keep_checkpoints", a.keep_checkpoints.map(|v| v.to_string()));
     put("train.detect_anomaly", flag(a.detect_anomaly, false));
     put("train.label_smoothing", a.label_smoothing.map(|v| format!("{v:?}")));
+    put("train.accumulate", a.accumulate.map(|v| v.to_string()));
+    put("train.distributed", a.dist.distributed.then(|| "true".into()));
     for (k, v) in sets {
         c.set(k, &v).with_context(|| format!("--{}", flag_name(k)))?;
     }
@@ -275,6 +277,10 @@ fn train(a: TrainArgs) -> Result<()> {
         return Ok(());
     }
     let started = std::time::Instant::now();
+    if a.dist.distributed {
+        let d = nw_train::distributed::Distributed::new(&cfg, collective(&a.dist)?)?;
+        return fit_distributed(d, &cfg, &a.out, started);
+    }
     let mut run = build_run(&cfg)?;
     println!(
         "nw train: {} ({} train / {} validation / {} test examples), model {}, {} parameters, {} for {} epochs",
@@ -502,7 +508,90 @@ fn prune(model: &Path, sparsity: f64, fine_tune: u64, out: Option<PathBuf>) -> R
     Ok(())
 }
 
-fn resume(checkpoint: &Path, epochs: Option<u64>, out: Option<PathBuf>) -> Result<()> {
+/// The MPI collective of this process (`--distributed`).
+#[cfg(feature = "mpi")]
+fn collective(d: &DistArgs) -> Result<Box<dyn nw_dist::Collective>> {
+    let t = d.dist_timeout;
+    if !(t.is_finite() && t > 0.0) {
+        bail!(TrainError::Config(format!("--dist-timeout {t}: must be a positive number of seconds")));
+    }
+    let rank =
+        nw_dist::mpi::MpiRank::init(std::time::Duration::from_secs_f64(t)).map_err(TrainError::from)?;
+    Ok(Box::new(rank))
+}
+
+/// Without the `mpi` feature `--distributed` is a configuration error.
+#[cfg(not(feature = "mpi"))]
+fn collective(_: &DistArgs) -> Result<Box<dyn nw_dist::Collective>> {
+    bail!(TrainError::Config(
+        "--distributed needs an nw built with MPI: cargo build --release -p nw-cli --features mpi (OpenMPI: apt-get install openmpi-bin libopenmpi-dev libclang-dev)".into()
+    ))
+}
+
+/// Trains a distributed run; rank 0 reports and writes `out`, the others stay quiet.
+fn fit_distributed(
+    mut d: nw_train::distributed::Distributed,
+    cfg: &RunConfig,
+    out: &Path,
+    started: std::time::Instant,
+) -> Result<()> {
+    // No SIGINT flag: ranks would stop at different step boundaries. mpirun
+    // ends the job on Ctrl-C; resume from the last periodic checkpoint.
+    let lead = d.rank() == 0;
+    if lead {
+        println!(
+            "nw train --distributed: {} ranks, {} micro-shards per batch, {} parameters, {} for {} epochs",
+            d.size(),
+            cfg.train.accumulate,
+            d.run.trainer.model.num_parameters(),
+            describe_optimizer(&cfg.optim),
+            cfg.train.epochs
+        );
+    }
+    let m = if lead {
+        d.fit(cfg, Some(out), &mut Display::new(cfg.train.epochs))?
+    } else {
+        d.fit(cfg, None, &mut session::Quiet)?
+    };
+    if lead {
+        let sent = d.run.trainer.sharding.collective.as_ref().map_or(0, |c| c.bytes_sent());
+        println!(
+            "wrote {} ({:.1}s, rank 0 sent {} bytes over {} steps)",
+            out.display(),
+            started.elapsed().as_secs_f64(),
+            sent,
+            d.run.trainer.step
+        );
+        print_test(&m);
+    }
+    Ok(())
+}
+
+fn resume(checkpoint: &Path, epochs: Option<u64>, out: Option<PathBuf>, dist: &DistArgs) -> Result<()> {
+    if dist.distributed {
+        // A run directory resumes from its newest checkpoint that verifies.
+        let path = if checkpoint.is_dir() {
+            session::newest_checkpoint(checkpoint)?.path
+        } else {
+            checkpoint.to_path_buf()
+        };
+        let started = std::time::Instant::now();
+        let (mut cfg, d) = nw_train::distributed::Distributed::resume(&path, collective(dist)?)?;
+        if let Some(e) = epochs {
+            cfg.train.epochs = e;
+        }
+        let out = out.unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).to_path_buf());
+        if d.rank() == 0 {
+            println!(
+                "resuming at epoch {} (step {}) to epoch {} on {} ranks",
+                d.run.trainer.epoch,
+                d.run.trainer.step,
+                cfg.train.epochs,
+                d.size()
+            );
+        }
+        return fit_distributed(d, &cfg, &out, started);
+    }
     // A run directory resumes from its newest checkpoint that verifies.
     let (mut cfg, mut run, path) = session::resume_run_at(checkpoint)?;
     if let Some(e) = epochs {

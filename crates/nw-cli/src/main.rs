@@ -79,6 +79,9 @@ pub enum Command {
         /// Output directory (default: the checkpoint's directory).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Resume data-parallel over MPI ranks (any count).
+        #[command(flatten)]
+        dist: DistArgs,
     },
 }
 
@@ -287,6 +290,28 @@ pub struct TrainArgs {
     /// Label smoothing of the cross-entropy (train.label_smoothing).
     #[arg(long, help_heading = "Loop")]
     pub label_smoothing: Option<f32>,
+    /// Cut each batch into K micro-shards whose gradients are summed in a
+    /// fixed tree: gradient accumulation, and the unit of data parallelism
+    /// (train.accumulate, 1..=65536).
+    #[arg(long, value_name = "K", help_heading = "Loop")]
+    pub accumulate: Option<usize>,
+
+    /// Data-parallel options.
+    #[command(flatten)]
+    pub dist: DistArgs,
+}
+
+/// Data-parallel training over MPI (`mpirun -n N nw train --distributed ...`).
+#[derive(Args, Default, Clone)]
+pub struct DistArgs {
+    /// Train data-parallel over the ranks of `mpirun` (sets train.distributed;
+    /// needs an nw built with `--features mpi`). The result is the same bits
+    /// for any rank count, one process included.
+    #[arg(long, help_heading = "Distributed")]
+    pub distributed: bool,
+    /// Seconds a rank waits for a silent peer before the job ends with an error naming it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, help_heading = "Distributed")]
+    pub dist_timeout: f64,
 }
 
 fn main() -> ExitCode {

@@ -1,17 +1,19 @@
-//! nw-dist: the deterministic reduction behind data-parallel training and
-//! gradient accumulation.
+//! nw-dist: the deterministic reduction and the collective layer behind
+//! data-parallel training and gradient accumulation.
 //!
 //! Invariant: the global batch is cut into `M` fixed-size micro-shards (the
 //! size never depends on the rank count); their gradients are summed in one
 //! fixed tree over micro-shard index ([`tree`]). One process evaluates that
 //! tree alone; `N` ranks each evaluate the canonical subtrees covering their
 //! contiguous run of micro-shards ([`tree::run_blocks`]), exchange those
-//! blocks in rank order, and finish the same tree ([`tree::finish`]). Every
-//! addition is the same addition in the same order, so the bits agree for any
-//! `N`, also when runs are unequal.
+//! blocks in rank order ([`Collective::all_gather`]), and finish the same
+//! tree ([`tree::finish`]). Every addition is the same addition in the same
+//! order, so the bits agree for any `N`, also when runs are unequal.
 //!
-//! Status: only the reduction is here so far; the collective layer (threads,
-//! MPI), the trainer wrapper and the CLI flag are not built yet.
+//! Main items: [`tree`] (the summation tree), [`Collective`] (one trait,
+//! implemented by [`threads::ThreadRank`] for ranks as threads of one process
+//! and, with the `mpi` feature, by `mpi::MpiRank` over MPI), [`reduce::reduce`]
+//! (one step's reduction), [`DistError`] (every failure names the rank).
 //!
 //! ```
 //! use nw_dist::tree::{finish, run_blocks, split_runs, tree_sum};
@@ -25,4 +27,13 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod collective;
+mod error;
+#[cfg(feature = "mpi")]
+pub mod mpi;
+pub mod reduce;
+pub mod threads;
 pub mod tree;
+
+pub use collective::{Collective, Solo};
+pub use error::DistError;

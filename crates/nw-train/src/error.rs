@@ -54,6 +54,9 @@ pub enum TrainError {
         /// The process id the lock file names, when it could be read.
         holder: Option<u32>,
     },
+    /// A collective of a distributed run failed (a rank stalled, died or is out of step).
+    #[error("distributed: {0}")]
+    Distributed(#[from] nw_dist::DistError),
     /// The run was interrupted (SIGINT or SIGTERM) after writing a checkpoint.
     #[error("interrupted at step {step}; checkpoint written to {}", checkpoint.display())]
     Interrupted {
@@ -67,7 +70,8 @@ pub enum TrainError {
 impl TrainError {
     /// The process exit code this error maps to: 2 configuration, 3 data,
     /// 4 diverged, 5 corrupted or mismatched model/checkpoint, 6 I/O,
-    /// 7 output directory in use by another run, 130 interrupted, 1 anything else.
+    /// 7 output directory in use by another run, 8 a failed collective
+    /// (distributed runs), 130 interrupted, 1 anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             TrainError::Config(_) | TrainError::Optim(_) | TrainError::Reg(_) => 2,
@@ -80,6 +84,7 @@ impl TrainError {
             TrainError::Io { .. } => 6,
             TrainError::Locked { .. } => 7,
             TrainError::Interrupted { .. } => 130,
+            TrainError::Distributed(_) => 8,
             _ => 1,
         }
     }

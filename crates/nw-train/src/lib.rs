@@ -42,6 +42,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod distributed;
 mod error;
 pub mod guard;
 pub mod layers;
@@ -51,6 +52,7 @@ pub mod monitor;
 pub mod pretrained;
 pub mod report;
 pub mod session;
+pub mod shard;
 pub mod state;
 mod trainer;
 
@@ -61,5 +63,6 @@ pub use guard::{NonFinite, check_finite};
 pub use metrics::Metrics;
 pub use models::ModelSpec;
 pub use monitor::{MonitorConfig, TensorStats, Warning, WeightMonitor};
+pub use shard::Sharding;
 pub use state::{StateContext, Stateful};
-pub use trainer::{EpochRecord, LossKind, LrPolicy, Regularization, Trainer};
+pub use trainer::{EpochRecord, LossKind, LrPolicy, Regularization, StepGrads, Trainer};

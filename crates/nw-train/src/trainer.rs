@@ -1,7 +1,8 @@
 //! The training loop.
 //!
-//! One optimizer step, in order: forward the batch, loss (plus penalty
-//! terms), backward, mask pruned gradients, clip, check for non-finite
+//! One optimizer step is [`Trainer::compute_grads`] (forward the batch, loss
+//! plus penalty terms, backward; or the same over micro-shards summed in a
+//! fixed tree, see [`crate::shard`]) then [`Trainer::apply_grads`]: mask pruned gradients, clip, check for non-finite
 //! values, step the optimizer, re-apply pruning masks and max-norm, record
 //! the weight monitor, advance a per-step schedule. At each epoch end:
 //! evaluate on the validation set, advance per-epoch or plateau schedules,
@@ -121,6 +122,20 @@ pub struct Regularization {
     pub clip_grad_norm: Option<f64>,
 }
 
+/// What [`Trainer::compute_grads`] hands to [`Trainer::apply_grads`].
+pub struct StepGrads {
+    /// The batch's gradients (the mean loss over the whole batch).
+    pub grads: Grads,
+    /// The batch's mean data loss (without penalties), before the update.
+    pub data_loss: f32,
+    /// The loss the optimizer minimises: the data loss plus the penalties.
+    pub objective: f64,
+    /// Correct predictions in the batch (classification).
+    pub correct: Option<usize>,
+    /// Post-ReLU activations for the monitor's dead-unit statistics.
+    pub acts: HashMap<String, Tensor>,
+}
+
 /// A model with its optimizer and everything that decides how it trains.
 pub struct Trainer {
     /// The model.
@@ -152,6 +167,9 @@ pub struct Trainer {
     /// When set (e.g. by a SIGINT handler), `train_epoch` stops at the next
     /// step boundary with [`TrainError::Interrupted`], keeping `partial`.
     pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// How a step cuts its batch into micro-shards and where the shards
+    /// are computed (one process, or ranks of a collective).
+    pub sharding: crate::shard::Sharding,
     warned: std::collections::HashSet<(std::mem::Discriminant<crate::monitor::Warning>, String)>,
     named: Vec<(String, Param)>,
     relu_after: HashMap<usize, String>,
@@ -187,6 +205,7 @@ impl Trainer {
             warnings: Vec::new(),
             partial: None,
             stop: None,
+            sharding: Default::default(),
             warned: Default::default(),
             named,
             relu_after,
@@ -198,13 +217,13 @@ impl Trainer {
         &self.named
     }
 
-    fn params(&self) -> Vec<Param> {
+    pub(crate) fn params(&self) -> Vec<Param> {
         self.named.iter().map(|(_, p)| p.clone()).collect()
     }
 
     /// Forward pass that also returns the post-ReLU activations keyed by the
     /// preceding layer's weight name (for dead-unit statistics).
-    fn forward_traced(&self, x: &Var, trace: bool) -> Result<(Var, HashMap<String, Tensor>)> {
+    pub(crate) fn forward_traced(&self, x: &Var, trace: bool) -> Result<(Var, HashMap<String, Tensor>)> {
         let mut h = x.clone();
         let mut acts = HashMap::new();
         for i in 0..self.model.len() {
@@ -255,11 +274,25 @@ impl Trainer {
         self.step_inner(x, y, false)
     }
 
-    /// [`Trainer::train_step`], telling the monitor whether this is an epoch's last step.
+    /// [`Trainer::train_step`], telling the monitor whether this is an epoch's last step:
+    /// [`Trainer::compute_grads`], then [`Trainer::apply_grads`].
     fn step_inner(&mut self, x: &Tensor, y: &Targets, epoch_end: bool) -> Result<(f32, Option<usize>)> {
         self.model.train();
         let step = self.step + 1;
         let trace = self.monitor.wants(step, epoch_end) && !self.relu_after.is_empty();
+        let computed = self.compute_grads(x, y, step, trace)?;
+        self.apply_grads(step, epoch_end, computed, Some((x, y)))
+    }
+
+    /// The gradients of step `step` on batch `(x, y)`: with one micro-shard
+    /// and no collective, one forward and backward over the whole batch (the
+    /// original loop, unchanged bits); otherwise the micro-shard path of
+    /// [`crate::shard`] (each shard's mean loss scaled by its share of the
+    /// batch, gradients summed in the fixed tree, across ranks if any).
+    pub fn compute_grads(&mut self, x: &Tensor, y: &Targets, step: u64, trace: bool) -> Result<StepGrads> {
+        if self.sharding.is_sharded() {
+            return crate::shard::compute(self, x, y, step, trace);
+        }
         let (out, acts) = self.forward_traced(&Var::constant(x.clone()), trace)?;
         let correct = count_correct(out.value(), y)?;
         let mut l = self.loss.compute(&out, y)?;
@@ -268,8 +301,23 @@ impl Trainer {
             l = l.add(&p.loss()?)?;
         }
         let objective = l.value().item()? as f64;
-        let mut grads = l.backward()?;
-        drop((l, out));
+        let grads = l.backward()?;
+        Ok(StepGrads { grads, data_loss, objective, correct, acts })
+    }
+
+    /// Applies step `step`'s gradients: mask pruned gradients, clip, check
+    /// for non-finite values, optimizer step, pruning and max-norm, monitor,
+    /// per-step schedule. Returns the batch loss and correct count. An
+    /// optimizer that re-evaluates the loss inside its step (LBFGS) gets a
+    /// closure over `batch`, the step's whole batch.
+    pub fn apply_grads(
+        &mut self,
+        step: u64,
+        epoch_end: bool,
+        computed: StepGrads,
+        batch: Option<(&Tensor, &Targets)>,
+    ) -> Result<(f32, Option<usize>)> {
+        let StepGrads { mut grads, data_loss, objective, correct, acts } = computed;
         let params = self.params();
         if let Some(pr) = &self.reg.pruner {
             pr.mask_grads(&params, &mut grads)?;
@@ -280,6 +328,12 @@ impl Trainer {
         check_finite(step, data_loss, &self.named, &grads)?;
         self.monitor.before_step(step, epoch_end, &self.named);
         if self.optimizer.wants_closure() {
+            let Some((x, y)) = batch.filter(|_| !self.sharding.is_sharded()) else {
+                return Err(TrainError::Config(format!(
+                    "optim.name = {}: it re-evaluates the whole batch inside each step, which needs train.accumulate = 1 and no train.distributed",
+                    self.optimizer.name()
+                )));
+            };
             self.closure_step(x, y, objective, grads.clone())?;
         } else {
             self.optimizer.step(&grads)?;
@@ -499,7 +553,7 @@ impl Trainer {
 }
 
 /// Correct predictions of `out` (`[n, classes]`) against class targets.
-fn count_correct(out: &Tensor, y: &Targets) -> Result<Option<usize>> {
+pub(crate) fn count_correct(out: &Tensor, y: &Targets) -> Result<Option<usize>> {
     match y.labels() {
         Some(labels) if out.ndim() == 2 => {
             let pred = out.argmax_axis(1)?;

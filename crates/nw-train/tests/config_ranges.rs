@@ -81,6 +81,9 @@ const CASES: &[Case] = &[
     case("reg.l2", "", "inf", &["reg.l2", "finite"]),
     case("reg.max_norm", "", "0.0", &["reg.max_norm", "> 0"]),
     // [train]
+    case("train.accumulate", "", "0", &["train.accumulate", "[1, 65536]"]),
+    with("train.accumulate", "", &[("optim.name", "\"lbfgs\"")], "2", &["lbfgs", "train.accumulate = 1"]),
+    case("train.distributed", "", "\"yes\"", &["train.distributed", "expected a boolean"]),
     case("train.batch", "", "0", &["train.batch", "positive mini-batch size"]),
     case("train.batch", "", "\"many\"", &["train.batch", "full", "online"]),
     case("train.checkpoint_every", "", "-1", &["train.checkpoint_every", "expected u64"]),

@@ -10,6 +10,7 @@
 mod accuracy;
 pub mod alloc;
 mod conv;
+mod distributed;
 mod gemm;
 mod lstm;
 mod mlp;
@@ -41,6 +42,8 @@ pub enum Target {
     Accuracy(accuracy::Args),
     /// Whole training and inference tasks (MLP, CNN, LSTM, optimizers, inference) vs PyTorch, one process per run.
     Train(train::Args),
+    /// Data-parallel MLP and CNN training at 1 and 2 ranks x 1 thread (samples/s, bytes per step) vs torch DDP gloo.
+    Distributed(distributed::Args),
     /// The measured single-core FMA peak (AVX-512 and AVX2).
     Peak(peak::Args),
     /// 100,000 digits-MLP steps with a checkpoint every 1,000: memory, file handles and temporary files must not accumulate.
@@ -62,6 +65,7 @@ pub fn run(target: Target) -> Result<()> {
         Target::Train(args) => train::run(args),
         Target::Peak(args) => peak::run(args),
         Target::Soak(args) => soak::run(args),
+        Target::Distributed(args) => distributed::run(args),
         Target::TrainWorker(args) => train::run_worker(args),
     }
 }

@@ -204,6 +204,12 @@ pub fn build_run(cfg: &RunConfig) -> Result<Run> {
     )?;
     let mut trainer = Trainer::new(built.model, optimizer, loss);
     trainer.rngs = built.rngs;
+    trainer.sharding = crate::shard::Sharding {
+        accumulate: cfg.train.accumulate,
+        per_shard: cfg.train.distributed,
+        seed,
+        collective: None,
+    };
     trainer.lr_policy = cfg.schedule.policy(cfg.optim.lr(), cfg.train.epochs, loader.batches_per_epoch())?;
     trainer.monitor = crate::WeightMonitor::new(cfg.train.monitor());
     let r = &cfg.reg;

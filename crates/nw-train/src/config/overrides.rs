@@ -215,6 +215,12 @@ pub(super) fn validate(c: &RunConfig) -> Result<()> {
         _ => {}
     }
     range((0.0..1.0).contains(&t.label_smoothing), "train.label_smoothing", t.label_smoothing, "in [0, 1)")?;
+    range((1..=65536).contains(&t.accumulate), "train.accumulate", t.accumulate, "in [1, 65536]")?;
+    if matches!(c.optim, OptimizerConfig::Lbfgs(_)) && (t.accumulate > 1 || t.distributed) {
+        return Err(cfg_err(
+            "optim.name = \"lbfgs\" re-evaluates the whole batch inside each step: it needs train.accumulate = 1 and no train.distributed",
+        ));
+    }
     // The optimizer checks its own hyper-parameters (names the key and range).
     c.optim.build(Vec::new()).map_err(|e| cfg_err(format!("optim: {e}")))?;
     Ok(())
@@ -302,6 +308,7 @@ mod tests {
             ("reg.early_stopping", "0", "reg.early_stopping"),
             ("train.epochs", "0", "train.epochs"),
             ("train.label_smoothing", "1.0", "train.label_smoothing"),
+            ("train.accumulate", "0", "train.accumulate"),
             ("optim.lr", "-0.1", "lr"),
             ("optim.betas", "[0.9, 1.0]", "beta"),
             ("optim.eps", "-1.0", "eps"),

@@ -1,0 +1,176 @@
+//! One reduction step of data-parallel training: this rank's leaves in, the
+//! whole tree's sum out, with an optional side message gathered from every rank.
+//!
+//! Wire format of one rank's message (little endian): `u64` block count, then
+//! per block `u64 lo, u64 size, u64 len, len x f32`, then `u64` side length and
+//! the side bytes. The sums are finished locally from all ranks' blocks, so
+//! every rank holds the same bits.
+
+use crate::collective::Collective;
+use crate::error::DistError;
+use crate::tree::{Block, finish, run_blocks, split_runs};
+
+/// The run `[a, b)` of micro-shards that `rank` of `size` computes out of `m`.
+pub fn my_run(m: usize, rank: usize, size: usize) -> (usize, usize) {
+    split_runs(m, size)[rank.min(size.max(1) - 1)]
+}
+
+/// Encodes blocks and a side message.
+pub fn encode(blocks: &[Block], side: &[u8]) -> Vec<u8> {
+    let floats: usize = blocks.iter().map(|b| b.values.len()).sum();
+    let mut out = Vec::with_capacity(16 + blocks.len() * 24 + floats * 4 + side.len());
+    out.extend_from_slice(&(blocks.len() as u64).to_le_bytes());
+    for b in blocks {
+        for v in [b.lo as u64, b.size as u64, b.values.len() as u64] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for x in &b.values {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    out.extend_from_slice(&(side.len() as u64).to_le_bytes());
+    out.extend_from_slice(side);
+    out
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        if self.0.len() < n {
+            return Err(format!("truncated: {} bytes left, {n} needed", self.0.len()));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u64(&mut self) -> Result<usize, String> {
+        let v = u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"));
+        usize::try_from(v).map_err(|_| format!("size {v} does not fit this machine"))
+    }
+}
+
+/// Decodes [`encode`]'s message; `width` is the expected leaf length (every block's).
+pub fn decode(bytes: &[u8], width: usize) -> Result<(Vec<Block>, Vec<u8>), String> {
+    let mut r = Reader(bytes);
+    let n = r.u64()?;
+    // Each block takes at least 24 bytes: a hostile count fails before any allocation.
+    if n > bytes.len() / 24 {
+        return Err(format!("{n} blocks cannot fit in {} bytes", bytes.len()));
+    }
+    let mut blocks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (lo, size, len) = (r.u64()?, r.u64()?, r.u64()?);
+        if len != width {
+            return Err(format!("block of {len} values, expected {width}"));
+        }
+        let raw = r.take(len.checked_mul(4).ok_or("block length overflows")?)?;
+        let values =
+            raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        blocks.push(Block { lo, size, values });
+    }
+    let side_len = r.u64()?;
+    let side = r.take(side_len)?.to_vec();
+    if !r.0.is_empty() {
+        return Err(format!("{} trailing bytes", r.0.len()));
+    }
+    Ok((blocks, side))
+}
+
+/// The sum of all `m` micro-shard leaves (each of length `width`) where this
+/// rank holds `leaves` for its run [`my_run`]; also every rank's `side`
+/// message in rank order. Without a collective this is [`crate::tree::tree_sum`].
+pub fn reduce(
+    coll: Option<&dyn Collective>,
+    m: usize,
+    width: usize,
+    leaves: &[Vec<f32>],
+    side: Vec<u8>,
+) -> Result<(Vec<f32>, Vec<Vec<u8>>), DistError> {
+    let (rank, size) = coll.map_or((0, 1), |c| (c.rank(), c.size()));
+    let (a, b) = my_run(m, rank, size);
+    if leaves.len() != b - a {
+        return Err(DistError::Setup(format!(
+            "rank {rank} holds {} leaves for its run [{a}, {b}) of {m} micro-shards",
+            leaves.len()
+        )));
+    }
+    let mine = run_blocks(m, a, b, leaves);
+    let Some(c) = coll.filter(|c| c.size() > 1) else {
+        let sum = finish(m, &mine).map_err(|e| DistError::Setup(e.to_string()))?;
+        return Ok((if m == 0 { vec![0.0; width] } else { sum }, vec![side]));
+    };
+    let msgs = c.all_gather(encode(&mine, &side))?;
+    let mut blocks = Vec::new();
+    let mut sides = Vec::with_capacity(msgs.len());
+    for (r, msg) in msgs.iter().enumerate() {
+        let (bl, s) = decode(msg, width).map_err(|what| DistError::Malformed { rank: r, what })?;
+        let (ra, rb) = my_run(m, r, size);
+        if let Some(bad) = bl.iter().find(|x| x.lo < ra || x.lo + x.size.min(m - x.lo.min(m)) > rb) {
+            return Err(DistError::Malformed {
+                rank: r,
+                what: format!("block at {} of width {} is outside its run [{ra}, {rb})", bad.lo, bad.size),
+            });
+        }
+        blocks.extend(bl);
+        sides.push(s);
+    }
+    let sum = finish(m, &blocks)
+        .map_err(|e| DistError::Malformed { rank: rank_of(m, size, e.0), what: e.to_string() })?;
+    Ok((if m == 0 { vec![0.0; width] } else { sum }, sides))
+}
+
+fn rank_of(m: usize, size: usize, shard: usize) -> usize {
+    split_runs(m, size).iter().position(|&(a, b)| a <= shard && shard < b).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::threads;
+    use crate::tree::tree_sum;
+
+    #[test]
+    fn round_trip_and_hostile_counts() {
+        let b = vec![Block { lo: 2, size: 2, values: vec![1.5, -0.0] }];
+        let enc = encode(&b, b"side");
+        assert_eq!(decode(&enc, 2).unwrap(), (b, b"side".to_vec()));
+        assert!(decode(&enc, 3).unwrap_err().contains("expected 3"));
+        assert!(decode(&enc[..enc.len() - 1], 2).is_err());
+        let mut huge = u64::MAX.to_le_bytes().to_vec();
+        huge.extend([0; 8]);
+        assert!(decode(&huge, 2).is_err());
+    }
+
+    #[test]
+    fn threads_reduce_equals_the_one_process_tree() {
+        let m = 7;
+        let width = 5;
+        let leaves: Vec<Vec<f32>> = (0..m)
+            .map(|i| (0..width).map(|j| ((i * 7 + j) as f32).cos() * 1e3f32.powi(i as i32 % 3)).collect())
+            .collect();
+        let whole = tree_sum(&leaves);
+        for n in 1..=4 {
+            let ranks = threads::group(n, std::time::Duration::from_secs(10)).unwrap();
+            let hs: Vec<_> = ranks
+                .into_iter()
+                .map(|c| {
+                    let l = leaves.clone();
+                    std::thread::spawn(move || {
+                        let (a, b) = my_run(m, c.rank(), c.size());
+                        reduce(Some(&c), m, width, &l[a..b], vec![c.rank() as u8]).unwrap()
+                    })
+                })
+                .collect();
+            for h in hs {
+                let (sum, sides) = h.join().unwrap();
+                assert_eq!(
+                    sum.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    whole.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "n={n}"
+                );
+                assert_eq!(sides, (0..n as u8).map(|r| vec![r]).collect::<Vec<_>>());
+            }
+        }
+    }
+}
