@@ -192,10 +192,6 @@ pub(super) fn validate(c: &RunConfig) -> Result<()> {
     let t = &c.train;
     range(t.epochs >= 1, "train.epochs", t.epochs, ">= 1")?;
     match &c.schedule {
-        ScheduleConfig::WarmupCosine { warmup_epochs, .. } => {
-            let w = *warmup_epochs as u64;
-            range(w < t.epochs, "schedule.warmup_epochs", w, &format!("below train.epochs ({})", t.epochs))?;
-        }
         ScheduleConfig::WarmRestarts { t_0, t_mult, .. } => {
             range(*t_0 >= 1, "schedule.t_0", t_0, ">= 1")?;
             range(*t_mult >= 1, "schedule.t_mult", t_mult, ">= 1")?;
