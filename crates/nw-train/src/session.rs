@@ -381,3 +381,57 @@ fn fit_locked(
 pub fn checkpoint_path(model: &Path) -> PathBuf {
     if model.is_dir() { model.join(files::CHECKPOINT) } else { model.to_path_buf() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_lock_refuses_a_second_holder_until_dropped() {
+        let dir = std::env::temp_dir().join(format!("nw-lock-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A temporary file a killed writer left behind is removed on locking.
+        let stray = dir.join(".checkpoint.nwck.tmp-999999");
+        std::fs::write(&stray, b"torn").unwrap();
+        let first = DirLock::acquire(&dir).unwrap();
+        assert!(!stray.exists());
+        let e = DirLock::acquire(&dir).unwrap_err();
+        assert!(matches!(e, TrainError::Locked { holder: Some(p), .. } if p == std::process::id()), "{e}");
+        assert_eq!(e.exit_code(), 7);
+        assert!(e.to_string().contains("in use by another run"), "{e}");
+        drop(first);
+        DirLock::acquire(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_newest_valid_checkpoint_wins_and_damaged_ones_are_skipped() {
+        let dir = std::env::temp_dir().join(format!("nw-newest-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let at = |step| {
+            let mut ck = Checkpoint::default();
+            ck.insert(
+                "progress",
+                crate::Section::Progress(crate::checkpoint::Progress { epoch: 0, step, partial: None }),
+            );
+            ck
+        };
+        let mut store = Store::open(&dir, 2).unwrap();
+        for s in 1..=4 {
+            store.write(&at(s), Some(format!("checkpoint-step{s}.nwck"))).unwrap();
+        }
+        // keep 2: steps 3 and 4, and checkpoint.nwck
+        let names: Vec<_> = checkpoint_files(&dir).unwrap();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(newest_checkpoint(&dir).unwrap().checkpoint.progress().step, 4);
+        for f in ["checkpoint-step4.nwck", files::CHECKPOINT] {
+            std::fs::write(dir.join(f), b"damaged").unwrap();
+        }
+        let found = newest_checkpoint(&dir).unwrap();
+        assert_eq!(found.path, dir.join("checkpoint-step3.nwck"));
+        assert_eq!(found.skipped.len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

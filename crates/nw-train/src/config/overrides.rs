@@ -203,16 +203,9 @@ pub(super) fn validate(c: &RunConfig) -> Result<()> {
     }
     let t = &c.train;
     range(t.epochs >= 1, "train.epochs", t.epochs, ">= 1")?;
-    match &c.schedule {
-        ScheduleConfig::WarmupCosine { warmup_epochs, .. } => {
-            let w = *warmup_epochs as u64;
-            range(w < t.epochs, "schedule.warmup_epochs", w, &format!("below train.epochs ({})", t.epochs))?;
-        }
-        ScheduleConfig::WarmRestarts { t_0, t_mult, .. } => {
-            range(*t_0 >= 1, "schedule.t_0", t_0, ">= 1")?;
-            range(*t_mult >= 1, "schedule.t_mult", t_mult, ">= 1")?;
-        }
-        _ => {}
+    if let ScheduleConfig::WarmRestarts { t_0, t_mult, .. } = &c.schedule {
+        range(*t_0 >= 1, "schedule.t_0", t_0, ">= 1")?;
+        range(*t_mult >= 1, "schedule.t_mult", t_mult, ">= 1")?;
     }
     range((0.0..1.0).contains(&t.label_smoothing), "train.label_smoothing", t.label_smoothing, "in [0, 1)")?;
     range((1..=65536).contains(&t.accumulate), "train.accumulate", t.accumulate, "in [1, 65536]")?;
