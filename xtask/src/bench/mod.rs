@@ -14,6 +14,7 @@ mod gemm;
 mod lstm;
 mod mlp;
 mod optim;
+mod optim_matrix;
 mod peak;
 pub mod torch;
 mod train;
