@@ -185,7 +185,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     let python = torch_python(args.torch.clone());
     let mut torch = python.as_deref().map(Torch::start).transpose()?;
-    let absent = if torch.is_none() { " | PyTorch absent (no --torch, no /tmp/torch/bin/python): nw only" } else { "" };
+    let absent = if torch.is_none() {
+        " | PyTorch absent (no --torch, no /tmp/torch/bin/python): nw only"
+    } else {
+        ""
+    };
     let header = format!(
         "# nw-optim step, {n} parameters, loops for {:?}, GEMM kernel {:?} | {}{absent}",
         nw_optim::kernel::isa(),
@@ -193,7 +197,11 @@ pub fn run(args: Args) -> Result<()> {
         machine_and_torch(torch.as_mut())?
     );
     if args.rules == Rules::Matrix {
-        if args.json { eprintln!("{header}") } else { println!("{header}") }
+        if args.json {
+            eprintln!("{header}")
+        } else {
+            println!("{header}")
+        }
         return super::optim_matrix::run(&threads, args.matrices, args.size, torch.as_mut(), args.json);
     }
     if args.json {

@@ -31,9 +31,17 @@ fn matrices(count: usize, size: usize, seed: u64) -> (Vec<Param>, Grads) {
 }
 
 /// Prints the Adafactor and Muon rows for each thread count in `threads`.
-pub fn run(threads: &[usize], count: usize, size: usize, mut torch: Option<&mut Torch>, json: bool) -> Result<()> {
+pub fn run(
+    threads: &[usize],
+    count: usize,
+    size: usize,
+    mut torch: Option<&mut Torch>,
+    json: bool,
+) -> Result<()> {
     if !json {
-        println!("# matrix rules: {count} matrices of {size}x{size}; torch's Muon Newton-Schulz is bfloat16, nw's f32");
+        println!(
+            "# matrix rules: {count} matrices of {size}x{size}; torch's Muon Newton-Schulz is bfloat16, nw's f32"
+        );
         println!(
             "{:<18} {:>3} {:>9} {:>10} {:>12} {:>7} {:>9}",
             "task", "thr", "nw ms", "torch ms", "foreach ms", "ratio", "r.foreach"
@@ -44,7 +52,8 @@ pub fn run(threads: &[usize], count: usize, size: usize, mut torch: Option<&mut 
     let mut ada = Adafactor::default().build(ada_ps)?;
     let mut muon = Muon { lr: 0.02, ..Muon::default() }.build(muon_ps)?;
     for &t in threads {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().context("building the rayon pool")?;
+        let pool =
+            rayon::ThreadPoolBuilder::new().num_threads(t).build().context("building the rayon pool")?;
         if let Some(torch) = torch.as_deref_mut() {
             torch.set_threads(t)?;
         }
@@ -59,10 +68,15 @@ pub fn run(threads: &[usize], count: usize, size: usize, mut torch: Option<&mut 
                 result.map(|()| secs).map_err(anyhow::Error::from)
             })
         };
-        let rows: [(&str, &[&str]); 2] = [("adafactor_step", &["adafactor", "adafactor_foreach"]), ("muon_step", &["muon"])];
+        let rows: [(&str, &[&str]); 2] =
+            [("adafactor_step", &["adafactor", "adafactor_foreach"]), ("muon_step", &["muon"])];
         for (task, variants) in rows {
             let mut nw_timer = |iters: u64| {
-                if task == "muon_step" { step_timer(&mut muon, &muon_g, iters) } else { step_timer(&mut ada, &ada_g, iters) }
+                if task == "muon_step" {
+                    step_timer(&mut muon, &muon_g, iters)
+                } else {
+                    step_timer(&mut ada, &ada_g, iters)
+                }
             };
             let per: Vec<f64> = match torch.as_deref_mut() {
                 None => {
