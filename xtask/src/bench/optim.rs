@@ -191,7 +191,8 @@ pub fn run(args: Args) -> Result<()> {
         ""
     };
     let header = format!(
-        "# nw-optim step, {n} parameters, loops for {:?}, GEMM kernel {:?} | {}{absent}",
+        "# nw-optim step, {}, loops for {:?}, GEMM kernel {:?} | {}{absent}",
+        if args.rules == Rules::Matrix { "matrix rules only".to_string() } else { format!("{n} parameters") },
         nw_optim::kernel::isa(),
         nw_tensor::gemm::isa::active(),
         machine_and_torch(torch.as_mut())?
