@@ -7,6 +7,7 @@ Requests:
   threads N                     -> "ok N"  (torch.set_num_threads(N))
   gemm M K N TA TB              -> "ok"    (current op: C = A @ B, see below)
   optim VARIANT N               -> "ok"    (current op: one optimizer step, see optim.py)
+  optim_matrix VARIANT COUNT SIZE -> "ok"  (Adafactor / Muon step, see optim_matrix.py)
   mlp_layer | mlp_step OPT      -> "ok"    (current op: Linear+ReLU fwd+bwd / MLP step, see mlp.py)
   conv_fwd | conv_fwd_bwd       -> "ok"    (current op: conv2d 64x32x28x28 -> 64 3x3, see conv.py)
   lstm_step                     -> "ok"    (current op: LSTM(28->128) classifier Adam step, see lstm.py)
@@ -51,6 +52,10 @@ OPS = {"gemm": setup_gemm}
 from optim import OPS as OPTIM_OPS  # noqa: E402  (benches/torch/optim.py: `optim VARIANT N`)
 
 OPS.update(OPTIM_OPS)
+
+from optim_matrix import OPS as OPTIM_MATRIX_OPS  # noqa: E402  (benches/torch/optim_matrix.py)
+
+OPS.update(OPTIM_MATRIX_OPS)
 
 from mlp import OPS as MLP_OPS  # noqa: E402  (benches/torch/mlp.py: `mlp_layer`, `mlp_step OPT`)
 

@@ -6,9 +6,12 @@
 //!   [--kernel avx512|avx2|scalar]`: GEMM throughput, side by side with
 //!   `torch.matmul` (timed alternately in the same run) when a Python with
 //!   PyTorch is given. Results: `docs/BENCHMARKS.md`.
-//! - `bench optim [--threads N] [--torch PYTHON] [--json] [--params N]`: an
+//! - `bench optim [--threads N] [--torch PYTHON] [--json] [--params N]
+//!   [--rules all|elementwise|matrix] [--matrices N] [--size N]`: an
 //!   Adam and an SGD-momentum step over 10M parameters against torch.optim
-//!   (fused and foreach), with memcpy and in-place bandwidth references.
+//!   (fused and foreach), with memcpy and in-place bandwidth references; then
+//!   an Adafactor and a Muon step over ten 1024x1024 matrices against
+//!   torch.optim's (PyTorch from `--torch` or `/tmp/torch/bin/python`).
 //! - `bench mlp [--threads N] [--torch PYTHON] [--json] [--optimizer adam|sgd]
 //!   [--steps N]`: Linear(784->512)+ReLU forward+backward against its three
 //!   GEMMs alone and torch; a 784-512-256-10 MLP training step against

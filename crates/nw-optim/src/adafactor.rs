@@ -74,7 +74,6 @@ pub struct Adafactor {
     pub weight_decay: WeightDecay,
     /// torch's `foreach` switch (default None). Both of torch's loops compute
     /// the same values, and nw runs one loop, so it changes nothing here.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub foreach: Option<bool>,
     /// Ascend instead of descend (default false).
     pub maximize: bool,

@@ -70,7 +70,6 @@ pub struct Lbfgs {
     /// Iterations per step (default 20).
     pub max_iter: usize,
     /// Closure evaluations per step (default None: `max_iter * 5 / 4`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_eval: Option<usize>,
     /// Stop when `max|g| ≤` this (default 1e-7).
     pub tolerance_grad: f64,
@@ -79,7 +78,6 @@ pub struct Lbfgs {
     /// Curvature pairs kept (default 100).
     pub history_size: usize,
     /// None: fixed steps of `lr`; or [`LineSearch::StrongWolfe`] (default None).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub line_search_fn: Option<LineSearch>,
 }
 

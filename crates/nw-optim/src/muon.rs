@@ -104,7 +104,6 @@ pub struct Muon {
     /// Newton–Schulz steps (default 5; fewer than 100).
     pub ns_steps: usize,
     /// Learning-rate scaling by shape (default `None`: [`AdjustLr::Original`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub adjust_lr_fn: Option<AdjustLr>,
     /// torch's `use_addmm` (default false): torch's two ways of writing the
     /// same products; nw always uses GEMM's `α A B + β C`, so it changes nothing.

@@ -15,6 +15,7 @@ mod gemm;
 mod lstm;
 mod mlp;
 mod optim;
+mod optim_matrix;
 mod peak;
 mod soak;
 pub mod torch;

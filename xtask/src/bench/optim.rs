@@ -11,6 +11,11 @@
 //! lower of the two). nw's effective GB/s counts 28 bytes per parameter for
 //! Adam (reads θ, g, m, v; writes θ, m, v) and 20 for SGD with momentum
 //! (reads θ, g, b; writes θ, b).
+//!
+//! Then the matrix rules (`optim_matrix.rs`): Adafactor and Muon over ten
+//! 1024x1024 matrices. `--rules elementwise|matrix` runs one part only.
+//! Without `--torch`, `/tmp/torch/bin/python` is used when it exists; the
+//! header says when no PyTorch is there to compare with.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -39,6 +44,34 @@ pub struct Args {
     /// Number of parameters (default 10 million).
     #[arg(long, default_value_t = 10_000_000)]
     params: usize,
+    /// Which rows: `all` (default), `elementwise` (Adam, SGD) or `matrix` (Adafactor, Muon).
+    #[arg(long, value_enum, default_value_t = Rules::All)]
+    rules: Rules,
+    /// Matrices of the Adafactor and Muon rows (default 10).
+    #[arg(long, default_value_t = 10)]
+    matrices: usize,
+    /// Side of those square matrices (default 1024).
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+}
+
+/// The parts of `bench optim`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Rules {
+    /// Both parts.
+    All,
+    /// Adam and SGD over the 10M-parameter model.
+    Elementwise,
+    /// Adafactor and Muon over square matrices.
+    Matrix,
+}
+
+/// The PyTorch to compare with: `--torch`, else `/tmp/torch/bin/python` when present.
+fn torch_python(given: Option<PathBuf>) -> Option<PathBuf> {
+    given.or_else(|| {
+        let default = PathBuf::from("/tmp/torch/bin/python");
+        default.exists().then_some(default)
+    })
 }
 
 /// The model's tensor shapes: 40%, 40%, 20% of the parameters.
@@ -150,12 +183,28 @@ pub fn run(args: Args) -> Result<()> {
     if n < 5 {
         bail!("--params must be at least 5");
     }
-    let mut torch = args.torch.as_deref().map(Torch::start).transpose()?;
+    let python = torch_python(args.torch.clone());
+    let mut torch = python.as_deref().map(Torch::start).transpose()?;
+    let absent = if torch.is_none() {
+        " | PyTorch absent (no --torch, no /tmp/torch/bin/python): nw only"
+    } else {
+        ""
+    };
     let header = format!(
-        "# nw-optim step, {n} parameters, loops for {:?} | {}",
+        "# nw-optim step, {}, loops for {:?}, GEMM kernel {:?} | {}{absent}",
+        if args.rules == Rules::Matrix { "matrix rules only".to_string() } else { format!("{n} parameters") },
         nw_optim::kernel::isa(),
+        nw_tensor::gemm::isa::active(),
         machine_and_torch(torch.as_mut())?
     );
+    if args.rules == Rules::Matrix {
+        if args.json {
+            eprintln!("{header}")
+        } else {
+            println!("{header}")
+        }
+        return super::optim_matrix::run(&threads, args.matrices, args.size, torch.as_mut(), args.json);
+    }
     if args.json {
         eprintln!("{header}");
     } else {
@@ -249,6 +298,9 @@ pub fn run(args: Args) -> Result<()> {
                 "bandwidth"
             );
         }
+    }
+    if args.rules == Rules::All {
+        super::optim_matrix::run(&threads, args.matrices, args.size, torch.as_mut(), args.json)?;
     }
     Ok(())
 }
