@@ -60,6 +60,7 @@ fn closed_forms_worked_by_hand() {
         div_factor: 10.0,
         final_div_factor: 10.0,
         three_phase: false,
+        cycle_momentum: None,
     };
     let r = rates(oc, 123.0, 10);
     close(&r[..3], &[0.1, 0.55, 1.0]);
