@@ -214,9 +214,8 @@ pub enum ScheduleConfig {
         factor: f64,
     },
     /// SWALR (torch.optim.swa_utils), per epoch: anneal from the rate to
-    /// `swa_lr` over `anneal_epochs` epochs, then hold it. With
-    /// `train.swa_start` it starts at that epoch (the schedule before it is
-    /// the optimizer's constant rate).
+    /// `swa_lr` over `anneal_epochs` epochs, then hold it (from the first
+    /// epoch).
     Swalr {
         /// The rate annealed to (default: the optimizer's rate / 10).
         #[serde(default)]
