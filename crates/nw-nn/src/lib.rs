@@ -66,6 +66,7 @@ mod norm;
 mod resample;
 mod rnn;
 pub mod state;
+mod update_bn;
 
 pub use activation::{
     Elu, Flatten, Gelu, GeluApprox, LeakyRelu, LogSoftmax, Relu, Sigmoid, Silu, Softmax, Softplus, Tanh,
@@ -84,3 +85,4 @@ pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};
 pub use resample::{ConvTranspose2d, Upsample, UpsampleSize};
 pub use rnn::{Gru, Lstm, RecurrentLayer, Rnn, RnnConfig, RnnNonlinearity, RnnOutput, RnnState};
 pub use state::{StateError, StateMismatch};
+pub use update_bn::update_bn;

@@ -52,6 +52,14 @@ pub trait Module: Send + Sync {
     /// A one-line description such as `Linear(in_features=4, out_features=2, bias=true)`.
     fn describe(&self) -> String;
 
+    /// Calls `f` on every batch-normalisation layer in this module and its
+    /// children, in registration order ([`crate::update_bn`] uses it to
+    /// switch their momentum). The default has none; containers forward to
+    /// their children.
+    fn for_each_batch_norm(&mut self, f: &mut dyn FnMut(&mut crate::BatchNorm)) {
+        let _ = f;
+    }
+
     /// Training mode (batch statistics, buffer updates).
     fn train(&self) {
         self.set_training(true);
@@ -317,6 +325,12 @@ impl Module for Sequential {
     fn set_training(&self, training: bool) {
         for l in &self.layers {
             l.set_training(training);
+        }
+    }
+
+    fn for_each_batch_norm(&mut self, f: &mut dyn FnMut(&mut crate::BatchNorm)) {
+        for l in &mut self.layers {
+            l.for_each_batch_norm(f);
         }
     }
 

@@ -141,6 +141,11 @@ impl BatchNorm {
         self.mode.is_training()
     }
 
+    /// Switches training (`true`) or evaluation mode.
+    pub fn set_mode(&self, training: bool) {
+        self.mode.set(training)
+    }
+
     fn forward_checked(&self, what: &'static str, x: &Var) -> Result<Var> {
         if x.shape()[1] != self.num_features {
             return Err(NnError::input(
@@ -291,6 +296,9 @@ macro_rules! batch_norm_layer {
             }
             fn describe(&self) -> String {
                 self.0.describe_as($label)
+            }
+            fn for_each_batch_norm(&mut self, f: &mut dyn FnMut(&mut BatchNorm)) {
+                f(&mut self.0)
             }
         }
     };

@@ -202,6 +202,15 @@ simd_fn! {
 impl Rule for Adam {
     const NAME: &'static str = "Adam";
 
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
+        self.betas.0 = momentum;
+        Ok(())
+    }
+
     fn lr(&self) -> f64 {
         self.lr
     }
@@ -225,6 +234,15 @@ impl Rule for Adam {
 
 impl Rule for AdamW {
     const NAME: &'static str = "AdamW";
+
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
+        self.betas.0 = momentum;
+        Ok(())
+    }
 
     fn lr(&self) -> f64 {
         self.lr

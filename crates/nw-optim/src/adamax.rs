@@ -63,6 +63,15 @@ impl_build!(Adamax);
 impl Rule for Adamax {
     const NAME: &'static str = "Adamax";
 
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
+        self.betas.0 = momentum;
+        Ok(())
+    }
+
     fn lr(&self) -> f64 {
         self.lr
     }

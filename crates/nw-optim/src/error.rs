@@ -94,6 +94,15 @@ pub enum OptimError {
         /// The schedule's length.
         total_steps: usize,
     },
+    /// A schedule cycles momentum (`cycle_momentum`) but the optimizer has
+    /// no momentum or betas, or cannot change it (SGD built without momentum).
+    #[error("{optimizer}: has no momentum to set ({reason})")]
+    NoMomentum {
+        /// The optimizer.
+        optimizer: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// Checks `lo <= value` (rejects NaN).

@@ -11,7 +11,8 @@
 //! returning an [`Optim`]); [`Lbfgs`] (closure-driven, returning an
 //! [`LbfgsOptim`]: [`Optimizer::step_closure`]); [`ParamGroup`]; [`WeightDecay`] (coupled L2 or
 //! decoupled); [`StateDict`]; [`OptimError`]; [`schedule::Scheduler`],
-//! [`schedule::ReduceLrOnPlateau`]; [`clip::clip_grad_norm`].
+//! [`schedule::ReduceLrOnPlateau`]; [`clip::clip_grad_norm`]; [`averaging::WeightAverage`]
+//! (SWA and EMA of the weights, torch's `AveragedModel`).
 //!
 //! ```
 //! use nw_autograd::{Param, Var};
@@ -65,6 +66,7 @@ mod adagrad;
 mod adam;
 mod adamax;
 mod asgd;
+pub mod averaging;
 pub mod clip;
 mod error;
 /// Gradient-free weight updates over a model's flat parameter vector: a

@@ -54,6 +54,15 @@ impl_build!(Lion);
 impl Rule for Lion {
     const NAME: &'static str = "Lion";
 
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
+        self.betas.0 = momentum;
+        Ok(())
+    }
+
     fn lr(&self) -> f64 {
         self.lr
     }

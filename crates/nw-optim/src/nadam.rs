@@ -77,6 +77,15 @@ impl NAdam {
 impl Rule for NAdam {
     const NAME: &'static str = "NAdam";
 
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
+        self.betas.0 = momentum;
+        Ok(())
+    }
+
     fn lr(&self) -> f64 {
         self.lr
     }

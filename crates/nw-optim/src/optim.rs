@@ -71,6 +71,21 @@ pub trait Rule: Clone + std::fmt::Debug + Send + Sync + 'static {
 
     /// Recomputes [`ParamState::cache`] from `st.step` after a load.
     fn restore(&self, _st: &mut ParamState) {}
+
+    /// The momentum a schedule may cycle (torch's `cycle_momentum`): SGD's
+    /// and RMSprop's `momentum`, `betas.0` (beta1) of the Adam family and
+    /// Lion. `None` (the default) for rules without one.
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
+
+    /// Sets the value [`Rule::momentum`] reads. The default is an
+    /// [`OptimError::NoMomentum`]; rules with momentum override it. The
+    /// caller ([`Optimizer::set_momentum`]) validates the result.
+    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
+        let _ = momentum;
+        Err(OptimError::NoMomentum { optimizer: Self::NAME, reason: "the rule has no momentum or betas" })
+    }
 }
 
 /// What every optimizer offers to a training loop.
@@ -125,6 +140,25 @@ pub trait Optimizer: Send {
         let (loss, grads) = closure()?;
         self.step(&grads)?;
         Ok(loss)
+    }
+
+    /// The momentum a schedule with `cycle_momentum` drives: SGD's and
+    /// RMSprop's `momentum`, beta1 of Adam, AdamW, Adamax, NAdam, RAdam and
+    /// Lion. `None` (the default) when the optimizer has none.
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
+
+    /// Sets the momentum [`Optimizer::momentum`] reads (every group: groups
+    /// do not override it), as torch's CyclicLR and OneCycleLR write
+    /// `group["momentum"]` or `group["betas"][0]`. An out-of-range value or
+    /// an optimizer without momentum is an error, and then nothing changes.
+    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
+        let _ = momentum;
+        Err(OptimError::NoMomentum {
+            optimizer: self.name(),
+            reason: "the optimizer has no momentum or betas",
+        })
     }
 }
 
@@ -272,6 +306,18 @@ impl<R: Rule> Optimizer for Optim<R> {
 
     fn param_groups(&self) -> &[ParamGroup] {
         &self.groups
+    }
+
+    fn momentum(&self) -> Option<f64> {
+        self.config.momentum()
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
+        let mut c = self.config.clone();
+        c.set_momentum(momentum)?;
+        c.validate()?;
+        self.config = c;
+        Ok(())
     }
 
     fn state_dict(&self) -> StateDict {

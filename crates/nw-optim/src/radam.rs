@@ -65,6 +65,15 @@ impl_build!(RAdam);
 impl Rule for RAdam {
     const NAME: &'static str = "RAdam";
 
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
+        self.betas.0 = momentum;
+        Ok(())
+    }
+
     fn lr(&self) -> f64 {
         self.lr
     }

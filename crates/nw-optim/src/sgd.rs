@@ -69,6 +69,21 @@ impl_build!(Sgd);
 impl Rule for Sgd {
     const NAME: &'static str = "SGD";
 
+    fn momentum(&self) -> Option<f64> {
+        Some(self.momentum)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
+        if (self.momentum == 0.0) != (momentum == 0.0) {
+            return Err(OptimError::NoMomentum {
+                optimizer: Self::NAME,
+                reason: "momentum cannot change between zero and non-zero (its buffer exists only with momentum)",
+            });
+        }
+        self.momentum = momentum;
+        Ok(())
+    }
+
     fn lr(&self) -> f64 {
         self.lr
     }

@@ -60,6 +60,7 @@ fn closed_forms_worked_by_hand() {
         div_factor: 10.0,
         final_div_factor: 10.0,
         three_phase: false,
+        cycle_momentum: None,
     };
     let r = rates(oc, 123.0, 10);
     close(&r[..3], &[0.1, 0.55, 1.0]);
@@ -190,4 +191,55 @@ fn lambda_schedule_drives_an_optimizer_with_groups() {
     assert_eq!(s.epoch(), 2);
     s.set_epoch(0);
     assert_eq!(s.lr(), 0.2);
+}
+
+#[test]
+fn momentum_is_set_where_an_optimizer_has_one_and_an_error_elsewhere() {
+    use nw_optim::{Adagrad, Adam};
+    let p = || vec![nw_autograd::Param::new(nw_tensor::Tensor::zeros(&[2]))];
+    let mut adam = Adam::default().build(p()).unwrap();
+    adam.set_momentum(0.8).unwrap();
+    assert_eq!(adam.momentum(), Some(0.8));
+    assert_eq!(adam.config().betas, (0.8, 0.999)); // beta2 untouched
+    // beta1 = 1 is out of range: an error, and nothing changes
+    assert!(adam.set_momentum(1.0).is_err());
+    assert_eq!(adam.momentum(), Some(0.8));
+    let mut sgd = Sgd { momentum: 0.9, ..Sgd::default() }.build(p()).unwrap();
+    sgd.set_momentum(0.85).unwrap();
+    assert_eq!(sgd.momentum(), Some(0.85));
+    // SGD without momentum has no buffer to cycle
+    let mut plain = Sgd::default().build(p()).unwrap();
+    assert!(matches!(plain.set_momentum(0.9), Err(nw_optim::OptimError::NoMomentum { optimizer: "SGD", .. })));
+    let mut ada = Adagrad::default().build(p()).unwrap();
+    assert_eq!(ada.momentum(), None);
+    assert!(matches!(ada.set_momentum(0.9), Err(nw_optim::OptimError::NoMomentum { .. })));
+}
+
+#[test]
+fn chained_multiplicative_and_swalr_step_as_torch() {
+    // ChainedScheduler(ConstantLR(0.5, 2), ExponentialLR(0.5)) from 1:
+    // 0.5, 0.25, then ConstantLR ends (x2): 0.25, 0.125
+    let c = Schedule::Chained {
+        schedules: vec![
+            Schedule::Constant { factor: 0.5, total_iters: 2 },
+            Schedule::Exponential { gamma: 0.5 },
+        ],
+    };
+    close(&rates(c, 1.0, 4), &[0.5, 0.25, 0.25, 0.125]);
+    close(&rates(Schedule::Multiplicative { factor: 0.5 }, 1.0, 3), &[1.0, 0.5, 0.25]);
+    // SWALR linear over 2 steps from 1 to 0.1: 1, 0.55, 0.1, 0.1
+    let s = Schedule::Swa { swa_lr: 0.1, anneal_epochs: 2, anneal_strategy: Anneal::Linear };
+    close(&rates(s, 1.0, 4), &[1.0, 0.55, 0.1, 0.1]);
+    // cycle_momentum: CyclicLR triangular up 2: momentum max at the low rate, base at the peak
+    let cy = Schedule::Cyclic {
+        base_lr: 0.1,
+        max_lr: 1.0,
+        step_size_up: 2,
+        step_size_down: None,
+        mode: nw_optim::schedule::CyclicMode::Triangular,
+        gamma: 1.0,
+        cycle_momentum: Some(nw_optim::schedule::MomentumCycle { base_momentum: 0.8, max_momentum: 0.9 }),
+    };
+    let m: Vec<f64> = (0..5).map(|t| cy.momentum_at(t).unwrap()).collect();
+    close(&m, &[0.9, 0.85, 0.8, 0.85, 0.9]);
 }

@@ -18,6 +18,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod averaging;
 pub mod check;
 pub mod clip_prune;
 pub mod fixture;
@@ -147,6 +148,7 @@ pub const RUNNERS: &[(&str, Runner)] = &[
     ("lr_schedule", schedule::run),
     ("clip_prune", clip_prune::run),
     ("train", train::run),
+    ("averaging", averaging::run),
 ];
 
 /// Runs one case of the given kind, returning the filled checker.

@@ -1,10 +1,17 @@
 //! Runner for `lr_schedule` fixtures: build the named torch.optim.lr_scheduler
 //! from `schedule`, read the rate before each step (feeding `metrics[i]` to
-//! ReduceLROnPlateau), compare with `expected_lr`.
+//! ReduceLROnPlateau), compare with `expected_lr`. A case with
+//! `cycle_momentum` builds its `optimizer` from `hyper`, applies the schedule
+//! to it before each step and compares the optimizer's momentum with
+//! `expected_momentum[i]` (SGD) or beta1 with `expected_betas[i][0]` (Adam;
+//! beta2 is not cycled, and nw's optimizers expose only the cycled value).
 
+use nw_autograd::Param;
 use nw_optim::schedule::{
-    Anneal, CyclicMode, PlateauConfig, PlateauMode, ReduceLrOnPlateau, Schedule, Scheduler, ThresholdMode,
+    Anneal, CyclicMode, LrSchedule, MomentumCycle, PlateauConfig, PlateauMode, ReduceLrOnPlateau, Schedule,
+    Scheduler, ThresholdMode,
 };
+use nw_tensor::Tensor;
 use serde_json::Value;
 
 use crate::check::Checker;
@@ -34,6 +41,35 @@ fn string<'a>(h: &'a Value, key: &str, default: &'a str) -> Result<&'a str, Case
         None | Some(Value::Null) => Ok(default),
         Some(v) => v.as_str().ok_or_else(|| CaseError::Malformed(format!("{key:?} is not a string"))),
     }
+}
+
+/// torch's `cycle_momentum` (default true) with `base_momentum` and
+/// `max_momentum` (defaults `base`, `max`).
+fn momentum_cycle(h: &Value, base: f64, max: f64) -> Result<Option<MomentumCycle>, CaseError> {
+    if !hyper_bool(h, "cycle_momentum", true)? {
+        return Ok(None);
+    }
+    Ok(Some(MomentumCycle {
+        base_momentum: hyper_f64(h, "base_momentum", base)?,
+        max_momentum: hyper_f64(h, "max_momentum", max)?,
+    }))
+}
+
+fn anneal_of(h: &Value, what: &str) -> Result<Anneal, CaseError> {
+    match string(h, "anneal_strategy", "cos")? {
+        "cos" => Ok(Anneal::Cos),
+        "linear" => Ok(Anneal::Linear),
+        a => Err(CaseError::Unsupported(format!("{what} anneal_strategy {a:?}"))),
+    }
+}
+
+fn sub_schedules(h: &Value, what: &str) -> Result<Vec<Schedule>, CaseError> {
+    h.get("schedulers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| CaseError::Malformed(format!("{what}: schedulers is not a list")))?
+        .iter()
+        .map(parse)
+        .collect()
 }
 
 /// Parses a schedule object (anything but ReduceLROnPlateau) with torch's defaults.
@@ -107,12 +143,9 @@ pub fn parse(h: &Value) -> Result<Schedule, CaseError> {
                 "mode",
                 "gamma",
                 "cycle_momentum",
+                "base_momentum",
+                "max_momentum",
             ])?;
-            if hyper_bool(h, "cycle_momentum", true)? {
-                return Err(CaseError::Unsupported(
-                    "CyclicLR cycle_momentum=True (nw cycles only the rate)".into(),
-                ));
-            }
             let mode = match string(h, "mode", "triangular")? {
                 "triangular" => CyclicMode::Triangular,
                 "triangular2" => CyclicMode::Triangular2,
@@ -129,6 +162,7 @@ pub fn parse(h: &Value) -> Result<Schedule, CaseError> {
                 },
                 mode,
                 gamma: hyper_f64(h, "gamma", 1.0)?,
+                cycle_momentum: momentum_cycle(h, 0.8, 0.9)?,
             }
         }
         "OneCycleLR" => {
@@ -141,17 +175,10 @@ pub fn parse(h: &Value) -> Result<Schedule, CaseError> {
                 "final_div_factor",
                 "three_phase",
                 "cycle_momentum",
+                "base_momentum",
+                "max_momentum",
             ])?;
-            if hyper_bool(h, "cycle_momentum", true)? {
-                return Err(CaseError::Unsupported(
-                    "OneCycleLR cycle_momentum=True (nw cycles only the rate)".into(),
-                ));
-            }
-            let anneal_strategy = match string(h, "anneal_strategy", "cos")? {
-                "cos" => Anneal::Cos,
-                "linear" => Anneal::Linear,
-                a => return Err(CaseError::Unsupported(format!("OneCycleLR anneal_strategy {a:?}"))),
-            };
+            let anneal_strategy = anneal_of(h, "OneCycleLR")?;
             Schedule::OneCycle {
                 max_lr: hyper_f64(h, "max_lr", f64::NAN)?,
                 total_steps: usize_of(h, "total_steps", None)?,
@@ -160,17 +187,30 @@ pub fn parse(h: &Value) -> Result<Schedule, CaseError> {
                 div_factor: hyper_f64(h, "div_factor", 25.0)?,
                 final_div_factor: hyper_f64(h, "final_div_factor", 1e4)?,
                 three_phase: hyper_bool(h, "three_phase", false)?,
+                cycle_momentum: momentum_cycle(h, 0.85, 0.95)?,
             }
         }
         "SequentialLR" => {
             known(&["schedulers", "milestones"])?;
-            let subs = h
-                .get("schedulers")
-                .and_then(Value::as_array)
-                .ok_or_else(|| CaseError::Malformed("SequentialLR: schedulers is not a list".into()))?;
             Schedule::Sequential {
-                schedules: subs.iter().map(parse).collect::<Result<_, _>>()?,
+                schedules: sub_schedules(h, "SequentialLR")?,
                 milestones: usizes(h, "milestones")?,
+            }
+        }
+        "ChainedScheduler" => {
+            known(&["schedulers"])?;
+            Schedule::Chained { schedules: sub_schedules(h, "ChainedScheduler")? }
+        }
+        "MultiplicativeLR" => {
+            known(&["factor"])?;
+            Schedule::Multiplicative { factor: hyper_f64(h, "factor", f64::NAN)? }
+        }
+        "SWALR" => {
+            known(&["swa_lr", "anneal_epochs", "anneal_strategy"])?;
+            Schedule::Swa {
+                swa_lr: hyper_f64(h, "swa_lr", f64::NAN)?,
+                anneal_epochs: usize_of(h, "anneal_epochs", Some(10))?,
+                anneal_strategy: anneal_of(h, "SWALR")?,
             }
         }
         other => return Err(CaseError::Unsupported(format!("scheduler {other:?}"))),
@@ -251,12 +291,74 @@ pub fn run(case: &Case) -> Result<Checker, CaseError> {
         }
     } else {
         let mut s = Scheduler::new(parse(h)?, base_lr).map_err(fail)?;
+        let momenta = expected_momenta(case, steps)?;
+        let mut opt = match (&momenta, case.opt("optimizer")) {
+            (Some(_), Some(name)) => {
+                let name =
+                    name.as_str().ok_or_else(|| CaseError::Malformed("optimizer is not a string".into()))?;
+                let mut hyper = case.opt("hyper").cloned().unwrap_or(Value::Null);
+                if let Value::Object(m) = &mut hyper {
+                    m.insert("lr".into(), Value::from(base_lr));
+                }
+                let w = Param::new(Tensor::zeros(&[1]));
+                Some(crate::optimizer::build(name, &hyper, vec![w])?)
+            }
+            (Some(_), None) => {
+                return Err(CaseError::Malformed("expected momenta without an optimizer".into()));
+            }
+            (None, _) => None,
+        };
+        if s.schedule().cycles_momentum() && opt.is_none() {
+            return Err(CaseError::Malformed("cycle_momentum without expected momenta".into()));
+        }
         for (i, &w) in want.iter().enumerate() {
             ch.scalar(&format!("lr[{i}]"), s.lr(), w);
+            if let (Some(opt), Some(m)) = (opt.as_mut(), &momenta) {
+                s.apply(opt.as_mut()).map_err(fail)?;
+                let got = opt
+                    .momentum()
+                    .ok_or_else(|| CaseError::Failed(format!("{} has no momentum", opt.name())))?;
+                ch.scalar(&format!("momentum[{i}]"), got, m[i]);
+                ch.scalar(&format!("optimizer lr[{i}]"), opt.lr(), w);
+            }
             if i + 1 < steps {
                 s.step().map_err(fail)?;
             }
         }
     }
     Ok(ch)
+}
+
+/// `expected_momentum[i]` (SGD's momentum) or `expected_betas[i][0]` (beta1),
+/// one per step, when the case has either.
+fn expected_momenta(case: &Case, steps: usize) -> Result<Option<Vec<f64>>, CaseError> {
+    let list = |key: &str| -> Result<Option<&Vec<Value>>, CaseError> {
+        match case.opt(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => {
+                v.as_array().map(Some).ok_or_else(|| CaseError::Malformed(format!("{key} is not a list")))
+            }
+        }
+    };
+    let num =
+        |v: &Value, key: &str| v.as_f64().ok_or_else(|| CaseError::Malformed(format!("{key} holds {v}")));
+    let out: Vec<f64> = match (list("expected_momentum")?, list("expected_betas")?) {
+        (Some(_), Some(_)) => {
+            return Err(CaseError::Malformed("both expected_momentum and expected_betas".into()));
+        }
+        (Some(m), None) => m.iter().map(|v| num(v, "expected_momentum")).collect::<Result<_, _>>()?,
+        (None, Some(b)) => b
+            .iter()
+            .map(|v| {
+                let pair = v.as_array().filter(|p| p.len() == 2);
+                pair.ok_or_else(|| CaseError::Malformed(format!("expected_betas holds {v}")))
+                    .and_then(|p| num(&p[0], "expected_betas"))
+            })
+            .collect::<Result<_, _>>()?,
+        (None, None) => return Ok(None),
+    };
+    if out.len() != steps {
+        return Err(CaseError::Malformed(format!("steps = {steps} but {} expected momenta", out.len())));
+    }
+    Ok(Some(out))
 }

@@ -14,7 +14,7 @@ fn main() {
     let args = Arguments::from_args();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
     let mut trials = Vec::new();
-    for set in ["reference", "nn-extra", "optim-extra"] {
+    for set in ["reference", "nn-extra", "optim-extra", "reference-2"] {
         let files = nw_parity::load_dir(&root.join(set)).expect("fixture directory is readable");
         for (path, file) in files {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();

@@ -361,6 +361,7 @@ impl Trainer {
             s.step()?;
             self.optimizer.set_lr(s.lr());
         }
+        self.sync_momentum()?;
         Ok((data_loss, correct))
     }
 
@@ -412,6 +413,7 @@ impl Trainer {
             }
             _ => {}
         }
+        self.sync_momentum()?;
         let record = EpochRecord {
             epoch: self.epoch,
             step: self.step,
@@ -548,6 +550,20 @@ impl Trainer {
         self.epoch = p.epoch;
         self.step = p.step;
         self.partial = p.partial;
+        // the optimizer's state dict has no momentum: the schedule holds it
+        self.sync_momentum()?;
+        Ok(())
+    }
+
+    /// Sets the optimizer's momentum (or beta1) to the schedule's when the
+    /// schedule cycles it (`cycle_momentum`); nothing otherwise. Called after
+    /// every schedule step, when the run is built and after a restore.
+    pub fn sync_momentum(&mut self) -> Result<()> {
+        if let Some(LrPolicy::PerStep(s) | LrPolicy::PerEpoch(s)) = &self.lr_policy
+            && let Some(m) = s.momentum()
+        {
+            self.optimizer.set_momentum(m)?;
+        }
         Ok(())
     }
 }

@@ -33,6 +33,7 @@
 //! assert_eq!(back, s);
 //! ```
 
+mod chain;
 mod lambda;
 mod plateau;
 
@@ -64,6 +65,17 @@ pub enum Anneal {
     Cos,
     /// `start + (end − start) pct`.
     Linear,
+}
+
+/// torch's `cycle_momentum=True` of CyclicLR and OneCycleLR: the momentum
+/// (SGD's and RMSprop's `momentum`, beta1 of the Adam family) moves opposite
+/// to the rate between these bounds. See [`Schedule::momentum_at`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MomentumCycle {
+    /// The momentum at the rate's peak (torch default 0.8 for CyclicLR, 0.85 for OneCycleLR).
+    pub base_momentum: f64,
+    /// The momentum at the rate's low points (torch default 0.9 for CyclicLR, 0.95 for OneCycleLR).
+    pub max_momentum: f64,
 }
 
 /// A learning-rate schedule as a function of the step count `t` (torch's
@@ -132,8 +144,8 @@ pub enum Schedule {
         power: f64,
     },
     /// CyclicLR (Smith): a triangle between `base_lr` and `max_lr` (ignores η0,
-    /// as torch overrides the optimizer's rate). Only the rate cycles
-    /// (torch's `cycle_momentum=False`).
+    /// as torch overrides the optimizer's rate). With `cycle_momentum` the
+    /// momentum cycles too, inversely (torch's `cycle_momentum=True`).
     Cyclic {
         /// Lower bound.
         base_lr: f64,
@@ -147,6 +159,9 @@ pub enum Schedule {
         mode: CyclicMode,
         /// γ of `ExpRange` (torch default 1.0).
         gamma: f64,
+        /// Cycle the optimizer's momentum too (`None`: torch's `cycle_momentum=False`).
+        #[serde(default)]
+        cycle_momentum: Option<MomentumCycle>,
     },
     /// OneCycleLR (Smith & Topin): up from `max_lr/div_factor` to `max_lr`
     /// over `pct_start` of the steps, then down to
@@ -167,6 +182,9 @@ pub enum Schedule {
         final_div_factor: f64,
         /// Go back down to `initial` symmetrically before annealing to `min` (torch default false).
         three_phase: bool,
+        /// Cycle the optimizer's momentum too (`None`: torch's `cycle_momentum=False`).
+        #[serde(default)]
+        cycle_momentum: Option<MomentumCycle>,
     },
     /// SequentialLR: `schedules[i]` runs from `milestones[i − 1]` (restarting
     /// its own count at 0 there) until `milestones[i]`.
@@ -175,6 +193,31 @@ pub enum Schedule {
         schedules: Vec<Schedule>,
         /// Ascending switch points.
         milestones: Vec<usize>,
+    },
+    /// ChainedScheduler: every schedule steps at every step, in order, each
+    /// changing the rate the previous one left (torch's chainable forms:
+    /// ConstantLR divides and multiplies, ExponentialLR multiplies by γ, ...;
+    /// CyclicLR, OneCycleLR and SGDR overwrite it). Nests like `Sequential`:
+    /// the inner schedules share the base rate.
+    Chained {
+        /// The schedules, applied in this order at each step (at least one).
+        schedules: Vec<Schedule>,
+    },
+    /// MultiplicativeLR with a constant `lr_lambda`: `η_t = η_(t−1) · factor`.
+    Multiplicative {
+        /// The factor applied at each step, finite and ≥ 0.
+        factor: f64,
+    },
+    /// SWALR (torch.optim.swa_utils): from η0, anneal to `swa_lr` over
+    /// `anneal_epochs` steps (`α = anneal(min(1, t / max(1, anneal_epochs)))`,
+    /// `η = swa_lr · α + η0 (1 − α)`), then hold it. 0 anneal epochs start at `swa_lr`.
+    Swa {
+        /// The rate annealed to, finite and ≥ 0.
+        swa_lr: f64,
+        /// Steps of annealing (torch default 10).
+        anneal_epochs: usize,
+        /// `Cos`: α = (1 − cos(π t))/2; `Linear`: α = t (torch default cos).
+        anneal_strategy: Anneal,
     },
 }
 
@@ -189,6 +232,7 @@ impl Schedule {
             div_factor: 25.0,
             final_div_factor: 1e4,
             three_phase: false,
+            cycle_momentum: None,
         }
     }
 
@@ -206,6 +250,9 @@ impl Schedule {
             Schedule::Cyclic { .. } => "CyclicLR",
             Schedule::OneCycle { .. } => "OneCycleLR",
             Schedule::Sequential { .. } => "SequentialLR",
+            Schedule::Chained { .. } => "ChainedScheduler",
+            Schedule::Multiplicative { .. } => "MultiplicativeLR",
+            Schedule::Swa { .. } => "SWALR",
         }
     }
 
@@ -254,13 +301,23 @@ impl Schedule {
                 at_least_one("total_iters", *total_iters)?;
                 nonneg("power", *power)
             }
-            Schedule::Cyclic { base_lr, max_lr, step_size_up, gamma, .. } => {
+            Schedule::Cyclic { base_lr, max_lr, step_size_up, gamma, cycle_momentum, .. } => {
                 nonneg("base_lr", *base_lr)?;
                 nonneg("max_lr", *max_lr)?;
                 at_least_one("step_size_up", *step_size_up)?;
+                check_cycle(o, cycle_momentum)?;
                 check_min(o, "gamma", *gamma, 0.0, "must be finite and >= 0")
             }
-            Schedule::OneCycle { max_lr, total_steps, pct_start, div_factor, final_div_factor, .. } => {
+            Schedule::OneCycle {
+                max_lr,
+                total_steps,
+                pct_start,
+                div_factor,
+                final_div_factor,
+                cycle_momentum,
+                ..
+            } => {
+                check_cycle(o, cycle_momentum)?;
                 nonneg("max_lr", *max_lr)?;
                 at_least_one("total_steps", *total_steps)?;
                 check_closed(o, "pct_start", *pct_start, 0.0, 1.0, "must lie in [0, 1]")?;
@@ -301,6 +358,71 @@ impl Schedule {
                 }
                 schedules.iter().try_for_each(Schedule::validate)
             }
+            Schedule::Chained { schedules } => {
+                if schedules.is_empty() {
+                    return Err(OptimError::InvalidHyper {
+                        owner: o,
+                        name: "schedulers",
+                        value: 0.0,
+                        reason: "needs at least one schedule",
+                    });
+                }
+                schedules.iter().try_for_each(Schedule::validate)
+            }
+            Schedule::Multiplicative { factor } => nonneg("factor", *factor),
+            Schedule::Swa { swa_lr, .. } => nonneg("swa_lr", *swa_lr),
+        }
+    }
+
+    /// Whether this schedule (or one inside it) cycles the optimizer's momentum.
+    pub fn cycles_momentum(&self) -> bool {
+        match self {
+            Schedule::Cyclic { cycle_momentum, .. } | Schedule::OneCycle { cycle_momentum, .. } => {
+                cycle_momentum.is_some()
+            }
+            Schedule::Sequential { schedules, .. } | Schedule::Chained { schedules } => {
+                schedules.iter().any(Schedule::cycles_momentum)
+            }
+            _ => false,
+        }
+    }
+
+    /// The momentum in force at step `t` when the schedule cycles it
+    /// (`None` otherwise): CyclicLR's `max_m − (max_m − base_m) · scale ·
+    /// amplitude`, OneCycleLR's phases from `max_m` to `base_m` and back
+    /// (three phases: `max_m`, `base_m`, `max_m`, `max_m`). A chain gives the
+    /// last inner schedule that cycles momentum, as torch's last write wins;
+    /// a sequence gives the active one's.
+    pub fn momentum_at(&self, t: usize) -> Option<f64> {
+        match self {
+            Schedule::Cyclic { step_size_up, step_size_down, mode, gamma, cycle_momentum, .. } => {
+                let m = (*cycle_momentum)?;
+                let (scale, amp) = cyclic_shape(t, *step_size_up, *step_size_down, *mode, *gamma);
+                Some(m.max_momentum - (m.max_momentum - m.base_momentum) * scale * amp)
+            }
+            Schedule::OneCycle {
+                total_steps,
+                pct_start,
+                anneal_strategy,
+                three_phase,
+                cycle_momentum,
+                ..
+            } => {
+                let m = (*cycle_momentum)?;
+                let (hi, lo) = (m.max_momentum, m.base_momentum);
+                let ends = one_cycle_ends(*total_steps, *pct_start, *three_phase);
+                let values: &[(f64, f64)] =
+                    if *three_phase { &[(hi, lo), (lo, hi), (hi, hi)] } else { &[(hi, lo), (lo, hi)] };
+                let (i, pct) = one_cycle_phase(&ends, t as f64);
+                Some(anneal(*anneal_strategy, values[i].0, values[i].1, pct))
+            }
+            Schedule::Sequential { schedules, milestones } => {
+                let idx = milestones.iter().filter(|&&m| m <= t).count();
+                let offset = if idx == 0 { 0 } else { milestones[idx - 1] };
+                schedules[idx].momentum_at(t - offset)
+            }
+            Schedule::Chained { schedules } => schedules.iter().rev().find_map(|s| s.momentum_at(t)),
+            _ => None,
         }
     }
 
@@ -343,20 +465,9 @@ impl Schedule {
             Schedule::Polynomial { total_iters, power } => {
                 base_lr * (1.0 - t.min(*total_iters) as f64 / *total_iters as f64).powf(*power)
             }
-            Schedule::Cyclic { base_lr: lo, max_lr, step_size_up, step_size_down, mode, gamma } => {
-                let up = *step_size_up as f64;
-                let total = up + step_size_down.unwrap_or(*step_size_up) as f64;
-                let ratio = up / total;
-                let cycle = (1.0 + tf / total).floor();
-                let x = 1.0 + tf / total - cycle;
-                let scale = if x <= ratio { x / ratio } else { (x - 1.0) / (ratio - 1.0) };
-                let height = (max_lr - lo) * scale;
-                let amp = match mode {
-                    CyclicMode::Triangular => 1.0,
-                    CyclicMode::Triangular2 => 1.0 / 2f64.powf(cycle - 1.0),
-                    CyclicMode::ExpRange => gamma.powf(tf),
-                };
-                lo + height * amp
+            Schedule::Cyclic { base_lr: lo, max_lr, step_size_up, step_size_down, mode, gamma, .. } => {
+                let (scale, amp) = cyclic_shape(t, *step_size_up, *step_size_down, *mode, *gamma);
+                lo + (max_lr - lo) * scale * amp
             }
             Schedule::OneCycle {
                 max_lr,
@@ -366,6 +477,7 @@ impl Schedule {
                 div_factor,
                 final_div_factor,
                 three_phase,
+                ..
             } => {
                 if t > *total_steps {
                     return Err(OptimError::ScheduleFinished {
@@ -376,31 +488,14 @@ impl Schedule {
                 }
                 let initial = max_lr / div_factor;
                 let min = initial / final_div_factor;
-                let n = *total_steps as f64;
-                let up_end = pct_start * n - 1.0;
-                let phases: &[(f64, f64, f64)] = if *three_phase {
-                    &[
-                        (up_end, initial, *max_lr),
-                        (2.0 * pct_start * n - 2.0, *max_lr, initial),
-                        (n - 1.0, initial, min),
-                    ]
+                let ends = one_cycle_ends(*total_steps, *pct_start, *three_phase);
+                let values: &[(f64, f64)] = if *three_phase {
+                    &[(initial, *max_lr), (*max_lr, initial), (initial, min)]
                 } else {
-                    &[(up_end, initial, *max_lr), (n - 1.0, *max_lr, min)]
+                    &[(initial, *max_lr), (*max_lr, min)]
                 };
-                let mut start_step = 0.0;
-                let mut lr = f64::NAN;
-                for (i, &(end_step, start, end)) in phases.iter().enumerate() {
-                    if tf <= end_step || i == phases.len() - 1 {
-                        let pct = (tf - start_step) / (end_step - start_step);
-                        lr = match anneal_strategy {
-                            Anneal::Cos => end + (start - end) / 2.0 * ((PI * pct).cos() + 1.0),
-                            Anneal::Linear => (end - start) * pct + start,
-                        };
-                        break;
-                    }
-                    start_step = end_step;
-                }
-                lr
+                let (i, pct) = one_cycle_phase(&ends, tf);
+                anneal(*anneal_strategy, values[i].0, values[i].1, pct)
             }
             Schedule::Sequential { schedules, milestones } => {
                 // bisect_right: the schedule whose span holds t, counted from its milestone
@@ -408,7 +503,100 @@ impl Schedule {
                 let offset = if idx == 0 { 0 } else { milestones[idx - 1] };
                 schedules[idx].lr_at(base_lr, t - offset)?
             }
+            Schedule::Chained { .. } => {
+                let mut lr = self.chain_lr(base_lr, base_lr, 0)?;
+                for k in 1..=t {
+                    lr = self.chain_lr(base_lr, lr, k)?;
+                }
+                lr
+            }
+            Schedule::Multiplicative { factor } => base_lr * factor.powf(tf),
+            Schedule::Swa { swa_lr, anneal_epochs, anneal_strategy } => {
+                let a = chain::swa_alpha(*anneal_strategy, *anneal_epochs, t);
+                swa_lr * a + base_lr * (1.0 - a)
+            }
         })
+    }
+
+    /// The rate at step `t ≥ 1` given the rate `prev` in force at step
+    /// `t − 1`: what [`Scheduler::step`] uses. The closed form
+    /// ([`Schedule::lr_at`]) for every schedule except the recursive ones
+    /// torch defines by the previous rate: MultiplicativeLR, SWALR and
+    /// ChainedScheduler (and a sequence's active member of those kinds).
+    pub fn next_lr(&self, base_lr: f64, prev: f64, t: usize) -> Result<f64, OptimError> {
+        match self {
+            Schedule::Chained { .. } | Schedule::Multiplicative { .. } | Schedule::Swa { .. } => {
+                self.chain_lr(base_lr, prev, t)
+            }
+            Schedule::Sequential { schedules, milestones } => {
+                let idx = milestones.iter().filter(|&&m| m <= t).count();
+                let offset = if idx == 0 { 0 } else { milestones[idx - 1] };
+                if idx > 0 && t == offset {
+                    schedules[idx].lr_at(base_lr, 0)
+                } else {
+                    schedules[idx].next_lr(base_lr, prev, t - offset)
+                }
+            }
+            _ => self.lr_at(base_lr, t),
+        }
+    }
+}
+
+/// Checks a [`MomentumCycle`]'s bounds.
+fn check_cycle(owner: &'static str, c: &Option<MomentumCycle>) -> Result<(), OptimError> {
+    if let Some(m) = c {
+        check_min(owner, "base_momentum", m.base_momentum, 0.0, "must be finite and >= 0")?;
+        check_min(owner, "max_momentum", m.max_momentum, 0.0, "must be finite and >= 0")?;
+    }
+    Ok(())
+}
+
+/// CyclicLR's `(scale_factor, amplitude)` at step `t`: the rate is
+/// `base + (max − base) · scale · amplitude`, the momentum
+/// `max_m − (max_m − base_m) · scale · amplitude`.
+fn cyclic_shape(t: usize, up: usize, down: Option<usize>, mode: CyclicMode, gamma: f64) -> (f64, f64) {
+    let tf = t as f64;
+    let up = up as f64;
+    let total = up + down.map_or(up, |d| d as f64);
+    let ratio = up / total;
+    let cycle = (1.0 + tf / total).floor();
+    let x = 1.0 + tf / total - cycle;
+    let scale = if x <= ratio { x / ratio } else { (x - 1.0) / (ratio - 1.0) };
+    let amp = match mode {
+        CyclicMode::Triangular => 1.0,
+        CyclicMode::Triangular2 => 1.0 / 2f64.powf(cycle - 1.0),
+        CyclicMode::ExpRange => gamma.powf(tf),
+    };
+    (scale, amp)
+}
+
+/// OneCycleLR's phase end steps (torch's `end_step` of each phase).
+fn one_cycle_ends(total_steps: usize, pct_start: f64, three_phase: bool) -> Vec<f64> {
+    let n = total_steps as f64;
+    if three_phase {
+        vec![pct_start * n - 1.0, 2.0 * pct_start * n - 2.0, n - 1.0]
+    } else {
+        vec![pct_start * n - 1.0, n - 1.0]
+    }
+}
+
+/// The phase holding step `tf` and how far into it (torch's `pct`).
+fn one_cycle_phase(ends: &[f64], tf: f64) -> (usize, f64) {
+    let mut start_step = 0.0;
+    for (i, &end_step) in ends.iter().enumerate() {
+        if tf <= end_step || i == ends.len() - 1 {
+            return (i, (tf - start_step) / (end_step - start_step));
+        }
+        start_step = end_step;
+    }
+    (ends.len() - 1, f64::NAN)
+}
+
+/// torch's `_annealing_cos` / `_annealing_linear` from `start` to `end` at `pct`.
+fn anneal(strategy: Anneal, start: f64, end: f64, pct: f64) -> f64 {
+    match strategy {
+        Anneal::Cos => end + (start - end) / 2.0 * ((PI * pct).cos() + 1.0),
+        Anneal::Linear => (end - start) * pct + start,
     }
 }
 
@@ -418,10 +606,21 @@ pub trait LrSchedule {
     fn lr(&self) -> f64;
     /// Moves to the next step and returns its rate.
     fn step(&mut self) -> Result<f64, OptimError>;
+    /// The momentum in force for the coming step, when the schedule cycles
+    /// it (`None`, the default, otherwise).
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
     /// Sets the optimizer's rate to [`LrSchedule::lr`] (each group keeps its
-    /// ratio to the optimizer's base rate, see [`Optimizer::set_lr`]).
-    fn apply(&self, opt: &mut dyn Optimizer) {
+    /// ratio to the optimizer's base rate, see [`Optimizer::set_lr`]) and,
+    /// when the schedule cycles momentum, its momentum
+    /// ([`Optimizer::set_momentum`]; an optimizer without one is an error).
+    fn apply(&self, opt: &mut dyn Optimizer) -> Result<(), OptimError> {
         opt.set_lr(self.lr());
+        match self.momentum() {
+            Some(m) => opt.set_momentum(m),
+            None => Ok(()),
+        }
     }
 }
 
@@ -464,9 +663,16 @@ impl Scheduler {
         self.base_lr
     }
 
+    /// The momentum in force for the coming step when the schedule cycles it
+    /// (`cycle_momentum`), else `None`. Set it with [`Optimizer::set_momentum`]
+    /// together with the rate ([`LrSchedule::apply`] does both).
+    pub fn momentum(&self) -> Option<f64> {
+        self.schedule.momentum_at(self.epoch)
+    }
+
     /// Advances one step and returns the new rate (an error past a OneCycle's end).
     pub fn step(&mut self) -> Result<f64, OptimError> {
-        let lr = self.schedule.lr_at(self.base_lr, self.epoch + 1)?;
+        let lr = self.schedule.next_lr(self.base_lr, self.lr, self.epoch + 1)?;
         self.epoch += 1;
         self.lr = lr;
         Ok(lr)
@@ -480,5 +686,9 @@ impl LrSchedule for Scheduler {
 
     fn step(&mut self) -> Result<f64, OptimError> {
         Scheduler::step(self)
+    }
+
+    fn momentum(&self) -> Option<f64> {
+        Scheduler::momentum(self)
     }
 }

@@ -211,6 +211,7 @@ pub fn build_run(cfg: &RunConfig) -> Result<Run> {
         collective: None,
     };
     trainer.lr_policy = cfg.schedule.policy(cfg.optim.lr(), cfg.train.epochs, loader.batches_per_epoch())?;
+    trainer.sync_momentum()?;
     trainer.monitor = crate::WeightMonitor::new(cfg.train.monitor());
     let r = &cfg.reg;
     if r.l1 != 0.0 || r.l2 != 0.0 {

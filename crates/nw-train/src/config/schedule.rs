@@ -2,7 +2,9 @@
 //! nw-optim schedule, with counts in epochs (resolved to optimizer steps from
 //! the run's length) and the run-relative templates of the first version.
 
-use nw_optim::schedule::{Anneal, CyclicMode, PlateauConfig, ReduceLrOnPlateau, Schedule, Scheduler};
+use nw_optim::schedule::{
+    Anneal, CyclicMode, MomentumCycle, PlateauConfig, ReduceLrOnPlateau, Schedule, Scheduler,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -142,6 +144,17 @@ pub enum ScheduleConfig {
         /// gamma of `exp_range` (default 1).
         #[serde(default = "onef")]
         gamma: f64,
+        /// Cycle the optimizer's momentum (SGD/RMSprop `momentum`, Adam-family
+        /// beta1) inversely to the rate, as torch's `cycle_momentum=True`
+        /// (default false here; the optimizer must have momentum).
+        #[serde(default)]
+        cycle_momentum: bool,
+        /// Momentum at the rate's peak (torch default 0.8).
+        #[serde(default = "p8")]
+        base_momentum: f64,
+        /// Momentum at the rate's low points (torch default 0.9).
+        #[serde(default = "p9")]
+        max_momentum: f64,
     },
     /// OneCycleLR (Smith & Topin) per step over the whole run.
     Onecycle {
@@ -163,6 +176,17 @@ pub enum ScheduleConfig {
         /// Three phases (default false).
         #[serde(default)]
         three_phase: bool,
+        /// Cycle the optimizer's momentum (SGD/RMSprop `momentum`, Adam-family
+        /// beta1) inversely to the rate, as torch's `cycle_momentum=True`
+        /// (default false here; the optimizer must have momentum).
+        #[serde(default)]
+        cycle_momentum: bool,
+        /// Momentum at the rate's peak (torch default 0.85).
+        #[serde(default = "p85")]
+        base_momentum: f64,
+        /// Momentum at the rate's low points (torch default 0.95).
+        #[serde(default = "p95")]
+        max_momentum: f64,
     },
     /// ReduceLROnPlateau on the validation loss, checked each epoch.
     Plateau {
@@ -181,6 +205,39 @@ pub enum ScheduleConfig {
         /// Epochs to wait after a reduction (default 0).
         #[serde(default)]
         cooldown: usize,
+    },
+    /// MultiplicativeLR with a constant factor, per epoch: `lr x factor^epoch`
+    /// computed as torch does, one multiplication per epoch.
+    Multiplicative {
+        /// Factor per epoch, finite and >= 0 (default 0.95).
+        #[serde(default = "p95")]
+        factor: f64,
+    },
+    /// SWALR (torch.optim.swa_utils), per epoch: anneal from the rate to
+    /// `swa_lr` over `anneal_epochs` epochs, then hold it (from the first
+    /// epoch).
+    Swalr {
+        /// The rate annealed to (default: the optimizer's rate / 10).
+        #[serde(default)]
+        swa_lr: Option<f64>,
+        /// Epochs of annealing (torch default 10).
+        #[serde(default = "ten")]
+        anneal_epochs: usize,
+        /// cos or linear (torch default cos).
+        #[serde(default)]
+        anneal_strategy: AnnealName,
+    },
+    /// ChainedScheduler of nw-optim schedules written out in full (like
+    /// `custom`), all stepping every step (per_step) or every epoch.
+    Chained {
+        /// The schedules, in order (default: a LinearLR warm-up from 0.1 x
+        /// over 5 epochs chained with ExponentialLR gamma 0.95, written
+        /// `[{ Linear = { start_factor = 0.1, end_factor = 1.0, total_iters = 5 } }, { Exponential = { gamma = 0.95 } }]`).
+        #[serde(default = "default_chain")]
+        schedules: Vec<Schedule>,
+        /// Advance after every optimizer step (default false: after every epoch).
+        #[serde(default)]
+        per_step: bool,
     },
     /// Any nw-optim [`Schedule`] written out in full (SequentialLR, a
     /// ChainedScheduler, ...), counts in optimizer steps when `per_step`, in
@@ -210,6 +267,9 @@ pub const SCHEDULES: &[&str] = &[
     "onecycle",
     "plateau",
     "custom",
+    "multiplicative",
+    "swalr",
+    "chained",
 ];
 
 fn third() -> f64 {
@@ -251,6 +311,36 @@ fn ten_thousand() -> f64 {
 fn threshold() -> f64 {
     1e-4
 }
+fn p8() -> f64 {
+    0.8
+}
+fn p85() -> f64 {
+    0.85
+}
+fn p9() -> f64 {
+    0.9
+}
+fn p95() -> f64 {
+    0.95
+}
+
+fn default_chain() -> Vec<Schedule> {
+    vec![
+        Schedule::Linear { start_factor: 0.1, end_factor: 1.0, total_iters: 5 },
+        Schedule::Exponential { gamma: 0.95 },
+    ]
+}
+
+fn cycle(on: bool, base_momentum: f64, max_momentum: f64) -> Option<MomentumCycle> {
+    on.then_some(MomentumCycle { base_momentum, max_momentum })
+}
+
+fn anneal_of(a: AnnealName) -> Anneal {
+    match a {
+        AnnealName::Cos => Anneal::Cos,
+        AnnealName::Linear => Anneal::Linear,
+    }
+}
 
 impl Default for ScheduleConfig {
     /// Cosine annealing over the whole run, per step.
@@ -277,6 +367,9 @@ impl ScheduleConfig {
             ScheduleConfig::Onecycle { .. } => 11,
             ScheduleConfig::Plateau { .. } => 12,
             ScheduleConfig::Custom { .. } => 13,
+            ScheduleConfig::Multiplicative { .. } => 14,
+            ScheduleConfig::Swalr { .. } => 15,
+            ScheduleConfig::Chained { .. } => 16,
         };
         SCHEDULES[i]
     }
@@ -337,20 +430,29 @@ impl ScheduleConfig {
                 total_iters: total_iters.unwrap_or(epochs_us.max(1)),
                 power: *power,
             }),
-            ScheduleConfig::Cyclic { base_lr, max_lr, step_size_up, step_size_down, mode, gamma } => {
-                per_step(Schedule::Cyclic {
-                    base_lr: base_lr.unwrap_or(lr / 10.0),
-                    max_lr: max_lr.unwrap_or(lr),
-                    step_size_up: step_size_up.unwrap_or_else(|| steps(2)),
-                    step_size_down: *step_size_down,
-                    mode: match mode {
-                        CyclicModeName::Triangular => CyclicMode::Triangular,
-                        CyclicModeName::Triangular2 => CyclicMode::Triangular2,
-                        CyclicModeName::ExpRange => CyclicMode::ExpRange,
-                    },
-                    gamma: *gamma,
-                })
-            }
+            ScheduleConfig::Cyclic {
+                base_lr,
+                max_lr,
+                step_size_up,
+                step_size_down,
+                mode,
+                gamma,
+                cycle_momentum,
+                base_momentum,
+                max_momentum,
+            } => per_step(Schedule::Cyclic {
+                base_lr: base_lr.unwrap_or(lr / 10.0),
+                max_lr: max_lr.unwrap_or(lr),
+                step_size_up: step_size_up.unwrap_or_else(|| steps(2)),
+                step_size_down: *step_size_down,
+                mode: match mode {
+                    CyclicModeName::Triangular => CyclicMode::Triangular,
+                    CyclicModeName::Triangular2 => CyclicMode::Triangular2,
+                    CyclicModeName::ExpRange => CyclicMode::ExpRange,
+                },
+                gamma: *gamma,
+                cycle_momentum: cycle(*cycle_momentum, *base_momentum, *max_momentum),
+            }),
             ScheduleConfig::Onecycle {
                 max_lr,
                 pct_start,
@@ -358,18 +460,19 @@ impl ScheduleConfig {
                 div_factor,
                 final_div_factor,
                 three_phase,
+                cycle_momentum,
+                base_momentum,
+                max_momentum,
             } => per_step(Schedule::OneCycle {
                 max_lr: max_lr.unwrap_or(lr),
                 // torch counts the steps it may take; the run takes `total`.
                 total_steps: total + 1,
                 pct_start: *pct_start,
-                anneal_strategy: match anneal_strategy {
-                    AnnealName::Cos => Anneal::Cos,
-                    AnnealName::Linear => Anneal::Linear,
-                },
+                anneal_strategy: anneal_of(*anneal_strategy),
                 div_factor: *div_factor,
                 final_div_factor: *final_div_factor,
                 three_phase: *three_phase,
+                cycle_momentum: cycle(*cycle_momentum, *base_momentum, *max_momentum),
             }),
             ScheduleConfig::Plateau { factor, patience, min_lr, threshold, cooldown } => {
                 let cfg = PlateauConfig {
@@ -381,6 +484,20 @@ impl ScheduleConfig {
                     ..Default::default()
                 };
                 Ok(Some(LrPolicy::Plateau(ReduceLrOnPlateau::new(cfg, lr).map_err(bad)?)))
+            }
+            ScheduleConfig::Multiplicative { factor } => {
+                per_epoch(Schedule::Multiplicative { factor: *factor })
+            }
+            ScheduleConfig::Swalr { swa_lr, anneal_epochs, anneal_strategy } => per_epoch(Schedule::Swa {
+                swa_lr: swa_lr.unwrap_or(lr / 10.0),
+                anneal_epochs: *anneal_epochs,
+                anneal_strategy: anneal_of(*anneal_strategy),
+            }),
+            ScheduleConfig::Chained { schedules, per_step: true } => {
+                per_step(Schedule::Chained { schedules: schedules.clone() })
+            }
+            ScheduleConfig::Chained { schedules, per_step: false } => {
+                per_epoch(Schedule::Chained { schedules: schedules.clone() })
             }
             ScheduleConfig::Custom { schedule, per_step: true } => per_step(schedule.clone()),
             ScheduleConfig::Custom { schedule, per_step: false } => per_epoch(schedule.clone()),
