@@ -89,7 +89,7 @@ pub use error::OptimError;
 pub use group::{ParamGroup, WeightDecay};
 pub use lion::Lion;
 pub use nadam::NAdam;
-pub use optim::{GroupHyper, Optim, Optimizer, Rule, all_params};
+pub use optim::{AdaptiveStep, GroupHyper, Optim, Optimizer, ParamView, Rule, all_params};
 pub use radam::RAdam;
 pub use registry::{AdamRepr, NAdamRepr, OPTIMIZERS, OptimizerConfig, RAdamRepr};
 pub use rmsprop::RmsProp;

@@ -50,6 +50,7 @@ pub mod monitor;
 pub mod pretrained;
 pub mod report;
 pub mod session;
+pub mod spectral;
 pub mod state;
 mod trainer;
 
@@ -59,6 +60,6 @@ pub use error::{Result, TrainError};
 pub use guard::{NonFinite, check_finite};
 pub use metrics::Metrics;
 pub use models::ModelSpec;
-pub use monitor::{MonitorConfig, TensorStats, Warning, WeightMonitor};
+pub use monitor::{ClipInfo, MonitorConfig, StepContext, TensorStats, Warning, WeightMonitor};
 pub use state::{StateContext, Stateful};
 pub use trainer::{EpochRecord, LossKind, LrPolicy, Regularization, Trainer};
