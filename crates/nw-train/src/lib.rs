@@ -40,6 +40,7 @@
 //!   error naming the parameter; nothing after it is written.
 #![deny(missing_docs)]
 
+pub mod branch;
 pub mod checkpoint;
 pub mod config;
 mod error;
