@@ -45,6 +45,7 @@ pub mod checkpoint;
 pub mod config;
 mod error;
 pub mod guard;
+pub mod lrfind;
 pub mod metrics;
 pub mod models;
 pub mod monitor;
@@ -54,6 +55,7 @@ pub mod session;
 pub mod spectral;
 pub mod state;
 mod trainer;
+pub mod update;
 
 pub use checkpoint::{Checkpoint, CheckpointError, NamedTensor, Section};
 pub use config::{Run, RunConfig, build_run};
