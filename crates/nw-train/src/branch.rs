@@ -61,7 +61,7 @@ pub fn parse_branches(names: &[String], lr: Option<f64>, original: &OptimizerCon
             continue;
         }
         if name == "original" || (name == original.name() && lr.is_none()) {
-            out.push(Branch { label: format!("{name} (original)"), alternative: Alternative::Original });
+            out.push(Branch { label: format!("{} (original)", original.name()), alternative: Alternative::Original });
             continue;
         }
         let mut c = if name == "momentum" {

@@ -104,6 +104,9 @@ pub struct LrFindResult {
 pub fn lr_find(run: &mut Run, cfg: &LrFindConfig) -> Result<LrFindResult> {
     cfg.validate()?;
     run.trainer.lr_policy = None;
+    // The sweep drives the rate far too high on purpose: no monitor warnings.
+    run.trainer.monitor =
+        crate::WeightMonitor::new(crate::MonitorConfig { every_steps: 0, ..Default::default() });
     let mut points = Vec::new();
     let (mut avg, mut best) = (0.0f64, f64::INFINITY);
     let mut stopped = None;
