@@ -518,7 +518,11 @@ fn resume(checkpoint: &Path, epochs: Option<u64>, out: Option<PathBuf>) -> Resul
 fn lr_find(a: LrFindArgs) -> Result<()> {
     let cfg = resolve_config(&a.train)?;
     // `--out` is shared with `nw train`; its default there is the training run's directory.
-    let out = if a.train.out == Path::new("runs/latest") { PathBuf::from("runs/lr-find") } else { a.train.out.clone() };
+    let out = if a.train.out == Path::new("runs/latest") {
+        PathBuf::from("runs/lr-find")
+    } else {
+        a.train.out.clone()
+    };
     let sweep = nw_train::lrfind::LrFindConfig {
         start_lr: a.start_lr,
         end_lr: a.end_lr,
@@ -558,7 +562,11 @@ fn update(run_dir: &Path, input: &Path, lr: Option<f64>, batch: usize, out: Opti
     let records = nw_train::update::online_update(&mut run, &mut cfg, &rows, &uc)?;
     let after = run.trainer.evaluate(&run.test, 1024)?;
     let out = out.unwrap_or_else(|| {
-        let base = if run_dir.is_dir() { run_dir.to_path_buf() } else { run_dir.parent().unwrap_or(Path::new(".")).to_path_buf() };
+        let base = if run_dir.is_dir() {
+            run_dir.to_path_buf()
+        } else {
+            run_dir.parent().unwrap_or(Path::new(".")).to_path_buf()
+        };
         PathBuf::from(format!("{}-updated", base.display()))
     });
     nw_train::update::write_update(&out, &run, &cfg, &records)?;

@@ -33,12 +33,36 @@ fn a_default_length_run_prints_no_monitor_warnings() {
 fn branch_lr_find_and_update() {
     let dir = tmp("run");
     let d = dir.to_str().unwrap();
-    let o = nw(&["train", "--dataset", "iris", "--hidden", "8", "--epochs", "2", "--batch", "16", "--checkpoint-every", "1", "--out", d]);
+    let o = nw(&[
+        "train",
+        "--dataset",
+        "iris",
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "--batch",
+        "16",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        d,
+    ]);
     assert!(o.status.success(), "{}", text(&o));
 
     let ck = dir.join("checkpoint-epoch1.nwck");
     let out = dir.join("br");
-    let o = nw(&["lab", "branch", ck.to_str().unwrap(), "--steps", "5", "--optimizers", "original,sgd,lion", "--out", out.to_str().unwrap()]);
+    let o = nw(&[
+        "lab",
+        "branch",
+        ck.to_str().unwrap(),
+        "--steps",
+        "5",
+        "--optimizers",
+        "original,sgd,lion",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("adam (original)") && md.contains("| Lion |"), "{md}");
@@ -47,7 +71,17 @@ fn branch_lr_find_and_update() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 
     let lf = dir.join("lf");
-    let o = nw(&["lr-find", "--dataset", "iris", "--hidden", "8", "--steps", "40", "--out", lf.to_str().unwrap()]);
+    let o = nw(&[
+        "lr-find",
+        "--dataset",
+        "iris",
+        "--hidden",
+        "8",
+        "--steps",
+        "40",
+        "--out",
+        lf.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("suggested learning rate"), "{}", text(&o));
     let csv = std::fs::read_to_string(lf.join("lr_find.csv")).unwrap();
@@ -55,9 +89,11 @@ fn branch_lr_find_and_update() {
     assert!(lf.join("lr_find.svg").is_file());
 
     let rows = dir.join("rows.csv");
-    std::fs::write(&rows, "a,b,c,d,label\n5.1,3.5,1.4,0.2,0\n6.7,3.0,5.2,2.3,2\n5.9,3.0,4.2,1.5,1\n").unwrap();
+    std::fs::write(&rows, "a,b,c,d,label\n5.1,3.5,1.4,0.2,0\n6.7,3.0,5.2,2.3,2\n5.9,3.0,4.2,1.5,1\n")
+        .unwrap();
     let up = dir.join("up");
-    let o = nw(&["update", d, "--input", rows.to_str().unwrap(), "--lr", "0.01", "--out", up.to_str().unwrap()]);
+    let o =
+        nw(&["update", d, "--input", rows.to_str().unwrap(), "--lr", "0.01", "--out", up.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let u = std::fs::read_to_string(up.join("updates.csv")).unwrap();
     assert_eq!(u.lines().count(), 4, "{u}"); // header + one update per row

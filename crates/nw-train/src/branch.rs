@@ -61,7 +61,10 @@ pub fn parse_branches(names: &[String], lr: Option<f64>, original: &OptimizerCon
             continue;
         }
         if name == "original" || (name == original.name() && lr.is_none()) {
-            out.push(Branch { label: format!("{} (original)", original.name()), alternative: Alternative::Original });
+            out.push(Branch {
+                label: format!("{} (original)", original.name()),
+                alternative: Alternative::Original,
+            });
             continue;
         }
         let mut c = if name == "momentum" {
@@ -174,8 +177,12 @@ pub fn run_branch(checkpoint: &Path, branch: &Branch, steps: u64) -> Result<Bran
         }
     }
     let records = run.trainer.monitor.records().to_vec();
-    let sizes: std::collections::HashMap<&str, usize> =
-        run.trainer.named_parameters().iter().map(|(n, p)| (n.as_str(), p.shape().iter().product())).collect();
+    let sizes: std::collections::HashMap<&str, usize> = run
+        .trainer
+        .named_parameters()
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.shape().iter().product()))
+        .collect();
     let points = losses
         .iter()
         .enumerate()
@@ -299,7 +306,9 @@ pub fn write_branches(out: &Path, checkpoint: &Path, runs: &[BranchRun]) -> Resu
         report::write_monitor_jsonl(&dir.join("monitor.jsonl"), &r.records)?;
     }
     let series = |f: &dyn Fn(&StepPoint) -> f64| -> Vec<Series> {
-        runs.iter().map(|r| (r.label.clone(), r.points.iter().map(|p| (p.step as f64, f(p))).collect())).collect()
+        runs.iter()
+            .map(|r| (r.label.clone(), r.points.iter().map(|p| (p.step as f64, f(p))).collect()))
+            .collect()
     };
     report::plot(&out.join("loss"), "batch loss per branch", "step", &series(&|p| p.loss as f64), false)?;
     report::plot(

@@ -55,7 +55,10 @@ impl LrFindConfig {
             return bad(format!("start lr {} must be positive and finite", self.start_lr));
         }
         if !(self.end_lr > self.start_lr && self.end_lr.is_finite()) {
-            return bad(format!("end lr {} must be finite and above the start lr {}", self.end_lr, self.start_lr));
+            return bad(format!(
+                "end lr {} must be finite and above the start lr {}",
+                self.end_lr, self.start_lr
+            ));
         }
         if self.steps < 3 {
             return bad(format!("steps {} must be at least 3", self.steps));
@@ -63,7 +66,7 @@ impl LrFindConfig {
         if !(0.0..1.0).contains(&self.beta) {
             return bad(format!("beta {} must be in [0, 1)", self.beta));
         }
-        if !(self.diverge > 1.0) {
+        if self.diverge.is_nan() || self.diverge <= 1.0 {
             return bad(format!("divergence factor {} must be above 1", self.diverge));
         }
         Ok(())
@@ -175,7 +178,8 @@ pub fn write_lr_find(dir: &Path, r: &LrFindResult) -> Result<()> {
     let json = serde_json::to_string_pretty(r).expect("serialises");
     std::fs::write(&path, json).map_err(|e| io(&path, e))?;
     let line = |f: &dyn Fn(&LrFindPoint) -> f64| r.points.iter().map(|p| (p.lr.log10(), f(p))).collect();
-    let mut series = vec![("batch loss".to_string(), line(&|p| p.loss)), ("smoothed".to_string(), line(&|p| p.smoothed))];
+    let mut series =
+        vec![("batch loss".to_string(), line(&|p| p.loss)), ("smoothed".to_string(), line(&|p| p.smoothed))];
     if let Some(s) = r.suggestion {
         let lo = r.points.iter().map(|p| p.smoothed).fold(f64::INFINITY, f64::min);
         let hi = r.points.iter().map(|p| p.smoothed).fold(f64::NEG_INFINITY, f64::max);
@@ -207,7 +211,12 @@ mod tests {
         let pts: Vec<LrFindPoint> = s
             .iter()
             .enumerate()
-            .map(|(i, &v)| LrFindPoint { step: i as u64, lr: 10f64.powi(i as i32 - 10), loss: v, smoothed: v })
+            .map(|(i, &v)| LrFindPoint {
+                step: i as u64,
+                lr: 10f64.powi(i as i32 - 10),
+                loss: v,
+                smoothed: v,
+            })
             .collect();
         let lr = suggest(&pts).unwrap();
         assert!((lr.log10() + 4.0).abs() < 1e-9, "{lr}"); // i = 6: slope (2.0 - 4.5) / 2

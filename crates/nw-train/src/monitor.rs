@@ -209,7 +209,10 @@ impl std::fmt::Display for Warning {
                 write!(f, "{name}: gradient norm {norm:.2e}: exploding gradients")
             }
             Warning::Frozen { name, lr } => {
-                write!(f, "{name}: no weight changed at learning rate {lr:.2e} although the gradient is non-zero (updates underflow)")
+                write!(
+                    f,
+                    "{name}: no weight changed at learning rate {lr:.2e} although the gradient is non-zero (updates underflow)"
+                )
             }
         }
     }
@@ -388,7 +391,11 @@ impl WeightMonitor {
         let scale = if self.progress.peak_lr > 0.0 { s.lr / self.progress.peak_lr } else { 1.0 };
         if s.weight_norm > 0.0 && s.update_ratio > c.ratio_high {
             self.warnings.push(Warning::UpdateTooLarge { name: name.clone(), ratio: s.update_ratio });
-        } else if s.weight_norm > 0.0 && s.update_norm > 0.0 && scale > 0.0 && s.update_ratio / scale < c.ratio_low {
+        } else if s.weight_norm > 0.0
+            && s.update_norm > 0.0
+            && scale > 0.0
+            && s.update_ratio / scale < c.ratio_low
+        {
             self.warnings.push(Warning::UpdateTooSmall { name: name.clone(), ratio: s.update_ratio });
         }
         if s.changed_fraction == 0.0 && s.lr > 0.0 && scale >= 0.1 && s.grad_norm.is_some_and(|g| g > 0.0) {

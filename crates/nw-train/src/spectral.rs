@@ -58,15 +58,7 @@ pub fn spectral_stats(name: &str, step: u64, epoch: u64, w: &Tensor) -> Spectral
         Some((a, x)) => (Some(a), Some(x)),
         None => (None, None),
     };
-    SpectralStats {
-        name: name.to_string(),
-        step,
-        epoch,
-        top_singular_values,
-        stable_rank,
-        alpha,
-        alpha_xmin,
-    }
+    SpectralStats { name: name.to_string(), step, epoch, top_singular_values, stable_rank, alpha, alpha_xmin }
 }
 
 /// Eigenvalues of the smaller Gram matrix of the row-major `rows x cols` matrix.
@@ -97,7 +89,10 @@ fn gram_eigenvalues(w: &[f32], rows: usize, cols: usize) -> Vec<f64> {
 pub fn jacobi_eigenvalues(a: &mut [f64], n: usize) -> Vec<f64> {
     let diag_norm = |a: &[f64]| (0..n).map(|i| a[i * n + i].powi(2)).sum::<f64>();
     for _sweep in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i * n + j].powi(2)).sum();
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * n + j].powi(2))
+            .sum();
         if off <= 1e-30 * diag_norm(a).max(f64::MIN_POSITIVE) {
             break;
         }

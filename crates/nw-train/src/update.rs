@@ -76,7 +76,8 @@ pub fn parse_rows(text: &str, path: &Path, run: &Run) -> Result<Rows> {
         if line.trim().is_empty() {
             continue;
         }
-        let parsed: std::result::Result<Vec<f32>, _> = line.split(',').map(|v| v.trim().parse::<f32>()).collect();
+        let parsed: std::result::Result<Vec<f32>, _> =
+            line.split(',').map(|v| v.trim().parse::<f32>()).collect();
         let row = match parsed {
             Ok(r) => r,
             Err(_) if i == 0 => continue, // a header
@@ -86,13 +87,19 @@ pub fn parse_rows(text: &str, path: &Path, run: &Run) -> Result<Rows> {
             return Err(perr(i + 1, format!("{} values: expected {nf} features and a target", row.len())));
         }
         if *width.get_or_insert(row.len()) != row.len() {
-            return Err(perr(i + 1, format!("{} values, the first row had {}", row.len(), width.unwrap_or(0))));
+            return Err(perr(
+                i + 1,
+                format!("{} values, the first row had {}", row.len(), width.unwrap_or(0)),
+            ));
         }
         xs.extend_from_slice(&row[..nf]);
         match classes {
             Some(k) => {
                 if row.len() != nf + 1 {
-                    return Err(perr(i + 1, format!("{} values: expected {nf} features and a class", row.len())));
+                    return Err(perr(
+                        i + 1,
+                        format!("{} values: expected {nf} features and a class", row.len()),
+                    ));
                 }
                 let c = row[nf];
                 if !(c >= 0.0 && c.fract() == 0.0 && (c as usize) < k) {
@@ -128,7 +135,12 @@ pub fn parse_rows(text: &str, path: &Path, run: &Run) -> Result<Rows> {
 /// checkpoint); `cfg` of the run is changed to describe the result (constant
 /// rate, no schedule). Returns one record per update; the monitor (at every
 /// step) holds the per-tensor statistics.
-pub fn online_update(run: &mut Run, run_cfg: &mut RunConfig, rows: &Rows, cfg: &UpdateConfig) -> Result<Vec<UpdateRecord>> {
+pub fn online_update(
+    run: &mut Run,
+    run_cfg: &mut RunConfig,
+    rows: &Rows,
+    cfg: &UpdateConfig,
+) -> Result<Vec<UpdateRecord>> {
     if cfg.batch == 0 {
         return Err(TrainError::Config("--batch must be at least 1".into()));
     }
@@ -145,7 +157,8 @@ pub fn online_update(run: &mut Run, run_cfg: &mut RunConfig, rows: &Rows, cfg: &
     let progress = run.trainer.monitor.progress().clone();
     run.trainer.monitor = WeightMonitor::new(mc);
     run.trainer.monitor.set_progress(progress);
-    let start: Vec<Vec<f32>> = run.trainer.named_parameters().iter().map(|(_, p)| p.value().to_vec()).collect();
+    let start: Vec<Vec<f32>> =
+        run.trainer.named_parameters().iter().map(|(_, p)| p.value().to_vec()).collect();
     let n = rows.y.len();
     let mut out = Vec::new();
     let mut begin = 0;
@@ -155,7 +168,8 @@ pub fn online_update(run: &mut Run, run_cfg: &mut RunConfig, rows: &Rows, cfg: &
         let y = rows.y.select(&idx)?;
         let (loss, _) = run.trainer.train_step(&x, &y)?;
         let step = run.trainer.step;
-        let recs: Vec<&TensorStats> = run.trainer.monitor.records().iter().filter(|r| r.step == step).collect();
+        let recs: Vec<&TensorStats> =
+            run.trainer.monitor.records().iter().filter(|r| r.step == step).collect();
         let u2: f64 = recs.iter().map(|r| r.update_norm.powi(2)).sum();
         let w2: f64 = recs.iter().map(|r| r.weight_norm.powi(2)).sum();
         let mut d2 = 0.0f64;
@@ -190,7 +204,8 @@ pub fn write_update(dir: &Path, run: &Run, cfg: &RunConfig, records: &[UpdateRec
     report::write_monitor_jsonl(&dir.join(files::MONITOR), run.trainer.monitor.records())?;
     let mut csv = String::from("update,rows,loss,update_norm,update_ratio,drift\n");
     for r in records {
-        csv += &format!("{},{},{},{},{},{}\n", r.update, r.rows, r.loss, r.update_norm, r.update_ratio, r.drift);
+        csv +=
+            &format!("{},{},{},{},{},{}\n", r.update, r.rows, r.loss, r.update_norm, r.update_ratio, r.drift);
     }
     let p = dir.join("updates.csv");
     std::fs::write(&p, csv).map_err(|e| io(&p, e))

@@ -59,7 +59,9 @@ fn the_original_branch_reproduces_the_run_and_others_differ() {
     write_branches(&out, &ck, &[b, s1]).unwrap();
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("adam (original)") && md.contains("sgd (lr 1e-1)"), "{md}");
-    for f in ["loss.svg", "loss.png", "update_ratio.svg", "adam_original/curve.csv", "sgd_lr_1e-1/monitor.jsonl"] {
+    for f in
+        ["loss.svg", "loss.png", "update_ratio.svg", "adam_original/curve.csv", "sgd_lr_1e-1/monitor.jsonl"]
+    {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -71,7 +73,9 @@ fn branch_names_are_checked() {
     let c = RunConfig::default();
     let b = parse_branches(&["adam".into(), "momentum".into(), "lion".into()], None, &c.optim).unwrap();
     assert_eq!(b[0].alternative, Alternative::Original);
-    assert!(matches!(&b[1].alternative, Alternative::Optimizer(nw_optim::OptimizerConfig::Sgd(s)) if s.momentum == 0.9));
+    assert!(
+        matches!(&b[1].alternative, Alternative::Optimizer(nw_optim::OptimizerConfig::Sgd(s)) if s.momentum == 0.9)
+    );
     let e = parse_branches(&["adamm".into()], None, &c.optim).unwrap_err().to_string();
     assert!(e.contains("adamm"), "{e}");
     assert!(parse_branches(&[], None, &c.optim).is_err());

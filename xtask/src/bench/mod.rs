@@ -13,6 +13,7 @@ mod conv;
 mod gemm;
 mod lstm;
 mod mlp;
+mod monitor;
 mod optim;
 mod peak;
 pub mod torch;
@@ -40,6 +41,8 @@ pub enum Target {
     Accuracy(accuracy::Args),
     /// Whole training and inference tasks (MLP, CNN, LSTM, optimizers, inference) vs PyTorch, one process per run.
     Train(train::Args),
+    /// The weight monitor's cost: MLP training steps with the monitor off vs every step.
+    Monitor(monitor::Args),
     /// The measured single-core FMA peak (AVX-512 and AVX2).
     Peak(peak::Args),
     /// One nw run of one `bench train` task (started by `bench train`).
@@ -57,6 +60,7 @@ pub fn run(target: Target) -> Result<()> {
         Target::Lstm(args) => lstm::run(args),
         Target::Accuracy(args) => accuracy::run(args),
         Target::Train(args) => train::run(args),
+        Target::Monitor(args) => monitor::run(args),
         Target::Peak(args) => peak::run(args),
         Target::TrainWorker(args) => train::run_worker(args),
     }

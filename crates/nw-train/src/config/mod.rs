@@ -366,7 +366,11 @@ impl Default for LoopConfig {
 impl LoopConfig {
     /// The monitor settings this loop asks for.
     pub fn monitor(&self) -> MonitorConfig {
-        MonitorConfig { every_steps: self.monitor_every, spectral: self.monitor_spectral, ..Default::default() }
+        MonitorConfig {
+            every_steps: self.monitor_every,
+            spectral: self.monitor_spectral,
+            ..Default::default()
+        }
     }
 }
 
