@@ -12,7 +12,7 @@ use nw_tensor::Tensor;
 use nw_train::session::{self, Progress, checkpoint_path};
 use nw_train::{Checkpoint, EpochRecord, Metrics, RunConfig, TrainError, build_run};
 
-use crate::{Cli, Command, DistArgs, ModelSource, TrainArgs};
+use crate::{Cli, Command, DistArgs, LrFindArgs, ModelSource, TrainArgs};
 
 /// Runs the parsed command, inside a pool of `--threads` workers when given.
 pub fn run(cli: Cli) -> Result<()> {
@@ -25,6 +25,9 @@ pub fn run(cli: Cli) -> Result<()> {
             prune(&model, sparsity, fine_tune_epochs, out)
         }
         Command::Resume { checkpoint, epochs, out, dist } => resume(&checkpoint, epochs, out, &dist),
+        Command::Lab { command } => crate::lab::run(command),
+        Command::LrFind(a) => lr_find(*a),
+        Command::Update { run, input, lr, batch, out } => update(&run, &input, lr, batch, out),
     };
     match cli.threads {
         Some(n) if n > 0 => rayon::ThreadPoolBuilder::new().num_threads(n).build()?.install(go),
@@ -608,5 +611,75 @@ fn resume(checkpoint: &Path, epochs: Option<u64>, out: Option<PathBuf>, dist: &D
     run.trainer.stop = Some(interrupt_flag());
     let m = session::fit(&mut run, &cfg, Some(&out), &mut Display::new(cfg.train.epochs))?;
     print_test(&m);
+    Ok(())
+}
+
+fn lr_find(a: LrFindArgs) -> Result<()> {
+    let cfg = resolve_config(&a.train)?;
+    // `--out` is shared with `nw train`; its default there is the training run's directory.
+    let out = if a.train.out == Path::new("runs/latest") {
+        PathBuf::from("runs/lr-find")
+    } else {
+        a.train.out.clone()
+    };
+    let sweep = nw_train::lrfind::LrFindConfig {
+        start_lr: a.start_lr,
+        end_lr: a.end_lr,
+        steps: a.steps,
+        ..Default::default()
+    };
+    sweep.validate()?;
+    let mut run = build_run(&cfg)?;
+    println!(
+        "nw lr-find: {} for {} steps, lr {:e} to {:e}",
+        describe_optimizer(&cfg.optim),
+        sweep.steps,
+        sweep.start_lr,
+        sweep.end_lr
+    );
+    let r = nw_train::lrfind::lr_find(&mut run, &sweep)?;
+    nw_train::lrfind::write_lr_find(&out, &r)?;
+    if let Some(why) = &r.stopped {
+        println!("stopped after {} steps: {why}", r.points.len());
+    }
+    match r.suggestion {
+        Some(lr) => println!("suggested learning rate: {lr:.3e} (steepest descent of the smoothed loss)"),
+        None => println!("no suggestion: the smoothed loss did not fall over the sweep"),
+    }
+    println!("wrote {}", out.join("lr_find.csv").display());
+    Ok(())
+}
+
+fn update(run_dir: &Path, input: &Path, lr: Option<f64>, batch: usize, out: Option<PathBuf>) -> Result<()> {
+    let path = checkpoint_path(run_dir);
+    let (mut cfg, mut run) = session::resume_run(&path)?;
+    let text = std::fs::read_to_string(input)
+        .map_err(|source| TrainError::Io { path: input.to_path_buf(), source })?;
+    let rows = nw_train::update::parse_rows(&text, input, &run)?;
+    let before = run.trainer.evaluate(&run.test, 1024)?;
+    let uc = nw_train::update::UpdateConfig { lr, batch };
+    let records = nw_train::update::online_update(&mut run, &mut cfg, &rows, &uc)?;
+    let after = run.trainer.evaluate(&run.test, 1024)?;
+    let out = out.unwrap_or_else(|| {
+        let base = if run_dir.is_dir() {
+            run_dir.to_path_buf()
+        } else {
+            run_dir.parent().unwrap_or(Path::new(".")).to_path_buf()
+        };
+        PathBuf::from(format!("{}-updated", base.display()))
+    });
+    nw_train::update::write_update(&out, &run, &cfg, &records)?;
+    let last = records.last();
+    println!(
+        "{} update(s) at lr {:e}: last update moved the weights by {:.3e} (ratio {:.3e}); {:.3e} from the trained model in all",
+        records.len(),
+        cfg.optim.lr(),
+        last.map_or(0.0, |r| r.update_norm),
+        last.map_or(0.0, |r| r.update_ratio),
+        last.map_or(0.0, |r| r.drift)
+    );
+    let acc = |m: &Metrics| m.accuracy.map_or_else(|| format!("loss {:.4}", m.loss), |a| format!("{a:.3}"));
+    println!("test accuracy before: {}, after: {}", acc(&before), acc(&after));
+    println!("wrote {}", out.display());
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! another run, 130 interrupted.
 
 mod commands;
+mod lab;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +70,33 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Measured experiments on how weights update (see `nw lab --help`).
+    Lab {
+        /// The experiment.
+        #[command(subcommand)]
+        command: lab::LabCommand,
+    },
+    /// Learning-rate range test on this configuration (every `nw train` flag applies;
+    /// --out defaults to runs/lr-find): prints the suggested rate, writes csv and plot.
+    LrFind(Box<LrFindArgs>),
+    /// Online learning: one update per labelled CSV row (or per --batch rows) of a trained run,
+    /// written as a new run directory with the monitor's record of every update.
+    Update {
+        /// The trained run directory (or its checkpoint).
+        run: PathBuf,
+        /// CSV rows: the features, then the target (class index or values); a header line is skipped.
+        #[arg(long)]
+        input: PathBuf,
+        /// Constant learning rate (default: the run's optim.lr, not its annealed end).
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Rows per update.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Output directory (default: <run>-updated).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Continue the run that wrote a checkpoint, to the same result it would have reached.
     Resume {
         /// The checkpoint file (or its run directory).
@@ -83,6 +111,23 @@ pub enum Command {
         #[command(flatten)]
         dist: DistArgs,
     },
+}
+
+/// Options of `nw lr-find`: the run's configuration (as `nw train`) and the sweep.
+#[derive(Args)]
+pub struct LrFindArgs {
+    /// The configuration to test.
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// First learning rate of the sweep.
+    #[arg(long, default_value_t = 1e-7, help_heading = "Sweep")]
+    pub start_lr: f64,
+    /// Last learning rate of the sweep.
+    #[arg(long, default_value_t = 10.0, help_heading = "Sweep")]
+    pub end_lr: f64,
+    /// Optimizer steps of the sweep.
+    #[arg(long, default_value_t = 100, help_heading = "Sweep")]
+    pub steps: u64,
 }
 
 /// The values a flag that names a registered choice accepts (from the registries).

@@ -3,7 +3,7 @@
 use crate::error::{OptimError, check_betas, check_eps, check_lr};
 use crate::group::WeightDecay;
 use crate::kernel::{Pre, lerp, nan_max, run3, run4, simd_fn};
-use crate::optim::{GroupHyper, Rule, impl_build};
+use crate::optim::{AdaptiveStep, GroupHyper, Rule, impl_build};
 use crate::state::ParamState;
 
 /// Adam (Kingma & Ba), exactly as `torch.optim.Adam` computes it:
@@ -230,6 +230,10 @@ impl Rule for Adam {
     fn update(&self, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]) {
         adam_update(self, h, st, p, g)
     }
+
+    fn adaptive_step(&self) -> Option<AdaptiveStep> {
+        Some(adaptive(self.amsgrad, self.betas.1, self.eps))
+    }
 }
 
 impl Rule for AdamW {
@@ -263,4 +267,13 @@ impl Rule for AdamW {
     fn update(&self, h: &GroupHyper, st: &mut ParamState, p: &mut [f32], g: &[f32]) {
         adam_update(&self.clone().into(), h, st, p, g)
     }
+
+    fn adaptive_step(&self) -> Option<AdaptiveStep> {
+        Some(adaptive(self.amsgrad, self.betas.1, self.eps))
+    }
+}
+
+/// The denominator Adam and AdamW divide by (the running maximum with AMSGrad).
+fn adaptive(amsgrad: bool, beta2: f64, eps: f64) -> AdaptiveStep {
+    AdaptiveStep { buffer: if amsgrad { NAMES[2] } else { NAMES[1] }, beta2, eps }
 }

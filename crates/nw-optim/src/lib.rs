@@ -103,7 +103,7 @@ pub use lion::Lion;
 pub use muon::{AdjustLr, Muon, newton_schulz};
 pub use muon_aux::{MuonWithAdamW, NonMatrix};
 pub use nadam::NAdam;
-pub use optim::{GroupHyper, Optim, Optimizer, Rule, all_params};
+pub use optim::{AdaptiveStep, GroupHyper, Optim, Optimizer, ParamView, Rule, all_params};
 pub use radam::RAdam;
 pub use registry::{AdamRepr, NAdamRepr, OPTIMIZERS, OptimizerConfig, RAdamRepr};
 pub use rmsprop::RmsProp;

@@ -86,6 +86,41 @@ pub trait Rule: Clone + std::fmt::Debug + Send + Sync + 'static {
         let _ = momentum;
         Err(OptimError::NoMomentum { optimizer: Self::NAME, reason: "the rule has no momentum or betas" })
     }
+
+    /// For rules that divide by a running second moment (Adam's family): which
+    /// buffer holds it and the constants of the denominator, so a monitor can
+    /// report the effective per-parameter step `lr / (sqrt(v_hat) + eps)`.
+    /// Default: none.
+    fn adaptive_step(&self) -> Option<AdaptiveStep> {
+        None
+    }
+}
+
+/// How an adaptive rule scales its step per parameter:
+/// `lr / (sqrt(v) / sqrt(1 - beta2^t) + eps)` with `v` the buffer named `buffer`
+/// (torch's Adam denominator, bias-corrected).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdaptiveStep {
+    /// The second-moment buffer's name (`exp_avg_sq`, or `max_exp_avg_sq` with AMSGrad).
+    pub buffer: &'static str,
+    /// The second-moment decay β2.
+    pub beta2: f64,
+    /// ε of the denominator.
+    pub eps: f64,
+}
+
+/// A read-only view of one parameter's optimizer state, for monitors
+/// (see [`Optimizer::inspect_param`]).
+#[derive(Debug, Clone)]
+pub struct ParamView<'a> {
+    /// Steps this parameter has been updated with a gradient.
+    pub step: u64,
+    /// The learning rate of the parameter's group now.
+    pub lr: f64,
+    /// The rule's buffers by name (torch's state keys), in storage order.
+    pub buffers: Vec<(&'static str, &'a [f32])>,
+    /// The adaptive denominator, for rules that have one.
+    pub adaptive: Option<AdaptiveStep>,
 }
 
 /// What every optimizer offers to a training loop.
@@ -159,6 +194,13 @@ pub trait Optimizer: Send {
             optimizer: self.name(),
             reason: "the optimizer has no momentum or betas",
         })
+    }
+    /// A read-only view of `param`'s state (its buffers, step count and group
+    /// rate), without copying; `None` for a parameter this optimizer does not
+    /// hold or has not stepped yet, and for optimizers that do not expose it
+    /// (the default).
+    fn inspect_param(&self, _param: &Param) -> Option<ParamView<'_>> {
+        None
     }
 }
 
@@ -318,6 +360,23 @@ impl<R: Rule> Optimizer for Optim<R> {
         c.validate()?;
         self.config = c;
         Ok(())
+    }
+
+    fn inspect_param(&self, param: &Param) -> Option<ParamView<'_>> {
+        let id = param.id();
+        for (gi, group) in self.groups.iter().enumerate() {
+            if let Some(i) = group.params.iter().position(|p| p.id() == id) {
+                let st = self.states[gi][i].as_ref()?;
+                let names = self.config.buffer_names();
+                return Some(ParamView {
+                    step: st.step,
+                    lr: group.lr.expect("resolved"),
+                    buffers: names.iter().zip(&st.buffers).map(|(n, b)| (*n, b.as_slice())).collect(),
+                    adaptive: self.config.adaptive_step(),
+                });
+            }
+        }
+        None
     }
 
     fn state_dict(&self) -> StateDict {

@@ -31,7 +31,7 @@ use thiserror::Error;
 /// The file's first eight bytes.
 pub const MAGIC: &[u8; 8] = b"NWCKPT\0\0";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 const HEADER: usize = 8 + 4 + 8 + 32;
 
 /// Why a checkpoint could not be written or read.
@@ -141,6 +141,10 @@ pub struct MonitorState {
     pub records: Vec<crate::monitor::TensorStats>,
     /// Every warning the trainer has kept, in order.
     pub warnings: Vec<crate::monitor::Warning>,
+    /// Spectral summaries so far (with `MonitorConfig::spectral`).
+    pub spectra: Vec<crate::spectral::SpectralStats>,
+    /// Counters carried across steps (clipping count, peak learning rate).
+    pub progress: crate::monitor::MonitorProgress,
 }
 
 /// One named, typed part of a checkpoint. Each stateful component of a run

@@ -40,12 +40,14 @@
 //!   error naming the parameter; nothing after it is written.
 #![deny(missing_docs)]
 
+pub mod branch;
 pub mod checkpoint;
 pub mod config;
 pub mod distributed;
 mod error;
 pub mod guard;
 pub mod layers;
+pub mod lrfind;
 pub mod metrics;
 pub mod models;
 pub mod monitor;
@@ -53,8 +55,10 @@ pub mod pretrained;
 pub mod report;
 pub mod session;
 pub mod shard;
+pub mod spectral;
 pub mod state;
 mod trainer;
+pub mod update;
 
 pub use checkpoint::{Checkpoint, CheckpointError, NamedTensor, Section};
 pub use config::{Run, RunConfig, build_run};
@@ -62,7 +66,7 @@ pub use error::{Result, TrainError};
 pub use guard::{NonFinite, check_finite};
 pub use metrics::Metrics;
 pub use models::ModelSpec;
-pub use monitor::{MonitorConfig, TensorStats, Warning, WeightMonitor};
+pub use monitor::{ClipInfo, MonitorConfig, StepContext, TensorStats, Warning, WeightMonitor};
 pub use shard::Sharding;
 pub use state::{StateContext, Stateful};
 pub use trainer::{EpochRecord, LossKind, LrPolicy, Regularization, StepGrads, Trainer};

@@ -1,35 +1,60 @@
 //! The weight monitor: how every parameter tensor moves, step by step.
 //!
 //! At a chosen interval of optimizer steps (and at every epoch end) the
-//! monitor records, for each named parameter: the weight norm, the gradient
-//! norm, the update norm `||w_after - w_before||`, the update-to-weight ratio,
-//! the mean `|delta w|`, the largest `|w|`, the fraction of exact zeros, and
-//! for layers followed by a ReLU the fraction of dead units (units whose
-//! activation is zero for every example of the batch). It warns when a ratio
-//! or a gradient norm says the learning rate is far off or gradients vanish
-//! or explode. Records serialise as JSON lines.
+//! monitor records, for each named parameter, one [`TensorStats`]: the weight
+//! norm; the gradient norm as the optimizer saw it and before clipping; the
+//! *applied* update `w_after - w_before` (its L2 norm, RMS, largest and mean
+//! absolute entry, and its ratio to the weight norm: measured, not `lr x grad`,
+//! so it is right for every optimizer); the fraction of weights that actually
+//! changed (a frozen or underflowing layer shows 0); sparsity (exact zeros);
+//! dead units after a ReLU; the L2 norm of each optimizer buffer (Adam's `m`
+//! and `v`, momentum buffers) and, for Adam's family, percentiles of the
+//! effective per-parameter step `lr / (sqrt(v_hat) + eps)`. With
+//! [`MonitorConfig::spectral`] it also summarises each weight matrix's
+//! singular values at epoch ends ([`crate::spectral`]).
+//!
+//! Warnings know the schedule: an update ratio is judged against the ratio
+//! the same step would have at the run's peak learning rate, so a tiny update
+//! while a schedule anneals to zero is not reported as "the learning rate is
+//! likely too low".
+//!
+//! Cost: statistics are computed in one pass per tensor over fixed 8-wide
+//! lanes combined in a fixed order (deterministic, vectorisable); steps that
+//! are not recorded cost a counter. `cargo xtask bench monitor` measures it.
+//!
+//! Records serialise as JSON lines (`monitor.jsonl`); the fields of
+//! [`TensorStats`] are its columns.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use nw_autograd::{Grads, Param};
+use nw_optim::Optimizer;
 use nw_tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::spectral::{SpectralStats, spectral_stats};
+
 /// Thresholds and interval of the monitor. The ratio thresholds follow the
 /// common rule of thumb that a healthy update moves a weight tensor by
-/// about 1e-3 of its norm per step.
+/// about 1e-3 of its norm per step; they are far outside it so that they
+/// only fire when something is clearly wrong.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MonitorConfig {
-    /// Record every this many optimizer steps (0: only at epoch ends).
+    /// Record every this many optimizer steps (0: only at epoch ends). Default 50.
     pub every_steps: u64,
-    /// Warn when update/weight exceeds this (learning rate far too large).
+    /// Warn when update/weight exceeds this (learning rate far too large). Default 0.1.
     pub ratio_high: f64,
-    /// Warn when update/weight is below this (learning rate far too small).
+    /// Warn when update/weight, scaled to the run's peak learning rate, is
+    /// below this (learning rate far too small). Default 1e-6.
     pub ratio_low: f64,
-    /// Warn when a gradient norm is below this (vanishing gradients).
+    /// Warn when a gradient norm is below this (vanishing gradients). Default 1e-7.
     pub grad_vanish: f64,
-    /// Warn when a gradient norm exceeds this (exploding gradients).
+    /// Warn when a gradient norm exceeds this (exploding gradients). Default 1e3.
     pub grad_explode: f64,
+    /// Summarise the singular values of every weight matrix at epoch ends
+    /// (top values, stable rank, power-law alpha). Default false.
+    pub spectral: bool,
 }
 
 impl Default for MonitorConfig {
@@ -40,35 +65,71 @@ impl Default for MonitorConfig {
             ratio_low: 1e-6,
             grad_vanish: 1e-7,
             grad_explode: 1e3,
+            spectral: false,
         }
     }
 }
 
-/// What the monitor measured for one parameter tensor at one step.
+/// p50, p90 and p99 of a per-parameter quantity. Computed from a histogram
+/// of the f32 bit patterns with 16 bins per octave, so each value is exact
+/// to within 1/32 of itself (relative).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+/// What the monitor measured for one parameter tensor at one step: one line
+/// of `monitor.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TensorStats {
     /// Parameter name (state_dict path).
     pub name: String,
-    /// Optimizer steps taken when recorded.
+    /// Optimizer steps taken when recorded (the step just taken, from 1).
     pub step: u64,
-    /// Epoch during which it was recorded.
+    /// Epoch during which it was recorded (from 0).
     pub epoch: u64,
+    /// The optimizer's learning rate for this step.
+    pub lr: f64,
     /// `||w||_2` after the step.
     pub weight_norm: f64,
-    /// `||g||_2` of the gradient used by the step (None if the parameter had none).
+    /// `||g||_2` of the gradient the optimizer used, after clipping (None if the parameter had none).
     pub grad_norm: Option<f64>,
-    /// `||w_after - w_before||_2`.
+    /// `||g||_2` before gradient clipping (equal to `grad_norm` when clipping did not fire).
+    pub grad_norm_unclipped: Option<f64>,
+    /// `||w_after - w_before||_2`: the applied update, whatever the optimizer.
     pub update_norm: f64,
-    /// `update_norm / weight_norm` (0 when the weight norm is 0).
-    pub update_ratio: f64,
+    /// Root mean square of the applied update.
+    pub update_rms: f64,
+    /// Largest `|w_after - w_before|`.
+    pub max_abs_update: f64,
     /// Mean of `|w_after - w_before|`.
     pub mean_abs_update: f64,
+    /// `update_norm / weight_norm` (0 when the weight norm is 0).
+    pub update_ratio: f64,
+    /// Fraction of weights whose value changed in this step (0: frozen or underflowing).
+    pub changed_fraction: f64,
     /// Largest `|w|`.
     pub max_abs_weight: f64,
-    /// Fraction of weights exactly zero (pruned or dead).
+    /// Fraction of weights exactly zero (sparsity: pruned or dead).
     pub zero_fraction: f64,
-    /// Fraction of this layer's units that are dead after its ReLU, when known.
+    /// Fraction of this layer's units that are dead after its ReLU (zero for
+    /// every example of the batch), when the layer is followed by one.
     pub dead_fraction: Option<f64>,
+    /// `||buffer||_2` of each optimizer buffer by torch's state key
+    /// (`exp_avg`, `exp_avg_sq`, `momentum_buffer`, ...); empty for stateless rules.
+    pub moment_norms: BTreeMap<String, f64>,
+    /// Adam's family: percentiles of the effective per-parameter step
+    /// `lr / (sqrt(v_hat) + eps)`, `v_hat = v / (1 - beta2^t)`.
+    pub effective_step: Option<Percentiles>,
+    /// Global gradient norm before clipping at this step (None: no clipping configured).
+    pub clip_total_norm: Option<f64>,
+    /// Steps so far (this one included) at which clipping fired.
+    pub clipped_steps: u64,
 }
 
 /// A diagnosis raised from the statistics.
@@ -81,7 +142,8 @@ pub enum Warning {
         /// The ratio.
         ratio: f64,
     },
-    /// Updates are a negligible fraction of the weights.
+    /// Updates are a negligible fraction of the weights, even allowing for
+    /// the schedule (the ratio scaled to the peak learning rate is tiny).
     UpdateTooSmall {
         /// Parameter.
         name: String,
@@ -102,6 +164,14 @@ pub enum Warning {
         /// The norm.
         norm: f64,
     },
+    /// No weight changed although the gradient was non-zero and the learning
+    /// rate is at least a tenth of its peak (updates underflow f32).
+    Frozen {
+        /// Parameter.
+        name: String,
+        /// The learning rate.
+        lr: f64,
+    },
 }
 
 impl Warning {
@@ -111,7 +181,8 @@ impl Warning {
             Warning::UpdateTooLarge { name, .. }
             | Warning::UpdateTooSmall { name, .. }
             | Warning::VanishingGradient { name, .. }
-            | Warning::ExplodingGradient { name, .. } => name,
+            | Warning::ExplodingGradient { name, .. }
+            | Warning::Frozen { name, .. } => name,
         }
     }
 }
@@ -137,20 +208,78 @@ impl std::fmt::Display for Warning {
             Warning::ExplodingGradient { name, norm } => {
                 write!(f, "{name}: gradient norm {norm:.2e}: exploding gradients")
             }
+            Warning::Frozen { name, lr } => {
+                write!(
+                    f,
+                    "{name}: no weight changed at learning rate {lr:.2e} although the gradient is non-zero (updates underflow)"
+                )
+            }
         }
     }
+}
+
+/// Gradient clipping at one step: the global norm before clipping and the limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClipInfo {
+    /// Global L2 norm of the gradients before clipping.
+    pub total_norm: f64,
+    /// The configured maximum.
+    pub max_norm: f64,
+}
+
+impl ClipInfo {
+    /// Whether clipping scaled the gradients (torch scales when the norm exceeds the maximum).
+    pub fn fired(&self) -> bool {
+        self.total_norm > self.max_norm
+    }
+
+    /// The factor the gradients were multiplied by (torch's `max / (norm + 1e-6)`, at most 1).
+    pub fn coefficient(&self) -> f64 {
+        (self.max_norm / (self.total_norm + 1e-6)).min(1.0)
+    }
+}
+
+/// What the training loop tells the monitor about the step just taken.
+#[derive(Clone, Copy)]
+pub struct StepContext<'a> {
+    /// The learning rate the optimizer used.
+    pub lr: f64,
+    /// Gradient clipping, when configured.
+    pub clip: Option<ClipInfo>,
+    /// The optimizer (for its buffers), when available.
+    pub optimizer: Option<&'a dyn Optimizer>,
+}
+
+impl<'a> StepContext<'a> {
+    /// A context with only the learning rate known.
+    pub fn lr(lr: f64) -> Self {
+        StepContext { lr, clip: None, optimizer: None }
+    }
+}
+
+/// The resumable part of a monitor (saved in checkpoints).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MonitorProgress {
+    /// Steps at which clipping fired.
+    pub clipped_steps: u64,
+    /// The largest learning rate seen.
+    pub peak_lr: f64,
 }
 
 /// Records [`TensorStats`] around optimizer steps.
 ///
 /// Call [`WeightMonitor::before_step`] before the optimizer step and
-/// [`WeightMonitor::after_step`] after it. The snapshot is taken only when the
-/// coming step will be recorded, so unmonitored steps cost nothing.
+/// [`WeightMonitor::after_step`] after it (after every step: it also counts
+/// clipping and tracks the peak learning rate). The snapshot is taken only
+/// when the coming step will be recorded, so unmonitored steps cost nothing.
 #[derive(Debug, Default)]
 pub struct WeightMonitor {
     config: MonitorConfig,
     before: HashMap<String, Tensor>,
+    epoch_end: bool,
     records: Vec<TensorStats>,
+    spectra: Vec<SpectralStats>,
+    progress: MonitorProgress,
     warnings: Vec<Warning>,
 }
 
@@ -170,6 +299,21 @@ impl WeightMonitor {
         self.records = records;
     }
 
+    /// Replaces the spectral history (restoring a checkpoint).
+    pub fn set_spectra(&mut self, spectra: Vec<SpectralStats>) {
+        self.spectra = spectra;
+    }
+
+    /// The counters that carry across steps.
+    pub fn progress(&self) -> &MonitorProgress {
+        &self.progress
+    }
+
+    /// Restores the counters (from a checkpoint).
+    pub fn set_progress(&mut self, p: MonitorProgress) {
+        self.progress = p;
+    }
+
     /// Whether step number `step` (counted from 1) is recorded.
     pub fn wants(&self, step: u64, epoch_end: bool) -> bool {
         epoch_end || (self.config.every_steps > 0 && step.is_multiple_of(self.config.every_steps))
@@ -178,6 +322,7 @@ impl WeightMonitor {
     /// Snapshots the parameters before step `step` if that step is recorded.
     pub fn before_step(&mut self, step: u64, epoch_end: bool, params: &[(String, Param)]) {
         self.before.clear();
+        self.epoch_end = epoch_end;
         if self.wants(step, epoch_end) {
             for (name, p) in params {
                 self.before.insert(name.clone(), p.value());
@@ -185,9 +330,10 @@ impl WeightMonitor {
         }
     }
 
-    /// Records the statistics of the step just taken (if it was snapshotted),
-    /// returning the new records. `activations` gives, per parameter name,
-    /// the post-ReLU output of its layer for dead-unit counting.
+    /// Accounts for the step just taken and, if it was snapshotted, records
+    /// its statistics, returning the new records. `activations` gives, per
+    /// parameter name, the post-ReLU output of its layer for dead-unit
+    /// counting; `grads` are the gradients the optimizer used (after clipping).
     pub fn after_step(
         &mut self,
         step: u64,
@@ -195,17 +341,42 @@ impl WeightMonitor {
         params: &[(String, Param)],
         grads: &Grads,
         activations: &HashMap<String, Tensor>,
+        ctx: &StepContext<'_>,
     ) -> Vec<TensorStats> {
+        if ctx.lr.is_finite() && ctx.lr > self.progress.peak_lr {
+            self.progress.peak_lr = ctx.lr;
+        }
+        if ctx.clip.is_some_and(|c| c.fired()) {
+            self.progress.clipped_steps += 1;
+        }
         if self.before.is_empty() {
             return Vec::new();
         }
-        let mut new = Vec::new();
+        let mut new = Vec::with_capacity(params.len());
         for (name, p) in params {
             let Some(before) = self.before.get(name) else { continue };
             let w = p.value();
-            let stats = tensor_stats(name, step, epoch, before, &w, grads.get(p), activations.get(name));
+            let mut stats = tensor_stats(name, step, epoch, before, &w, grads.get(p), activations.get(name));
+            stats.lr = ctx.lr;
+            if let Some(c) = ctx.clip {
+                stats.clip_total_norm = Some(c.total_norm);
+                if c.fired() {
+                    stats.grad_norm_unclipped = stats.grad_norm.map(|g| g / c.coefficient());
+                }
+            }
+            stats.clipped_steps = self.progress.clipped_steps;
+            if let Some(view) = ctx.optimizer.and_then(|o| o.inspect_param(p)) {
+                add_optimizer_stats(&mut stats, &view);
+            }
             self.check(&stats);
             new.push(stats);
+        }
+        if self.epoch_end && self.config.spectral {
+            for (name, p) in params {
+                if p.shape().len() >= 2 {
+                    self.spectra.push(spectral_stats(name, step, epoch, &p.value()));
+                }
+            }
         }
         self.before.clear();
         self.records.extend(new.iter().cloned());
@@ -215,10 +386,20 @@ impl WeightMonitor {
     fn check(&mut self, s: &TensorStats) {
         let c = &self.config;
         let name = s.name.clone();
+        // How far the schedule has taken the rate below its peak: a ratio
+        // is judged as if the step had been taken at the peak rate.
+        let scale = if self.progress.peak_lr > 0.0 { s.lr / self.progress.peak_lr } else { 1.0 };
         if s.weight_norm > 0.0 && s.update_ratio > c.ratio_high {
             self.warnings.push(Warning::UpdateTooLarge { name: name.clone(), ratio: s.update_ratio });
-        } else if s.weight_norm > 0.0 && s.update_norm > 0.0 && s.update_ratio < c.ratio_low {
+        } else if s.weight_norm > 0.0
+            && s.update_norm > 0.0
+            && scale > 0.0
+            && s.update_ratio / scale < c.ratio_low
+        {
             self.warnings.push(Warning::UpdateTooSmall { name: name.clone(), ratio: s.update_ratio });
+        }
+        if s.changed_fraction == 0.0 && s.lr > 0.0 && scale >= 0.1 && s.grad_norm.is_some_and(|g| g > 0.0) {
+            self.warnings.push(Warning::Frozen { name: name.clone(), lr: s.lr });
         }
         if let Some(g) = s.grad_norm {
             if g < c.grad_vanish {
@@ -232,6 +413,11 @@ impl WeightMonitor {
     /// Every record so far, in order.
     pub fn records(&self) -> &[TensorStats] {
         &self.records
+    }
+
+    /// Every spectral summary so far (with [`MonitorConfig::spectral`]), in order.
+    pub fn spectra(&self) -> &[SpectralStats] {
+        &self.spectra
     }
 
     /// Every warning so far, in order.
@@ -255,7 +441,11 @@ impl WeightMonitor {
     }
 }
 
-/// The statistics of one tensor across one update.
+/// Lane count of the fused reductions (fixed: results do not depend on the machine).
+const LANES: usize = 8;
+
+/// The statistics of one tensor across one update (without the optimizer's
+/// and the loop's fields, which [`WeightMonitor::after_step`] fills in).
 pub fn tensor_stats(
     name: &str,
     step: u64,
@@ -269,33 +459,138 @@ pub fn tensor_stats(
     let b = before.contiguous();
     let (a, b) = (a.as_slice().expect("contiguous"), b.as_slice().expect("contiguous"));
     let n = a.len().max(1) as f64;
-    let (mut w2, mut d2, mut dabs, mut wmax, mut zeros) = (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, d) = (x as f64, x as f64 - y as f64);
-        w2 += x * x;
-        d2 += d * d;
-        dabs += d.abs();
-        wmax = wmax.max(x.abs());
-        zeros += usize::from(x == 0.0);
+    // One pass, eight fixed lanes combined in lane order.
+    let mut w2 = [0.0f64; LANES];
+    let mut d2 = [0.0f64; LANES];
+    let mut dabs = [0.0f64; LANES];
+    let mut wmax = [0.0f64; LANES];
+    let mut dmax = [0.0f64; LANES];
+    let mut zeros = [0u64; LANES];
+    let mut changed = [0u64; LANES];
+    let mut lane = |l: usize, x: f32, y: f32| {
+        let (xf, d) = (x as f64, x as f64 - y as f64);
+        w2[l] += xf * xf;
+        d2[l] += d * d;
+        dabs[l] += d.abs();
+        wmax[l] = wmax[l].max(xf.abs());
+        dmax[l] = dmax[l].max(d.abs());
+        zeros[l] += u64::from(x == 0.0);
+        changed[l] += u64::from(x != y);
+    };
+    let split = a.len() - a.len() % LANES;
+    for (ca, cb) in a[..split].chunks_exact(LANES).zip(b[..split].chunks_exact(LANES)) {
+        for l in 0..LANES {
+            lane(l, ca[l], cb[l]);
+        }
     }
-    let weight_norm = w2.sqrt();
-    let update_norm = d2.sqrt();
+    for (l, (&x, &y)) in a[split..].iter().zip(&b[split..]).enumerate() {
+        lane(l, x, y);
+    }
+    let sum = |v: &[f64; LANES]| v.iter().sum::<f64>();
+    let max = |v: &[f64; LANES]| v.iter().copied().fold(0.0f64, f64::max);
+    let weight_norm = sum(&w2).sqrt();
+    let update_norm = sum(&d2).sqrt();
     let grad_norm = grad.map(|g| {
-        g.contiguous().as_slice().expect("contiguous").iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt()
+        let g = g.contiguous();
+        sum_squares(g.as_slice().expect("contiguous")).sqrt()
     });
     TensorStats {
         name: name.to_string(),
         step,
         epoch,
+        lr: 0.0,
         weight_norm,
         grad_norm,
+        grad_norm_unclipped: grad_norm,
         update_norm,
+        update_rms: (sum(&d2) / n).sqrt(),
+        max_abs_update: max(&dmax),
+        mean_abs_update: sum(&dabs) / n,
         update_ratio: if weight_norm > 0.0 { update_norm / weight_norm } else { 0.0 },
-        mean_abs_update: dabs / n,
-        max_abs_weight: wmax,
-        zero_fraction: zeros as f64 / n,
+        changed_fraction: changed.iter().sum::<u64>() as f64 / n,
+        max_abs_weight: max(&wmax),
+        zero_fraction: zeros.iter().sum::<u64>() as f64 / n,
         dead_fraction: activation.map(dead_fraction),
+        moment_norms: BTreeMap::new(),
+        effective_step: None,
+        clip_total_norm: None,
+        clipped_steps: 0,
     }
+}
+
+/// `sum x^2` in f64 over fixed lanes.
+fn sum_squares(v: &[f32]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let split = v.len() - v.len() % LANES;
+    for c in v[..split].chunks_exact(LANES) {
+        for l in 0..LANES {
+            acc[l] += (c[l] as f64) * (c[l] as f64);
+        }
+    }
+    for (l, &x) in v[split..].iter().enumerate() {
+        acc[l] += (x as f64) * (x as f64);
+    }
+    acc.iter().sum()
+}
+
+/// Fills the optimizer's buffer norms and Adam's effective step percentiles.
+fn add_optimizer_stats(stats: &mut TensorStats, view: &nw_optim::ParamView<'_>) {
+    for (name, buf) in &view.buffers {
+        stats.moment_norms.insert((*name).to_string(), sum_squares(buf).sqrt());
+    }
+    let Some(ad) = view.adaptive else { return };
+    let Some((_, v)) = view.buffers.iter().find(|(n, _)| *n == ad.buffer) else { return };
+    // The step lr / (sqrt(v) / sqrt(1 - beta2^t) + eps) falls as v grows, so
+    // its p-th percentile is the step at v's (1 - p)-th percentile.
+    let bc2_sqrt = (1.0 - ad.beta2.powf(view.step as f64)).sqrt();
+    let step_at = |v: f64| view.lr / (v.max(0.0).sqrt() / bc2_sqrt + ad.eps);
+    // Rank r = ceil(q n) in ascending steps is rank n - r + 1 in ascending v.
+    let n = v.len() as u64;
+    let rank = |q: f64| n + 1 - ((q * n as f64).ceil() as u64).clamp(1, n.max(1));
+    if let Some([v50, v90, v99]) = order_stats(v, [rank(0.5), rank(0.9), rank(0.99)]) {
+        stats.effective_step = Some(Percentiles { p50: step_at(v50), p90: step_at(v90), p99: step_at(v99) });
+    }
+}
+
+/// Bits of an f32 dropped by the histogram: 4 mantissa bits stay (16 bins per octave).
+const HIST_SHIFT: u32 = 19;
+
+/// The `qs`-quantiles of non-negative values from a histogram of their bit
+/// patterns (for non-negative floats the bit order is the value order). Each
+/// answer is the centre of its bin, within 1/32 of the exact order statistic.
+/// `None` for an empty slice.
+pub fn percentiles_of<const K: usize>(v: &[f32], qs: [f64; K]) -> Option<[f64; K]> {
+    let n = v.len() as f64;
+    order_stats(v, qs.map(|q| ((q * n).ceil() as u64).max(1)))
+}
+
+/// The order statistics of the given ranks (from 1, ascending) of
+/// non-negative values, each the centre of its histogram bin (see
+/// [`percentiles_of`]). `None` for an empty slice.
+fn order_stats<const K: usize>(v: &[f32], ranks: [u64; K]) -> Option<[f64; K]> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut hist = vec![0u32; (u32::MAX >> HIST_SHIFT) as usize + 1];
+    for &x in v {
+        // Negative values (not expected) and -0 count as 0; NaN as the largest.
+        let bits = if x > 0.0 || x.is_nan() { x.to_bits() & 0x7FFF_FFFF } else { 0 };
+        hist[(bits >> HIST_SHIFT) as usize] += 1;
+    }
+    let mut out = [0.0f64; K];
+    for (o, rank) in out.iter_mut().zip(ranks) {
+        let mut seen = 0u64;
+        for (bin, &c) in hist.iter().enumerate() {
+            seen += c as u64;
+            if seen >= rank {
+                let lo = f32::from_bits((bin as u32) << HIST_SHIFT) as f64;
+                let hi = f32::from_bits(((bin as u32 + 1) << HIST_SHIFT).min(0x7F80_0000)) as f64;
+                *o = if bin == 0 { 0.0 } else { 0.5 * (lo + hi) };
+                break;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Fraction of units (all positions after the batch axis) whose activation
@@ -311,8 +606,14 @@ pub fn dead_fraction(act: &Tensor) -> f64 {
     if units == 0 {
         return 0.0;
     }
-    let dead = (0..units).filter(|&u| (0..n).all(|i| v[i * units + u] <= 0.0)).count();
-    dead as f64 / units as f64
+    // Row by row (memory order): a unit is alive once any example fires it.
+    let mut alive = vec![false; units];
+    for row in v.chunks_exact(units) {
+        for (a, &x) in alive.iter_mut().zip(row) {
+            *a |= x > 0.0;
+        }
+    }
+    alive.iter().filter(|&&a| !a).count() as f64 / units as f64
 }
 
 #[cfg(test)]
@@ -327,11 +628,34 @@ mod tests {
         let s = tensor_stats("w", 7, 1, &before, &after, Some(&g), None);
         assert_eq!(s.weight_norm, 5.0); // sqrt(9 + 16)
         assert_eq!(s.update_norm, 4.0);
+        assert_eq!(s.update_rms, 8f64.sqrt()); // sqrt((0 + 16) / 2)
+        assert_eq!(s.max_abs_update, 4.0);
         assert_eq!(s.update_ratio, 0.8);
         assert_eq!(s.mean_abs_update, 2.0);
+        assert_eq!(s.changed_fraction, 0.5); // one of two moved
         assert_eq!(s.max_abs_weight, 4.0);
         assert_eq!(s.zero_fraction, 0.0);
         assert_eq!(s.grad_norm, Some(2.0));
+    }
+
+    #[test]
+    fn lanes_and_tail_agree_with_a_plain_sum() {
+        // 19 elements: two full lanes of 8 and a tail of 3.
+        let b: Vec<f32> = (0..19).map(|i| i as f32 * 0.25 - 2.0).collect();
+        let a: Vec<f32> = b.iter().enumerate().map(|(i, &x)| if i % 3 == 0 { x } else { x + 0.5 }).collect();
+        let s = tensor_stats(
+            "w",
+            1,
+            0,
+            &Tensor::from_vec(b.clone(), &[19]).unwrap(),
+            &Tensor::from_vec(a.clone(), &[19]).unwrap(),
+            None,
+            None,
+        );
+        let w2: f64 = a.iter().map(|&x| (x as f64).powi(2)).sum();
+        assert!((s.weight_norm - w2.sqrt()).abs() < 1e-12);
+        assert_eq!(s.changed_fraction, 12.0 / 19.0); // i % 3 != 0 for 12 of 0..19
+        assert_eq!(s.zero_fraction, 0.0); // b[8] = 0 moved to 0.5; a[6] = b[6] = -0.5 stayed
     }
 
     #[test]
@@ -342,20 +666,106 @@ mod tests {
     }
 
     #[test]
+    fn percentiles_are_within_a_bin() {
+        // 1..=1000: p50 = 500, p90 = 900, p99 = 990 (order statistics of rank ceil(q n)).
+        let v: Vec<f32> = (1..=1000).map(|i| i as f32).collect();
+        let [p50, p90, p99] = percentiles_of(&v, [0.5, 0.9, 0.99]).unwrap();
+        for (got, want) in [(p50, 500.0), (p90, 900.0), (p99, 990.0)] {
+            assert!((got - want).abs() <= want / 32.0, "{got} vs {want}");
+        }
+        assert_eq!(percentiles_of(&[0.0f32; 4], [0.5]).unwrap(), [0.0]);
+        assert!(percentiles_of(&[], [0.5]).is_none());
+    }
+
+    #[test]
+    fn adam_effective_step_and_moment_norms() {
+        // After one Adam step with g = [3, 4]: m = 0.1 g, v = 0.001 g^2,
+        // v_hat = g^2, step = lr / (|g| + eps).
+        let p = Param::new(Tensor::from_vec(vec![1.0, 1.0], &[2]).unwrap());
+        let params = vec![("w".to_string(), p.clone())];
+        let mut opt = nw_optim::Adam { lr: 0.1, ..Default::default() }.build(vec![p.clone()]).unwrap();
+        let mut grads = Grads::new();
+        grads.insert(&p, Tensor::from_vec(vec![3.0, 4.0], &[2]).unwrap());
+        let mut m = WeightMonitor::new(MonitorConfig { every_steps: 1, ..Default::default() });
+        m.before_step(1, false, &params);
+        nw_optim::Optimizer::step(&mut opt, &grads).unwrap();
+        let ctx = StepContext { lr: 0.1, clip: None, optimizer: Some(&opt) };
+        let r = m.after_step(1, 0, &params, &grads, &HashMap::new(), &ctx);
+        let s = &r[0];
+        assert!((s.moment_norms["exp_avg"] - 0.5).abs() < 1e-6, "{:?}", s.moment_norms); // 0.1 * 5
+        assert!((s.moment_norms["exp_avg_sq"] - 0.001 * 337f64.sqrt()).abs() < 1e-7); // 0.001 * ||[9, 16]||
+        let e = s.effective_step.unwrap();
+        // Steps ascending: [0.1/4, 0.1/3]; p50 has rank ceil(0.5 * 2) = 1, p90 and p99 rank 2.
+        assert!((e.p50 - 0.1 / 4.0).abs() <= 0.1 / 4.0 / 32.0, "{e:?}");
+        assert!((e.p90 - 0.1 / 3.0).abs() <= 0.1 / 3.0 / 32.0, "{e:?}");
+        assert!((e.p99 - 0.1 / 3.0).abs() <= 0.1 / 3.0 / 32.0, "{e:?}");
+    }
+
+    #[test]
+    fn clipping_is_counted_and_unclipped_norm_recovered() {
+        let p = Param::new(Tensor::from_vec(vec![1.0, 1.0], &[2]).unwrap());
+        let params = vec![("w".to_string(), p.clone())];
+        let mut grads = Grads::new();
+        grads.insert(&p, Tensor::from_vec(vec![0.6, 0.8], &[2]).unwrap()); // norm 1 after clipping
+        let mut m = WeightMonitor::new(MonitorConfig { every_steps: 2, ..Default::default() });
+        let clip = Some(ClipInfo { total_norm: 10.0, max_norm: 1.0 });
+        for step in 1..=2 {
+            m.before_step(step, false, &params);
+            p.update(|t| t.as_slice_mut()[0] += 1e-3);
+            let ctx = StepContext { lr: 0.1, clip, optimizer: None };
+            m.after_step(step, 0, &params, &grads, &HashMap::new(), &ctx);
+        }
+        let s = &m.records()[0];
+        assert_eq!(s.clipped_steps, 2);
+        assert_eq!(s.clip_total_norm, Some(10.0));
+        assert!((s.grad_norm_unclipped.unwrap() - 10.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_tiny_update_while_the_schedule_anneals_is_not_a_warning() {
+        let p = Param::new(Tensor::from_vec(vec![1.0; 4], &[4]).unwrap());
+        let params = vec![("w".to_string(), p.clone())];
+        let mut grads = Grads::new();
+        grads.insert(&p, Tensor::from_vec(vec![1.0; 4], &[4]).unwrap());
+        let mut m = WeightMonitor::new(MonitorConfig { every_steps: 1, ..Default::default() });
+        // Step 1 at the peak rate 1e-2 moves weights by 1e-2 (ratio 1e-2).
+        m.before_step(1, false, &params);
+        p.update(|t| t.as_slice_mut().iter_mut().for_each(|w| *w -= 1e-2));
+        m.after_step(1, 0, &params, &grads, &HashMap::new(), &StepContext::lr(1e-2));
+        // Step 2: the schedule is at 1e-9 of its peak, the ratio ~5e-7: expected.
+        m.before_step(2, false, &params);
+        p.update(|t| t.as_slice_mut()[0] -= 1e-6);
+        m.after_step(2, 0, &params, &grads, &HashMap::new(), &StepContext::lr(1e-11));
+        assert!(m.take_warnings().is_empty());
+        // The same ratio at the peak rate is a learning rate far too low.
+        m.before_step(3, false, &params);
+        p.update(|t| t.as_slice_mut()[0] -= 1e-6);
+        m.after_step(3, 0, &params, &grads, &HashMap::new(), &StepContext::lr(1e-2));
+        let w = m.take_warnings();
+        assert!(w.iter().any(|w| matches!(w, Warning::UpdateTooSmall { .. })), "{w:?}");
+        // Nothing moved at the peak rate with a non-zero gradient: frozen.
+        m.before_step(4, false, &params);
+        m.after_step(4, 0, &params, &grads, &HashMap::new(), &StepContext::lr(1e-2));
+        let w = m.take_warnings();
+        assert!(w.iter().any(|w| matches!(w, Warning::Frozen { .. })), "{w:?}");
+    }
+
+    #[test]
     fn monitor_records_on_interval_and_warns() {
         let p = Param::new(Tensor::from_vec(vec![1.0, 1.0], &[2]).unwrap());
         let params = vec![("0.weight".to_string(), p.clone())];
         let mut m = WeightMonitor::new(MonitorConfig { every_steps: 2, ..Default::default() });
         let mut grads = Grads::new();
         grads.insert(&p, Tensor::from_vec(vec![1e4, 0.0], &[2]).unwrap());
+        let ctx = StepContext::lr(0.1);
         // step 1: not recorded
         m.before_step(1, false, &params);
         p.update(|t| t.as_slice_mut()[0] = 2.0);
-        assert!(m.after_step(1, 0, &params, &grads, &HashMap::new()).is_empty());
+        assert!(m.after_step(1, 0, &params, &grads, &HashMap::new(), &ctx).is_empty());
         // step 2: recorded; the update is huge relative to the weight
         m.before_step(2, false, &params);
         p.update(|t| t.as_slice_mut()[0] = 10.0);
-        let r = m.after_step(2, 0, &params, &grads, &HashMap::new());
+        let r = m.after_step(2, 0, &params, &grads, &HashMap::new(), &ctx);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].update_norm, 8.0);
         let w = m.take_warnings();

@@ -322,8 +322,10 @@ impl Trainer {
         if let Some(pr) = &self.reg.pruner {
             pr.mask_grads(&params, &mut grads)?;
         }
+        let mut clip = None;
         if let Some(max) = self.reg.clip_grad_norm {
-            nw_optim::clip::clip_grad_norm(&params, &mut grads, max, 2.0, false)?;
+            let total_norm = nw_optim::clip::clip_grad_norm(&params, &mut grads, max, 2.0, false)?;
+            clip = Some(crate::monitor::ClipInfo { total_norm, max_norm: max });
         }
         check_finite(step, data_loss, &self.named, &grads)?;
         self.monitor.before_step(step, epoch_end, &self.named);
@@ -348,7 +350,13 @@ impl Trainer {
         }
         check_finite(step, data_loss, &self.named, &Grads::new())?;
         self.step = step;
-        self.monitor.after_step(step, self.epoch, &self.named, &grads, &acts);
+        // Monitor hook: the rate this step used, clipping, the optimizer's buffers.
+        let ctx = crate::monitor::StepContext {
+            lr: self.optimizer.lr(),
+            clip,
+            optimizer: Some(self.optimizer.as_ref()),
+        };
+        self.monitor.after_step(step, self.epoch, &self.named, &grads, &acts, &ctx);
         for w in self.monitor.take_warnings() {
             // Each kind of warning about each tensor is logged once per run;
             // all of them stay in `self.warnings`.
@@ -517,6 +525,8 @@ impl Trainer {
             Section::Monitor(MonitorState {
                 records: self.monitor.records().to_vec(),
                 warnings: self.warnings.clone(),
+                spectra: self.monitor.spectra().to_vec(),
+                progress: self.monitor.progress().clone(),
             }),
         );
         Ok(ck)
@@ -539,6 +549,8 @@ impl Trainer {
         self.history.load_state(&ctx, ck)?;
         if let Some(Section::Monitor(m)) = ck.section("monitor") {
             self.monitor.set_records(m.records.clone());
+            self.monitor.set_spectra(m.spectra.clone());
+            self.monitor.set_progress(m.progress.clone());
             self.warnings = m.warnings.clone();
             self.warned =
                 self.warnings.iter().map(|w| (std::mem::discriminant(w), w.tensor().to_string())).collect();

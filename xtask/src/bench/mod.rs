@@ -14,6 +14,7 @@ mod distributed;
 mod gemm;
 mod lstm;
 mod mlp;
+mod monitor;
 mod optim;
 mod optim_matrix;
 mod peak;
@@ -45,6 +46,8 @@ pub enum Target {
     Train(train::Args),
     /// Data-parallel MLP and CNN training at 1 and 2 ranks x 1 thread (samples/s, bytes per step) vs torch DDP gloo.
     Distributed(distributed::Args),
+    /// The weight monitor's cost: MLP training steps with the monitor off vs every step.
+    Monitor(monitor::Args),
     /// The measured single-core FMA peak (AVX-512 and AVX2).
     Peak(peak::Args),
     /// 100,000 digits-MLP steps with a checkpoint every 1,000: memory, file handles and temporary files must not accumulate.
@@ -64,6 +67,7 @@ pub fn run(target: Target) -> Result<()> {
         Target::Lstm(args) => lstm::run(args),
         Target::Accuracy(args) => accuracy::run(args),
         Target::Train(args) => train::run(args),
+        Target::Monitor(args) => monitor::run(args),
         Target::Peak(args) => peak::run(args),
         Target::Soak(args) => soak::run(args),
         Target::Distributed(args) => distributed::run(args),

@@ -43,7 +43,7 @@ impl Schedule {
                 }
             }
             Schedule::Step { step_size, gamma } => {
-                if t == 0 || t % step_size != 0 {
+                if t == 0 || !t.is_multiple_of(*step_size) {
                     lr
                 } else {
                     lr * gamma
@@ -64,7 +64,7 @@ impl Schedule {
                 let tm = *t_max as f64;
                 if t == 0 {
                     lr
-                } else if (t - 1 + t_max) % (2 * t_max) == 0 {
+                } else if (t - 1 + t_max).is_multiple_of(2 * t_max) {
                     // (t − 1 − T_max) mod 2 T_max == 0: the bottom of a period
                     lr + (base_lr - eta_min) * (1.0 - (PI / tm).cos()) / 2.0
                 } else {

@@ -374,6 +374,9 @@ pub struct LoopConfig {
     /// false; `nw train --distributed` sets it). Such a run continues
     /// bit-identically under any number of ranks, one process included.
     pub distributed: bool,
+    /// Summarise each weight matrix's singular values at epoch ends
+    /// (`spectral.jsonl`: top values, stable rank, power-law alpha). Default false.
+    pub monitor_spectral: bool,
 }
 
 impl Default for LoopConfig {
@@ -392,6 +395,7 @@ impl Default for LoopConfig {
             label_smoothing: 0.1,
             accumulate: 1,
             distributed: false,
+            monitor_spectral: false,
         }
     }
 }
@@ -399,7 +403,11 @@ impl Default for LoopConfig {
 impl LoopConfig {
     /// The monitor settings this loop asks for.
     pub fn monitor(&self) -> MonitorConfig {
-        MonitorConfig { every_steps: self.monitor_every, ..Default::default() }
+        MonitorConfig {
+            every_steps: self.monitor_every,
+            spectral: self.monitor_spectral,
+            ..Default::default()
+        }
     }
 }
 
