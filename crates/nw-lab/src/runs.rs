@@ -1,0 +1,1 @@
+//! Reading nw run directories for `nw report`.
