@@ -25,6 +25,8 @@ pub fn run(cli: Cli) -> Result<()> {
             prune(&model, sparsity, fine_tune_epochs, out)
         }
         Command::Resume { checkpoint, epochs, out } => resume(&checkpoint, epochs, out),
+        Command::Lab(a) => crate::lab::lab(a),
+        Command::Report(a) => crate::lab::report(a),
     };
     match cli.threads {
         Some(n) if n > 0 => rayon::ThreadPoolBuilder::new().num_threads(n).build()?.install(go),

@@ -11,6 +11,7 @@
 //! full disk, an unwritable directory), 130 interrupted.
 
 mod commands;
+mod lab;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,6 +80,10 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Experiments that measure how weights update (nw lab all: every one, with an HTML report).
+    Lab(lab::LabArgs),
+    /// One self-contained index.html comparing run directories (loss, accuracy, per-layer update ratio).
+    Report(lab::ReportArgs),
 }
 
 /// The values a flag that names a registered choice accepts (from the registries).

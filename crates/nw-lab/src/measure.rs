@@ -286,7 +286,6 @@ pub fn train(mut setup: Setup, limits: &Limits) -> Result<(Trace, Setup)> {
     let mut prev: Vec<Vec<f32>> = named.iter().map(|(_, p)| p.value().to_vec()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     setup.trainer.stop = Some(stop.clone());
-    let n_train = setup.loader.dataset().len().max(1) as f64;
     let per_epoch = setup.loader.batches_per_epoch().max(1) as f64;
     let started = Instant::now();
     let mut steps: Vec<StepStat> = Vec::new();
@@ -296,7 +295,6 @@ pub fn train(mut setup: Setup, limits: &Limits) -> Result<(Trace, Setup)> {
     let mut converged_at: Option<u64> = None;
     let mut wall_to_target = None;
     let mut status = Status::NotConverged;
-    let _ = n_train;
     loop {
         let result = {
             let mut on_batch = |_i: usize, _n: usize, loss: f32| {

@@ -6,7 +6,7 @@ use super::*;
 use crate::LabOptions;
 use crate::measure::Target;
 use crate::report::{Report, heatmaps, standard_plots};
-use crate::stats::num;
+
 
 /// Runs the experiment.
 pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
@@ -52,7 +52,6 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
         "The article's steps fall with the rate (500, 250, 150); measured: {}.",
         [0.01, 0.1, 1.0].iter().map(|lr| format!("lr {lr}: {}", conv_steps(find(&runs, &format!("lr {lr}"))).show("not converged"))).collect::<Vec<_>>().join("; ")
     ));
-    let _ = num;
     Ok(Report {
         name: "lr".into(),
         title: "lr: learning rate and convergence".into(),

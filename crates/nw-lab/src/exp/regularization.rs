@@ -25,7 +25,7 @@ pub const VARIANTS: &[(&str, &[(&str, &str)])] = &[
 pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     let b = opts.budget;
     let seeds = opts.seed_list();
-    let epochs: u64 = b.pick(4, 60, 120);
+    let epochs: u64 = b.pick(8, 60, 120);
     let mut cfg = base(b);
     // a small training split (35% of the digits) so that the net overfits
     cfg.data.validation = 0.5;
