@@ -14,7 +14,7 @@ pub fn esc(s: &str) -> String {
 }
 
 /// A minimal inline rendering of the markdown used in reports: `**bold**` and `` `code` ``.
-fn inline(s: &str) -> String {
+pub fn inline(s: &str) -> String {
     let mut out = String::new();
     let e = esc(s);
     let mut bold = false;
@@ -146,7 +146,12 @@ pub fn heatmap_svg(h: &Heatmap) -> String {
 
 /// One report as an HTML section.
 pub fn section(r: &Report) -> Result<String> {
-    let mut s = format!("<section id=\"{}\"><h2>{}</h2><p>{}</p><h3>Setup</h3><ul>", esc(&r.name), esc(&r.title), inline(&r.question));
+    let mut s = format!(
+        "<section id=\"{}\"><h2>{}</h2><p>{}</p><h3>Setup</h3><ul>",
+        esc(&r.name),
+        esc(&r.title),
+        inline(&r.question)
+    );
     for b in &r.setup {
         s += &format!("<li>{}</li>", inline(b));
     }

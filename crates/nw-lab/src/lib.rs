@@ -189,7 +189,7 @@ pub fn write_index(opts: &LabOptions, reports: &[report::Report]) -> Result<Path
     let mut page = html::page("nw lab report", &intro, &sections);
     let defs: String = measure::DEFINITIONS
         .lines()
-        .map(|l| format!("<li>{}</li>", html::esc(l.trim_start_matches("- "))))
+        .map(|l| format!("<li>{}</li>", html::inline(l.trim_start_matches("- "))))
         .collect();
     page = page.replacen("<nav>", &format!("<ul>{defs}</ul><nav>"), 1);
     std::fs::create_dir_all(&opts.out).map_err(error::io(&opts.out))?;

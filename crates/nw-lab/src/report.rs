@@ -43,7 +43,11 @@ impl Table {
     /// The table as CSV (cells with commas or quotes quoted).
     pub fn csv(&self) -> String {
         let cell = |c: &str| {
-            if c.contains([',', '"', '\n']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.to_string() }
+            if c.contains([',', '"', '\n']) {
+                format!("\"{}\"", c.replace('"', "\"\""))
+            } else {
+                c.to_string()
+            }
         };
         let line = |r: &[String]| r.iter().map(|c| cell(c)).collect::<Vec<_>>().join(",") + "\n";
         let mut s = line(&self.header);
@@ -166,7 +170,11 @@ impl Report {
 pub type Series = (String, Vec<(f64, f64)>);
 
 /// The mean over seeds of `f(trace, step)` at each step, for steps every seed reached.
-pub fn mean_curve(traces: &[Trace], f: &dyn Fn(&crate::measure::StepStat) -> f64, every: usize) -> Vec<(f64, f64)> {
+pub fn mean_curve(
+    traces: &[Trace],
+    f: &dyn Fn(&crate::measure::StepStat) -> f64,
+    every: usize,
+) -> Vec<(f64, f64)> {
     let n = traces.iter().map(|t| t.steps.len()).min().unwrap_or(0);
     let every = every.max(1);
     (0..n)
@@ -194,8 +202,22 @@ pub fn standard_plots(dir: &Path, runs: &[(String, Vec<Trace>)]) -> Result<Vec<P
         runs.iter().map(|(n, t)| (n.clone(), mean_curve(t, f, every))).collect()
     };
     let mut plots = vec![
-        plot(dir, "loss", "Smoothed training loss (mean over seeds)", "step", &curves(&|s| s.smoothed), true)?,
-        plot(dir, "update", "Weight update: mean |applied update|", "step", &curves(&|s| s.mean_abs_update), true)?,
+        plot(
+            dir,
+            "loss",
+            "Smoothed training loss (mean over seeds)",
+            "step",
+            &curves(&|s| s.smoothed),
+            true,
+        )?,
+        plot(
+            dir,
+            "update",
+            "Weight update: mean |applied update|",
+            "step",
+            &curves(&|s| s.mean_abs_update),
+            true,
+        )?,
         plot(dir, "update_ratio", "Update/weight norm ratio", "step", &curves(&|s| s.update_ratio), true)?,
     ];
     let acc: Vec<Series> = runs
@@ -247,6 +269,9 @@ pub fn layer_ratio_plot(dir: &Path, stem: &str, variant: &str, t: &Trace) -> Res
 pub fn heatmaps(runs: &[(String, Vec<Trace>)]) -> Vec<Heatmap> {
     runs.iter()
         .filter(|(_, t)| !t[0].histograms.is_empty())
-        .map(|(n, t)| Heatmap { title: format!("{n}: log10 |update| over steps (seed {})", 0), rows: t[0].histograms.clone() })
+        .map(|(n, t)| Heatmap {
+            title: format!("{n}: log10 |update| over steps (seed {})", 0),
+            rows: t[0].histograms.clone(),
+        })
         .collect()
 }

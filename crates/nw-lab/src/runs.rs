@@ -59,13 +59,20 @@ pub fn read_run(dir: &Path) -> Result<RunDir> {
         }
         let f: Vec<&str> = line.split(',').collect();
         if f.len() != 7 {
-            return Err(LabError::Config(format!("{}: line {}: expected 7 fields, got {}", m.display(), i + 1, f.len())));
+            return Err(LabError::Config(format!(
+                "{}: line {}: expected 7 fields, got {}",
+                m.display(),
+                i + 1,
+                f.len()
+            )));
         }
         let p = |s: &str| -> Result<f64> {
             if s.is_empty() {
                 return Ok(f64::NAN);
             }
-            s.parse().map_err(|_| LabError::Config(format!("{}: line {}: {s:?} is not a number", m.display(), i + 1)))
+            s.parse().map_err(|_| {
+                LabError::Config(format!("{}: line {}: {s:?} is not a number", m.display(), i + 1))
+            })
         };
         epochs.push(EpochLine {
             epoch: p(f[0])?,
@@ -84,13 +91,15 @@ pub fn read_run(dir: &Path) -> Result<RunDir> {
             if line.trim().is_empty() {
                 continue;
             }
-            monitor.push(serde_json::from_str(line).map_err(|e| {
-                LabError::Config(format!("{}: line {}: {e}", mon.display(), i + 1))
-            })?);
+            monitor.push(
+                serde_json::from_str(line)
+                    .map_err(|e| LabError::Config(format!("{}: line {}: {e}", mon.display(), i + 1)))?,
+            );
         }
     }
     let config = std::fs::read_to_string(dir.join(files::CONFIG)).ok();
-    let label = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let label =
+        dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
     Ok(RunDir { dir: dir.to_path_buf(), label, epochs, monitor, config })
 }
 
@@ -113,7 +122,12 @@ pub fn report(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(out).map_err(io(out))?;
     let per_epoch = |f: &dyn Fn(&EpochLine) -> f64| -> Vec<Series> {
         runs.iter()
-            .map(|r| (r.label.clone(), r.epochs.iter().map(|e| (e.epoch, f(e))).filter(|p| p.1.is_finite()).collect()))
+            .map(|r| {
+                (
+                    r.label.clone(),
+                    r.epochs.iter().map(|e| (e.epoch, f(e))).filter(|p| p.1.is_finite()).collect(),
+                )
+            })
             .filter(|(_, p): &Series| !p.is_empty())
             .collect()
     };
@@ -146,12 +160,28 @@ pub fn report(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
         }
     }
     if !ratio.is_empty() {
-        plots.push(plot(out, "update_ratio", "Per-layer update/weight ratio (monitor)", "step", &ratio, true)?);
+        plots.push(plot(
+            out,
+            "update_ratio",
+            "Per-layer update/weight ratio (monitor)",
+            "step",
+            &ratio,
+            true,
+        )?);
     }
-    let mut summary = Table::new(&["run", "epochs", "steps", "final train loss", "final val loss", "final val accuracy", "monitor records"]);
+    let mut summary = Table::new(&[
+        "run",
+        "epochs",
+        "steps",
+        "final train loss",
+        "final val loss",
+        "final val accuracy",
+        "monitor records",
+    ]);
     for r in &runs {
         let last = r.epochs.last();
-        let f = |v: Option<f64>| v.filter(|v| v.is_finite()).map(crate::stats::num).unwrap_or_else(|| "-".into());
+        let f =
+            |v: Option<f64>| v.filter(|v| v.is_finite()).map(crate::stats::num).unwrap_or_else(|| "-".into());
         summary.push(vec![
             r.label.clone(),
             r.epochs.len().to_string(),
@@ -203,10 +233,15 @@ fn ratio_heatmap(r: &RunDir, names: &[String], steps: &[u64]) -> String {
     for (i, st) in steps.iter().enumerate() {
         let y = top + ch * i as f64;
         if i % (steps.len() / 8).max(1) == 0 {
-            s += &format!("<text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"10\" text-anchor=\"end\">{st}</text>", left - 4.0, y + ch);
+            s += &format!(
+                "<text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"10\" text-anchor=\"end\">{st}</text>",
+                left - 4.0,
+                y + ch
+            );
         }
         for (j, n) in names.iter().enumerate() {
-            let v = r.monitor.iter().find(|x| x.step == *st && &x.name == n).map_or(f64::NAN, |x| x.update_ratio);
+            let v =
+                r.monitor.iter().find(|x| x.step == *st && &x.name == n).map_or(f64::NAN, |x| x.update_ratio);
             let t = if v > 0.0 { ((v.log10() - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.0 };
             let c = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
             s += &format!(

@@ -95,8 +95,6 @@ pub fn verdict(measured: &Summary, article: f64) -> String {
     let within = measured.sd().max(0.25 * article.abs());
     if (m - article).abs() <= within {
         format!("agrees (within ±{})", num(within))
-    } else if r > 1.0 {
-        format!("disagrees: measured {}× the article's", num(r))
     } else {
         format!("disagrees: measured {}× the article's", num(r))
     }

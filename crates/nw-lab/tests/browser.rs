@@ -16,7 +16,11 @@ fn chromium() -> PathBuf {
 
 fn chromium_base(profile: &Path) -> Command {
     let bin = chromium();
-    assert!(bin.is_file(), "{} is not installed (apt-get install chromium, or set NW_CHROMIUM)", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} is not installed (apt-get install chromium, or set NW_CHROMIUM)",
+        bin.display()
+    );
     let mut c = Command::new(bin);
     c.args([
         "--headless",
@@ -60,10 +64,17 @@ fn render(page: &Path, shot: &Path) -> (usize, usize, String) {
     assert!(!html.contains("<script"), "the page itself must not need scripts");
     let checked = page.with_file_name("checked.html");
     std::fs::write(&checked, html.replace("</body>", &format!("{CHECK}</body>"))).unwrap();
-    let profile = tempdir(&format!("profile-{}", page.parent().unwrap().file_name().unwrap().to_string_lossy()));
-    let out = chromium_base(&profile).arg("--dump-dom").arg(format!("file://{}", checked.display())).output().unwrap();
+    let profile =
+        tempdir(&format!("profile-{}", page.parent().unwrap().file_name().unwrap().to_string_lossy()));
+    let out = chromium_base(&profile)
+        .arg("--dump-dom")
+        .arg(format!("file://{}", checked.display()))
+        .output()
+        .unwrap();
     let dom = String::from_utf8_lossy(&out.stdout);
-    let start = dom.find("id=\"nw-check\">CHECK ").map(|i| i + 14).unwrap_or_else(|| panic!("no check result; chromium said: {}", String::from_utf8_lossy(&out.stderr)));
+    let start = dom.find("id=\"nw-check\">CHECK ").map(|i| i + 14).unwrap_or_else(|| {
+        panic!("no check result; chromium said: {}", String::from_utf8_lossy(&out.stderr))
+    });
     let line = &dom[start..dom[start..].find(" END").map(|e| start + e).unwrap()];
     let num = |k: &str| -> usize {
         let s = &line[line.find(k).unwrap() + k.len()..];
@@ -87,11 +98,15 @@ fn tempdir(name: &str) -> PathBuf {
 }
 
 #[test]
-#[cfg_attr(not(chromium_available), ignore = "needs /usr/bin/chromium (Debian package chromium); run with --ignored where it is installed")]
+#[cfg_attr(
+    not(chromium_available),
+    ignore = "needs /usr/bin/chromium (Debian package chromium); run with --ignored where it is installed"
+)]
 fn lab_page_renders_every_image() {
     let out = tempdir("lab");
     let opts = LabOptions { budget: Budget::Quick, seeds: Some(1), out: out.clone() };
-    let page = nw_lab::run_all(&opts, &[Experiment::Momentum, Experiment::Unsupervised], &mut |_| {}).unwrap();
+    let page =
+        nw_lab::run_all(&opts, &[Experiment::Momentum, Experiment::Unsupervised], &mut |_| {}).unwrap();
     let shot = out.join("screenshot.png");
     let (imgs, svgs, bad) = render(&page, &shot);
     assert!(imgs >= 1, "the GAN sample grid is missing");
@@ -103,7 +118,10 @@ fn lab_page_renders_every_image() {
 }
 
 #[test]
-#[cfg_attr(not(chromium_available), ignore = "needs /usr/bin/chromium (Debian package chromium); run with --ignored where it is installed")]
+#[cfg_attr(
+    not(chromium_available),
+    ignore = "needs /usr/bin/chromium (Debian package chromium); run with --ignored where it is installed"
+)]
 fn run_report_renders_every_image() {
     // two run directories in the layout nw train writes
     let root = tempdir("runs");

@@ -14,7 +14,12 @@ fn run(e: Experiment) -> Report {
     for p in &r.plots {
         for ext in ["svg", "png"] {
             let f = dir.join(e.name()).join(format!("{}.{ext}", p.stem));
-            assert!(std::fs::metadata(&f).map(|m| m.len() > 500).unwrap_or(false), "{}: {}", e.name(), f.display());
+            assert!(
+                std::fs::metadata(&f).map(|m| m.len() > 500).unwrap_or(false),
+                "{}: {}",
+                e.name(),
+                f.display()
+            );
         }
     }
     assert!(r.html().unwrap().contains("<svg"), "{}: no inline plot", e.name());
@@ -34,7 +39,11 @@ fn has_rows(r: &Report, rows: &[&str]) {
 /// The measured column of a claims row as a number (its mean).
 fn measured(r: &Report, row: &str) -> f64 {
     let c = r.claims.rows.iter().find(|c| c[0].starts_with(row)).expect("row");
-    c[2].split(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("{}: {row}: {:?} is not a number", r.name, c[2]))
+    c[2].split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}: {row}: {:?} is not a number", r.name, c[2]))
 }
 
 fn raw_column(r: &Report, col: &str) -> Vec<String> {
@@ -176,7 +185,10 @@ fn online() {
         let (before, after): (f64, f64) = (row[j - 1].parse().unwrap(), row[j].parse().unwrap());
         assert!(before.is_finite() && after.is_finite());
         if row[1] == "0.1" {
-            assert!(after >= before, "150 updates at lr 0.1 on the shifted stream did not help: {before} -> {after}");
+            assert!(
+                after >= before,
+                "150 updates at lr 0.1 on the shifted stream did not help: {before} -> {after}"
+            );
         }
     }
 }

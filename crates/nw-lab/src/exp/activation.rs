@@ -98,7 +98,9 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     Ok(Report {
         name: "activation".into(),
         title: "activation: ReLU, sigmoid and tanh in a CNN".into(),
-        question: "How does the nonlinearity change the weight update and the speed of a small CNN on images?".into(),
+        question:
+            "How does the nonlinearity change the weight update and the speed of a small CNN on images?"
+                .into(),
         setup: vec![
             format!(
                 "data: the digits as 1x8x8 images (standardised); model: conv3x3({}) act pool2, conv3x3({}) act pool2, linear({}) act, linear(10); PyTorch default initialisation",

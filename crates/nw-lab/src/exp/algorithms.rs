@@ -80,8 +80,11 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     let pso_iters: usize = b.pick(60, 400, 1000);
     let (pop, particles) = b.pick((20, 20), (50, 40), (100, 60));
     let fitness_of = |l: f64, a: f64| a - 1e-3 * l;
-    let mut by_method: Vec<(String, Vec<MethodRun>)> =
-        vec![("backprop (Adam)".into(), vec![]), ("genetic algorithm".into(), vec![]), ("particle swarm".into(), vec![])];
+    let mut by_method: Vec<(String, Vec<MethodRun>)> = vec![
+        ("backprop (Adam)".into(), vec![]),
+        ("genetic algorithm".into(), vec![]),
+        ("particle swarm".into(), vec![]),
+    ];
     for &seed in &seeds {
         let mut c = base(b);
         c.train.seed = seed;
@@ -91,7 +94,8 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
         let sub = train.subset(&idx)?;
         let x = sub.features().to_vec();
         let y = sub.labels().expect("classification").to_vec();
-        let (vx, vy) = (run.validation.features().to_vec(), run.validation.labels().expect("labels").to_vec());
+        let (vx, vy) =
+            (run.validation.features().to_vec(), run.validation.labels().expect("labels").to_vec());
         let (inputs, classes) = (sub.n_features(), sub.n_classes().expect("classes"));
         let spec = ModelSpec::Mlp { hidden: vec![HIDDEN], activation: Activation::Tanh, dropout: 0.0 };
         let built = build_model(&spec, &[inputs], classes, &mut Rng::new(seed))?;
@@ -102,8 +106,13 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
             fitness_of(l, a)
         };
         // backprop: full batch Adam on the subset; one evaluation = one forward + backward
-        let opt = nw_optim::OptimizerConfig::Adam(nw_optim::Adam { lr: 0.01, ..Default::default() }).build(params.clone())?;
-        let mut tr = nw_train::Trainer::new(built.model, opt, nw_train::LossKind::CrossEntropy { label_smoothing: 0.0 });
+        let opt = nw_optim::OptimizerConfig::Adam(nw_optim::Adam { lr: 0.01, ..Default::default() })
+            .build(params.clone())?;
+        let mut tr = nw_train::Trainer::new(
+            built.model,
+            opt,
+            nw_train::LossKind::CrossEntropy { label_smoothing: 0.0 },
+        );
         let t0 = Instant::now();
         let mut curve = Vec::new();
         let (mut hit, mut hit_wall, mut update) = (None, None, None);
@@ -116,7 +125,10 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
             curve.push((step as f64, best));
             if step == 100 {
                 let after = flatten(&params);
-                update = Some(before.iter().zip(&after).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / after.len() as f64);
+                update = Some(
+                    before.iter().zip(&after).map(|(a, b)| (a - b).abs() as f64).sum::<f64>()
+                        / after.len() as f64,
+                );
             }
             if hit.is_none() && acc >= target {
                 hit = Some(step as f64);
@@ -134,25 +146,32 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
             wall: t0.elapsed().as_secs_f64(),
         });
         // the genetic algorithm and the swarm, from the same start
-        for (m, gens, per_gen, first) in [(1usize, ga_gens, pop - 2, pop), (2, pso_iters, particles, particles)] {
+        for (m, gens, per_gen, first) in
+            [(1usize, ga_gens, pop - 2, pop), (2, pso_iters, particles, particles)]
+        {
             let go = |g: usize| -> Result<nw_evolve::Outcome> {
                 let mut rng = Rng::new(seed ^ 0xE70);
                 Ok(match m {
-                    1 => GaConfig { population: pop, generations: g, ..Default::default() }.run(&start, fit, &mut rng)?,
-                    _ => PsoConfig { particles, iterations: g, ..Default::default() }.run(&start, fit, &mut rng)?,
+                    1 => GaConfig { population: pop, generations: g, ..Default::default() }
+                        .run(&start, fit, &mut rng)?,
+                    _ => PsoConfig { particles, iterations: g, ..Default::default() }
+                        .run(&start, fit, &mut rng)?,
                 })
             };
             let t0 = Instant::now();
             let out = go(gens)?;
             let wall = t0.elapsed().as_secs_f64();
             let evals = |g: usize| (first + g * per_gen) as f64;
-            let curve: Vec<(f64, f64)> = out.history.iter().map(|h| (evals(h.index), h.best_so_far)).collect();
-            let hit_gen = out.history.iter().find(|h| h.best_so_far >= fitness_of(0.0, target)).map(|h| h.index);
+            let curve: Vec<(f64, f64)> =
+                out.history.iter().map(|h| (evals(h.index), h.best_so_far)).collect();
+            let hit_gen =
+                out.history.iter().find(|h| h.best_so_far >= fitness_of(0.0, target)).map(|h| h.index);
             // the article's iteration: GA 50, PSO 200 (or the budget's end)
             let at = if m == 1 { 50 } else { 200 }.min(gens);
             let a = go(at)?.best;
             let bprev = go(at - 1)?.best;
-            let update = Some(a.iter().zip(&bprev).map(|(x, y)| (x - y).abs() as f64).sum::<f64>() / a.len() as f64);
+            let update =
+                Some(a.iter().zip(&bprev).map(|(x, y)| (x - y).abs() as f64).sum::<f64>() / a.len() as f64);
             by_method[m].1.push(MethodRun {
                 curve,
                 evals_to_target: hit_gen.map(evals),
@@ -205,14 +224,42 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
             (n.clone(), pts)
         })
         .collect();
-    let plots = vec![plot(dir, "accuracy_vs_evaluations", "Best training-subset fitness (≈ accuracy) against fitness evaluations", "fitness evaluations", &series, false)?];
-    let mut raw = Table::new(&["experiment", "method", "seed", "evaluations_to_target", "train_accuracy", "val_accuracy", "update"]);
+    let plots = vec![plot(
+        dir,
+        "accuracy_vs_evaluations",
+        "Best training-subset fitness (≈ accuracy) against fitness evaluations",
+        "fitness evaluations",
+        &series,
+        false,
+    )?];
+    let mut raw = Table::new(&[
+        "experiment",
+        "method",
+        "seed",
+        "evaluations_to_target",
+        "train_accuracy",
+        "val_accuracy",
+        "update",
+    ]);
     let mut timing = Table::new(&["method", "seed", "wall_s", "wall_to_target_s"]);
     let o = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
     for (name, rs) in &by_method {
         for (r, seed) in rs.iter().zip(&seeds) {
-            raw.push(vec!["algorithms".into(), name.clone(), seed.to_string(), o(r.evals_to_target), format!("{}", r.train_acc), format!("{}", r.val_acc), o(r.update)]);
-            timing.push(vec![name.clone(), seed.to_string(), format!("{:.3}", r.wall), r.wall_to_target.map(|w| format!("{w:.3}")).unwrap_or_default()]);
+            raw.push(vec![
+                "algorithms".into(),
+                name.clone(),
+                seed.to_string(),
+                o(r.evals_to_target),
+                format!("{}", r.train_acc),
+                format!("{}", r.val_acc),
+                o(r.update),
+            ]);
+            timing.push(vec![
+                name.clone(),
+                seed.to_string(),
+                format!("{:.3}", r.wall),
+                r.wall_to_target.map(|w| format!("{w:.3}")).unwrap_or_default(),
+            ]);
         }
     }
     let ratio = s(1, &|r| r.evals_to_target).mean() / s(0, &|r| r.evals_to_target).mean();
@@ -267,10 +314,12 @@ mod tests {
         let built = build_model(&spec, &[64], 10, &mut Rng::new(3)).unwrap();
         let x = nw_tensor::Tensor::randn(&[5, 64], 0.0, 1.0, &mut Rng::new(4));
         let out = built.model.forward(&Var::constant(x.clone())).unwrap().value().to_vec();
-        let y: Vec<usize> = (0..5).map(|i| {
-            let r = &out[i * 10..(i + 1) * 10];
-            (0..10).fold(0, |a, k| if r[k] > r[a] { k } else { a })
-        }).collect();
+        let y: Vec<usize> = (0..5)
+            .map(|i| {
+                let r = &out[i * 10..(i + 1) * 10];
+                (0..10).fold(0, |a, k| if r[k] > r[a] { k } else { a })
+            })
+            .collect();
         let (_, acc) = mlp_eval(&flatten(&built.model.parameters()), &x.to_vec(), &y, 64, 10);
         assert_eq!(acc, 1.0, "the flat forward pass predicts the model's own classes");
     }

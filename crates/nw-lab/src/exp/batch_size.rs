@@ -20,13 +20,15 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     limits.histogram_every = limits.max_steps / 30;
     let mut cfg = base(b);
     set(&mut cfg, "optim.lr", "0.05")?;
-    let modes: Vec<(String, BatchMode)> = [
-        ("full batch".to_string(), BatchMode::Full),
-        ("online (1)".to_string(), BatchMode::Online),
-    ]
-    .into_iter()
-    .chain(b.pick(vec![32, 64, 128], vec![16, 32, 64, 128, 256], vec![16, 32, 64, 128, 256]).into_iter().map(|n| (format!("batch {n}"), BatchMode::Mini(n))))
-    .collect();
+    let modes: Vec<(String, BatchMode)> =
+        [("full batch".to_string(), BatchMode::Full), ("online (1)".to_string(), BatchMode::Online)]
+            .into_iter()
+            .chain(
+                b.pick(vec![32, 64, 128], vec![16, 32, 64, 128, 256], vec![16, 32, 64, 128, 256])
+                    .into_iter()
+                    .map(|n| (format!("batch {n}"), BatchMode::Mini(n))),
+            )
+            .collect();
     let mut runs = Vec::new();
     for (name, mode) in &modes {
         let mut c = cfg.clone();
@@ -42,7 +44,13 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
             "-",
         ));
     }
-    let mut time = Table::new(&["variant", "steps to target", "epochs to target", "wall s to target", "wall s per step"]);
+    let mut time = Table::new(&[
+        "variant",
+        "steps to target",
+        "epochs to target",
+        "wall s to target",
+        "wall s per step",
+    ]);
     for (name, t) in &runs {
         time.push(vec![
             name.clone(),

@@ -8,10 +8,10 @@ use nw_autograd::Var;
 use nw_train::config::{ActivationName, InitScheme};
 
 use super::*;
+use crate::LabOptions;
 use crate::measure::{Setup, Target};
 use crate::report::{Report, Table, heatmaps, layer_ratio_plot, standard_plots};
 use crate::stats::num;
-use crate::LabOptions;
 
 /// The initialisers compared: (name in the report, scheme).
 pub const INITS: &[(&str, InitScheme)] = &[
@@ -91,17 +91,19 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
             acts.push(std::iter::once(name.to_string()).chain(a.iter().map(|v| num(*v))).collect());
             grads.push(std::iter::once(name.to_string()).chain(g.iter().map(|v| num(*v))).collect());
         }
-        scale_tables.push((format!("{label}: activation std after each hidden layer at step 0 (seed {})", seeds[0]), acts));
-        scale_tables.push((format!("{label}: weight-gradient std per layer at step 0 (seed {})", seeds[0]), grads));
+        scale_tables.push((
+            format!("{label}: activation std after each hidden layer at step 0 (seed {})", seeds[0]),
+            acts,
+        ));
+        scale_tables
+            .push((format!("{label}: weight-gradient std per layer at step 0 (seed {})", seeds[0]), grads));
         nets.push((label, cfg, runs));
     }
     let relu = &nets[0].2;
     let mut claims = Table::new(CLAIM_COLUMNS);
-    for (row, name, fig) in [
-        ("random", INITS[0].0, 250.0),
-        ("Xavier", INITS[1].0, 150.0),
-        ("He", INITS[2].0, 100.0),
-    ] {
+    for (row, name, fig) in
+        [("random", INITS[0].0, 250.0), ("Xavier", INITS[1].0, 150.0), ("He", INITS[2].0, 100.0)]
+    {
         claims.push(claim_row(
             &format!("{row}: convergence steps (deep ReLU MLP)"),
             fig,
@@ -189,6 +191,7 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
 
 /// Mean final smoothed loss (infinite for a diverged seed).
 pub fn final_loss(t: &[Trace]) -> f64 {
-    let v: Vec<f64> = t.iter().map(|t| if t.final_loss().is_finite() { t.final_loss() } else { f64::INFINITY }).collect();
+    let v: Vec<f64> =
+        t.iter().map(|t| if t.final_loss().is_finite() { t.final_loss() } else { f64::INFINITY }).collect();
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }

@@ -73,10 +73,12 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     Ok(Report {
         name: "optimizers".into(),
         title: "optimizers: every optimizer at its default".into(),
-        question: "How many steps does each optimizer, at its own default settings, need to the target?".into(),
+        question: "How many steps does each optimizer, at its own default settings, need to the target?"
+            .into(),
         setup: vec![
             describe(&cfg),
-            "each optimizer with torch's default hyper-parameters (Lion: the paper's), plus SGD at lr 0.1".into(),
+            "each optimizer with torch's default hyper-parameters (Lion: the paper's), plus SGD at lr 0.1"
+                .into(),
             format!("criterion: {}; budget {} steps", limits.target.describe(), limits.max_steps),
         ],
         seeds: seeds.clone(),

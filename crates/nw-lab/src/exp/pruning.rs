@@ -27,7 +27,8 @@ fn restore(s: &Setup, snapshot: &[Tensor]) -> Result<()> {
 }
 
 fn fine_tune(s: &mut Setup, cfg: &nw_train::RunConfig, epochs: u64, pruner: Pruner) -> Result<Pruner> {
-    s.trainer.optimizer = nw_train::config::build_optimizer(&cfg.optim, nw_nn::Module::parameters(&s.trainer.model))?;
+    s.trainer.optimizer =
+        nw_train::config::build_optimizer(&cfg.optim, nw_nn::Module::parameters(&s.trainer.model))?;
     s.trainer.reg.pruner = Some(pruner);
     for _ in 0..epochs {
         s.trainer.train_epoch(&s.loader, None, &mut |_, _, _| {})?;
@@ -41,7 +42,11 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     let seeds = opts.seed_list();
     let epochs: u64 = b.pick(3, 30, 60);
     let ft: u64 = b.pick(1, 5, 10);
-    let grid: &[f64] = b.pick(&[0.0, 0.5, 0.9], &[0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95], &[0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95]);
+    let grid: &[f64] = b.pick(
+        &[0.0, 0.5, 0.9],
+        &[0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95],
+        &[0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95],
+    );
     let mut cfg = base(b);
     cfg.train.epochs = epochs;
     let per_epoch = Setup::from_config(&cfg)?.loader.batches_per_epoch() as u64;
@@ -51,7 +56,8 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     // acc[method][sparsity] over seeds
     let mut acc = vec![vec![Vec::new(); grid.len()]; 3];
     let mut dense_runs = Vec::new();
-    let mut raw = Table::new(&["experiment", "method", "sparsity", "seed", "measured_sparsity", "val_accuracy"]);
+    let mut raw =
+        Table::new(&["experiment", "method", "sparsity", "seed", "measured_sparsity", "val_accuracy"]);
     for &seed in &seeds {
         let mut c = cfg.clone();
         c.train.seed = seed;
@@ -67,7 +73,14 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
             let measured = pr.report(&w).overall_sparsity();
             let mut push = |m: usize, a: f64, measured: f64| {
                 acc[m][j].push(Some(a));
-                raw.push(vec!["pruning".into(), methods[m].into(), sp.to_string(), seed.to_string(), format!("{measured}"), format!("{a}")]);
+                raw.push(vec![
+                    "pruning".into(),
+                    methods[m].into(),
+                    sp.to_string(),
+                    seed.to_string(),
+                    format!("{measured}"),
+                    format!("{a}"),
+                ]);
             };
             push(0, val_acc(&s, &s.validation)?, measured);
             let pr = fine_tune(&mut s, &c, ft, pr)?;
@@ -86,28 +99,56 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     let sum = |m: usize, j: usize| Summary::of(acc[m][j].iter().copied());
     let mut results = Table::new(&["sparsity", methods[0], methods[1], methods[2]]);
     for (j, sp) in grid.iter().enumerate() {
-        results.push(vec![format!("{}%", num(sp * 100.0)), sum(0, j).show("-"), sum(1, j).show("-"), sum(2, j).show("-")]);
+        results.push(vec![
+            format!("{}%", num(sp * 100.0)),
+            sum(0, j).show("-"),
+            sum(1, j).show("-"),
+            sum(2, j).show("-"),
+        ]);
     }
     let series: Vec<crate::report::Series> = (0..3)
-        .map(|m| (methods[m].to_string(), grid.iter().enumerate().map(|(j, sp)| (sp * 100.0, sum(m, j).mean())).collect()))
+        .map(|m| {
+            (
+                methods[m].to_string(),
+                grid.iter().enumerate().map(|(j, sp)| (sp * 100.0, sum(m, j).mean())).collect(),
+            )
+        })
         .collect();
-    let mut plots = vec![plot(dir, "accuracy_vs_sparsity", "Validation accuracy against sparsity", "sparsity %", &series, false)?];
+    let mut plots = vec![plot(
+        dir,
+        "accuracy_vs_sparsity",
+        "Validation accuracy against sparsity",
+        "sparsity %",
+        &series,
+        false,
+    )?];
     let dense: Vec<Runs> = vec![("dense training".into(), dense_runs)];
     plots.extend(standard_plots(dir, &dense)?);
     let mut claims = Table::new(CLAIM_COLUMNS);
     let j90 = grid.iter().position(|&s| (s - 0.9).abs() < 1e-9);
     for m in 0..3 {
         let drop = j90.map(|j| {
-            Summary::of(acc[m][0].iter().zip(&acc[m][j]).map(|(a, b)| Some(100.0 * (a.as_ref()? - b.as_ref()?))))
+            Summary::of(
+                acc[m][0].iter().zip(&acc[m][j]).map(|(a, b)| Some(100.0 * (a.as_ref()? - b.as_ref()?))),
+            )
         });
         let (shown, verdict) = match &drop {
             Some(d) if !d.values.is_empty() => (
                 d.show("-"),
-                if d.mean() < 2.0 { "agrees".to_string() } else { format!("disagrees: {} points lost", num(d.mean())) },
+                if d.mean() < 2.0 {
+                    "agrees".to_string()
+                } else {
+                    format!("disagrees: {} points lost", num(d.mean()))
+                },
             ),
             _ => ("-".into(), "disagrees: not measured".into()),
         };
-        claims.push(vec![format!("90% pruning, {}: accuracy lost (points)", methods[m]), "< 2".into(), shown, verdict]);
+        claims.push(vec![
+            format!("90% pruning, {}: accuracy lost (points)", methods[m]),
+            "< 2".into(),
+            shown,
+            verdict,
+        ]);
     }
     let conclusions = vec![
         format!("Dense validation accuracy: {}.", sum(0, 0).show("-")),

@@ -45,15 +45,15 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     }
     let gap = |n: &str| over(find(&runs, n), |t| t.overfit_gap());
     let none_gap = gap("none");
-    let reduction = Summary::of(
-        find(&runs, "L2 1e-3").iter().zip(find(&runs, "none")).map(|(l2, n)| {
-            let g0 = n.overfit_gap()?;
-            let g = l2.overfit_gap()?;
-            (g0 > 0.0).then(|| 100.0 * (1.0 - g / g0))
-        }),
-    );
+    let reduction = Summary::of(find(&runs, "L2 1e-3").iter().zip(find(&runs, "none")).map(|(l2, n)| {
+        let g0 = n.overfit_gap()?;
+        let g = l2.overfit_gap()?;
+        (g0 > 0.0).then(|| 100.0 * (1.0 - g / g0))
+    }));
     let mut claims = Table::new(CLAIM_COLUMNS);
-    for (name, row, fig) in [("L1 1e-4", "L1", 0.003), ("L2 1e-3", "L2", 0.002), ("dropout 0.5", "dropout", 0.001)] {
+    for (name, row, fig) in
+        [("L1 1e-4", "L1", 0.003), ("L2 1e-3", "L2", 0.002), ("dropout 0.5", "dropout", 0.001)]
+    {
         claims.push(claim_row(
             &format!("{row}: weight update at iteration 100"),
             fig,
@@ -68,7 +68,13 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
         reduction.show("-"),
         if (40.0..=60.0).contains(&r) { "agrees".into() } else { format!("disagrees: {}%", num(r)) },
     ]);
-    let mut gaps = Table::new(&["regularizer", "train accuracy", "val accuracy", "gap (train - val)", "gap change vs none"]);
+    let mut gaps = Table::new(&[
+        "regularizer",
+        "train accuracy",
+        "val accuracy",
+        "gap (train - val)",
+        "gap change vs none",
+    ]);
     for (n, t) in &runs {
         let g = gap(n);
         gaps.push(vec![
@@ -76,7 +82,11 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
             over(t, |t| t.final_train_accuracy).show("-"),
             over(t, |t| t.final_val_accuracy).show("-"),
             g.show("-"),
-            if none_gap.mean() > 0.0 { format!("{}%", num(100.0 * (g.mean() / none_gap.mean() - 1.0))) } else { "-".into() },
+            if none_gap.mean() > 0.0 {
+                format!("{}%", num(100.0 * (g.mean() / none_gap.mean() - 1.0)))
+            } else {
+                "-".into()
+            },
         ]);
     }
     let conclusions = vec![

@@ -79,7 +79,11 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
                 trainer.reg.clip_grad_norm = clip;
                 let loader = BatchLoader::new(
                     split.train,
-                    LoaderConfig { batch_size: BatchSize::Mini(32), seed: seed ^ 0x5EED, ..Default::default() },
+                    LoaderConfig {
+                        batch_size: BatchSize::Mini(32),
+                        seed: seed ^ 0x5EED,
+                        ..Default::default()
+                    },
                 )?;
                 let mut s = Setup { trainer, loader, validation: split.validation };
                 s.quiet();
@@ -131,10 +135,16 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     Ok(Report {
         name: "rnn".into(),
         title: "rnn: RNN, LSTM and GRU, with and without clipping".into(),
-        question: "How do the recurrent cells differ in weight update and in learning a long-range dependency?".into(),
+        question:
+            "How do the recurrent cells differ in weight update and in learning a long-range dependency?"
+                .into(),
         setup: vec![
-            format!("image rows: the digits as 8 steps of 8 pixels (standardised), one layer of {width} units, the last step classified"),
-            format!("adding problem: {n_add} sequences of {t_add} steps (80% train, 20% validation), MSE loss, one layer of {width} units"),
+            format!(
+                "image rows: the digits as 8 steps of 8 pixels (standardised), one layer of {width} units, the last step classified"
+            ),
+            format!(
+                "adding problem: {n_add} sequences of {t_add} steps (80% train, 20% validation), MSE loss, one layer of {width} units"
+            ),
             "optimizer: Adam lr 5e-3 (torch betas); batch 32; clipping: global gradient norm 1".into(),
             format!(
                 "criteria: image rows {}; adding {}; budget {} steps",

@@ -53,11 +53,7 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
         "cyclical vs constant: validation accuracy (points)".into(),
         "+2 to +4".into(),
         diff.show("-"),
-        if (2.0..=4.0).contains(&d) {
-            "agrees".into()
-        } else {
-            format!("disagrees: {} points", num(d))
-        },
+        if (2.0..=4.0).contains(&d) { "agrees".into() } else { format!("disagrees: {} points", num(d)) },
     ]);
     let mut acc_table = Table::new(&["schedule", "final val accuracy", "best epoch-end val accuracy"]);
     for (n, t) in &runs {

@@ -66,7 +66,10 @@ fn gan(data: &Dataset, steps: u64, seed: u64) -> Result<GanRun> {
     let adam = nw_optim::Adam { lr: 2e-3, betas: (0.5, 0.999), ..Default::default() };
     let mut og = nw_optim::OptimizerConfig::Adam(adam.clone()).build(g.parameters())?;
     let mut od = nw_optim::OptimizerConfig::Adam(adam).build(d.parameters())?;
-    let loader = BatchLoader::new(data.clone(), LoaderConfig { batch_size: BatchSize::Mini(32), seed, ..Default::default() })?;
+    let loader = BatchLoader::new(
+        data.clone(),
+        LoaderConfig { batch_size: BatchSize::Mini(32), seed, ..Default::default() },
+    )?;
     let (mut d_loss, mut g_loss) = (Vec::new(), Vec::new());
     let (mut u, mut ug, mut ud) = (None, None, None);
     let mut step = 0u64;
@@ -81,20 +84,28 @@ fn gan(data: &Dataset, steps: u64, seed: u64) -> Result<GanRun> {
             let fake = Var::constant(g.forward(&Var::constant(z))?.value().clone());
             let ones = Var::constant(Tensor::ones(&[n, 1]));
             let zeros = Var::constant(Tensor::zeros(&[n, 1]));
-            let lr_ = binary_cross_entropy_with_logits(&d.forward(&Var::constant(batch.x.clone()))?, &ones, Reduction::Mean)?;
+            let lr_ = binary_cross_entropy_with_logits(
+                &d.forward(&Var::constant(batch.x.clone()))?,
+                &ones,
+                Reduction::Mean,
+            )?;
             let lf = binary_cross_entropy_with_logits(&d.forward(&fake)?, &zeros, Reduction::Mean)?;
             let ld = lr_.add(&lf)?;
             let dl = ld.value().item()? as f64;
             od.step(&ld.backward()?)?;
             // generator: make the discriminator say 1
             let z = Tensor::randn(&[n, LATENT], 0.0, 1.0, &mut rng);
-            let lg = binary_cross_entropy_with_logits(&d.forward(&g.forward(&Var::constant(z))?)?, &ones, Reduction::Mean)?;
+            let lg = binary_cross_entropy_with_logits(
+                &d.forward(&g.forward(&Var::constant(z))?)?,
+                &ones,
+                Reduction::Mean,
+            )?;
             let gl = lg.value().item()? as f64;
             og.step(&lg.backward()?)?;
             if !(dl.is_finite() && gl.is_finite()) {
                 break 'outer;
             }
-            if step % every == 0 {
+            if step.is_multiple_of(every) {
                 d_loss.push((step as f64, dl));
                 g_loss.push((step as f64, gl));
             }
@@ -132,8 +143,11 @@ fn sample_grid(path: &Path, samples: &Tensor) -> Result<()> {
             let c = (255.0 * (1.0 - val)).round() as u8;
             let x0 = (gap + gx * (8 * cell + gap) + (p % 8) as u32 * cell) as i32;
             let y0 = (gap + gy * (8 * cell + gap) + (p / 8) as u32 * cell) as i32;
-            root.draw(&Rectangle::new([(x0, y0), (x0 + cell as i32, y0 + cell as i32)], RGBColor(c, c, c).filled()))
-                .map_err(|e| err(e.to_string()))?;
+            root.draw(&Rectangle::new(
+                [(x0, y0), (x0 + cell as i32, y0 + cell as i32)],
+                RGBColor(c, c, c).filled(),
+            ))
+            .map_err(|e| err(e.to_string()))?;
         }
     }
     root.present().map_err(|e| err(e.to_string()))
@@ -160,8 +174,12 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
         let validation = ae(&run.validation)?;
         let h = b.pick(16, 32, 64);
         let model = mlp(&[64, h, 8, h, 64], None, false, &mut Rng::new(seed))?;
-        let opt = nw_optim::OptimizerConfig::Adam(nw_optim::Adam { lr: 2e-3, ..Default::default() }).build(model.parameters())?;
-        let loader = BatchLoader::new(train, LoaderConfig { batch_size: BatchSize::Mini(32), seed: seed ^ 0x5EED, ..Default::default() })?;
+        let opt = nw_optim::OptimizerConfig::Adam(nw_optim::Adam { lr: 2e-3, ..Default::default() })
+            .build(model.parameters())?;
+        let loader = BatchLoader::new(
+            train,
+            LoaderConfig { batch_size: BatchSize::Mini(32), seed: seed ^ 0x5EED, ..Default::default() },
+        )?;
         let mut s = Setup { trainer: Trainer::new(model, opt, LossKind::Mse), loader, validation };
         s.quiet();
         Ok(s)
@@ -175,8 +193,18 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     sample_grid(&dir.join("gan_samples.png"), &gans[0].samples)?;
     let gs = |f: &dyn Fn(&GanRun) -> Option<f64>| Summary::of(gans.iter().map(f));
     let mut claims = Table::new(CLAIM_COLUMNS);
-    claims.push(claim_row("supervised (classifier): weight update at iteration 100", 0.003, &over(&classifier.1, |t| t.update_at(100)), "-"));
-    claims.push(claim_row("unsupervised (GAN, both nets): weight update at iteration 100", 0.006, &gs(&|g| g.update100), "-"));
+    claims.push(claim_row(
+        "supervised (classifier): weight update at iteration 100",
+        0.003,
+        &over(&classifier.1, |t| t.update_at(100)),
+        "-",
+    ));
+    claims.push(claim_row(
+        "unsupervised (GAN, both nets): weight update at iteration 100",
+        0.006,
+        &gs(&|g| g.update100),
+        "-",
+    ));
     let mut results = Table::new(&["model", "weight update @100", "final loss", "notes"]);
     results.push(vec![
         "classifier (SGD lr 0.1)".into(),
@@ -240,12 +268,18 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     Ok(Report {
         name: "unsupervised".into(),
         title: "unsupervised: classifier, autoencoder and GAN".into(),
-        question: "How large are the weight updates of supervised and unsupervised training on the same digits?".into(),
+        question:
+            "How large are the weight updates of supervised and unsupervised training on the same digits?"
+                .into(),
         setup: vec![
             describe(&cfg),
             "autoencoder: 64-h-8-h-64 ReLU MLP, MSE on standardised features, Adam 2e-3, batch 32".into(),
-            format!("GAN: generator {LATENT}-64-64 (ReLU, tanh out), discriminator 64-64-1 (leaky ReLU 0.2), Adam 2e-3 betas (0.5, 0.999), non-saturating loss, digits scaled to [-1, 1], batch 32"),
-            format!("{steps} steps each; the weight update of the GAN at iteration 100 is over both networks' weights (one discriminator and one generator step)"),
+            format!(
+                "GAN: generator {LATENT}-64-64 (ReLU, tanh out), discriminator 64-64-1 (leaky ReLU 0.2), Adam 2e-3 betas (0.5, 0.999), non-saturating loss, digits scaled to [-1, 1], batch 32"
+            ),
+            format!(
+                "{steps} steps each; the weight update of the GAN at iteration 100 is over both networks' weights (one discriminator and one generator step)"
+            ),
         ],
         seeds: seeds.clone(),
         claims,
