@@ -25,7 +25,8 @@ pub fn run(cli: Cli) -> Result<()> {
             prune(&model, sparsity, fine_tune_epochs, out)
         }
         Command::Resume { checkpoint, epochs, out, dist } => resume(&checkpoint, epochs, out, &dist),
-        Command::Lab { command } => crate::lab::run(command),
+        Command::Lab(a) => crate::lab::lab(a),
+        Command::Report(a) => crate::lab::report(a),
         Command::LrFind(a) => lr_find(*a),
         Command::Update { run, input, lr, batch, out } => update(&run, &input, lr, batch, out),
     };

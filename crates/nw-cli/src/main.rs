@@ -70,12 +70,6 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Measured experiments on how weights update (see `nw lab --help`).
-    Lab {
-        /// The experiment.
-        #[command(subcommand)]
-        command: lab::LabCommand,
-    },
     /// Learning-rate range test on this configuration (every `nw train` flag applies;
     /// --out defaults to runs/lr-find): prints the suggested rate, writes csv and plot.
     LrFind(Box<LrFindArgs>),
@@ -111,6 +105,11 @@ pub enum Command {
         #[command(flatten)]
         dist: DistArgs,
     },
+    /// The laboratory: experiments that measure how weights update (nw lab all: every one, with an
+    /// HTML report) and nw lab branch (what another rule would have done from a checkpoint).
+    Lab(lab::LabArgs),
+    /// One self-contained index.html comparing run directories (loss, accuracy, per-layer update ratio).
+    Report(lab::ReportArgs),
 }
 
 /// Options of `nw lr-find`: the run's configuration (as `nw train`) and the sweep.

@@ -184,7 +184,7 @@ fn lambda_schedule_drives_an_optimizer_with_groups() {
     let mut s = LambdaLr::new(0.2, |t| 0.5f64.powi(t as i32));
     s.step().unwrap();
     s.step().unwrap();
-    s.apply(&mut opt);
+    s.apply(&mut opt).unwrap();
     // 0.2 · 0.25 = 0.05 for the default group; the other keeps its tenth
     assert_eq!(opt.lr(), 0.05);
     assert_eq!(opt.param_groups()[1].lr, Some(0.05 * (0.02 / 0.2)));
