@@ -84,7 +84,8 @@ pub struct Percentiles {
 }
 
 /// What the monitor measured for one parameter tensor at one step: one line
-/// of `monitor.jsonl`.
+/// of `monitor.jsonl`. Fields added after the first version read as their
+/// default (0, none, empty) from older files, so `nw report` reads old runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TensorStats {
     /// Parameter name (state_dict path).
@@ -94,24 +95,29 @@ pub struct TensorStats {
     /// Epoch during which it was recorded (from 0).
     pub epoch: u64,
     /// The optimizer's learning rate for this step.
+    #[serde(default)]
     pub lr: f64,
     /// `||w||_2` after the step.
     pub weight_norm: f64,
     /// `||g||_2` of the gradient the optimizer used, after clipping (None if the parameter had none).
     pub grad_norm: Option<f64>,
     /// `||g||_2` before gradient clipping (equal to `grad_norm` when clipping did not fire).
+    #[serde(default)]
     pub grad_norm_unclipped: Option<f64>,
     /// `||w_after - w_before||_2`: the applied update, whatever the optimizer.
     pub update_norm: f64,
     /// Root mean square of the applied update.
+    #[serde(default)]
     pub update_rms: f64,
     /// Largest `|w_after - w_before|`.
+    #[serde(default)]
     pub max_abs_update: f64,
     /// Mean of `|w_after - w_before|`.
     pub mean_abs_update: f64,
     /// `update_norm / weight_norm` (0 when the weight norm is 0).
     pub update_ratio: f64,
     /// Fraction of weights whose value changed in this step (0: frozen or underflowing).
+    #[serde(default)]
     pub changed_fraction: f64,
     /// Largest `|w|`.
     pub max_abs_weight: f64,
@@ -122,13 +128,17 @@ pub struct TensorStats {
     pub dead_fraction: Option<f64>,
     /// `||buffer||_2` of each optimizer buffer by torch's state key
     /// (`exp_avg`, `exp_avg_sq`, `momentum_buffer`, ...); empty for stateless rules.
+    #[serde(default)]
     pub moment_norms: BTreeMap<String, f64>,
     /// Adam's family: percentiles of the effective per-parameter step
     /// `lr / (sqrt(v_hat) + eps)`, `v_hat = v / (1 - beta2^t)`.
+    #[serde(default)]
     pub effective_step: Option<Percentiles>,
     /// Global gradient norm before clipping at this step (None: no clipping configured).
+    #[serde(default)]
     pub clip_total_norm: Option<f64>,
     /// Steps so far (this one included) at which clipping fired.
+    #[serde(default)]
     pub clipped_steps: u64,
 }
 
