@@ -209,7 +209,10 @@ fn momentum_is_set_where_an_optimizer_has_one_and_an_error_elsewhere() {
     assert_eq!(sgd.momentum(), Some(0.85));
     // SGD without momentum has no buffer to cycle
     let mut plain = Sgd::default().build(p()).unwrap();
-    assert!(matches!(plain.set_momentum(0.9), Err(nw_optim::OptimError::NoMomentum { optimizer: "SGD", .. })));
+    assert!(matches!(
+        plain.set_momentum(0.9),
+        Err(nw_optim::OptimError::NoMomentum { optimizer: "SGD", .. })
+    ));
     let mut ada = Adagrad::default().build(p()).unwrap();
     assert_eq!(ada.momentum(), None);
     assert!(matches!(ada.set_momentum(0.9), Err(nw_optim::OptimError::NoMomentum { .. })));
