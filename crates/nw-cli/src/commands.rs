@@ -145,6 +145,12 @@ fn resolve_config(a: &TrainArgs) -> Result<RunConfig> {
     put("train.label_smoothing", a.label_smoothing.map(|v| format!("{v:?}")));
     put("train.accumulate", a.accumulate.map(|v| v.to_string()));
     put("train.distributed", a.dist.distributed.then(|| "true".into()));
+    if !a.freeze.is_empty() {
+        let pats: Vec<String> = a.freeze.iter().map(|p| toml_string(p)).collect();
+        put("train.freeze", Some(format!("[{}]", pats.join(", "))));
+    }
+    put("train.ema", a.ema.map(|v| format!("{v:?}")));
+    put("train.swa_start", a.swa_start.map(|v| v.to_string()));
     for (k, v) in sets {
         c.set(k, &v).with_context(|| format!("--{}", flag_name(k)))?;
     }
@@ -327,8 +333,11 @@ fn load_source(src: &ModelSource) -> Result<(RunConfig, nw_train::Run, Option<nw
 }
 
 fn eval(src: &ModelSource) -> Result<()> {
-    let (_, run, _) = load_source(src)?;
-    let m = run.trainer.evaluate(&run.test, 1024)?;
+    let (_, mut run, _) = load_source(src)?;
+    // A run that averages weights is evaluated with the averaged ones, as
+    // its training reported and saved them.
+    let nw_train::Run { trainer, loader, test, .. } = &mut run;
+    let m = trainer.with_averaged(Some(loader), |t| t.evaluate(test, 1024))?;
     print_test(&m);
     if let Some(per) = &m.per_class_accuracy {
         let names = run.class_names.clone().unwrap_or_default();
@@ -424,7 +433,7 @@ fn inspect(src: &ModelSource) -> Result<()> {
         None => println!("{} parameters", run.trainer.model.num_parameters()),
     }
     println!(
-        "{:<22} {:>14} {:>9} {:>11} {:>11} {:>11} {:>11} {:>8}",
+        "{:<22} {:>14} {:>9} {:>11} {:>11} {:>11} {:>11} {:>8}  status",
         "tensor", "shape", "count", "mean", "std", "min", "max", "zeros"
     );
     for (name, p) in run.trainer.named_parameters() {
@@ -435,8 +444,9 @@ fn inspect(src: &ModelSource) -> Result<()> {
         let min = data.iter().copied().fold(f32::INFINITY, f32::min);
         let max = data.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let zeros = data.iter().filter(|&&v| v == 0.0).count() as f64 / n;
+        let status = if run.trainer.frozen.contains(name) { "frozen" } else { "trained" };
         println!(
-            "{:<22} {:>14} {:>9} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>7.1}%",
+            "{:<22} {:>14} {:>9} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>7.1}%  {}",
             name,
             format!("{:?}", p.shape()),
             data.len(),
@@ -444,7 +454,8 @@ fn inspect(src: &ModelSource) -> Result<()> {
             var.sqrt(),
             min,
             max,
-            zeros * 100.0
+            zeros * 100.0,
+            status
         );
     }
     Ok(())

@@ -339,6 +339,18 @@ pub struct TrainArgs {
     /// (train.accumulate, 1..=65536).
     #[arg(long, value_name = "K", help_heading = "Loop")]
     pub accumulate: Option<usize>,
+    /// Freeze the parameters whose PyTorch state_dict name matches (`*`, `?`
+    /// globs; repeatable): no update, no optimizer state (train.freeze).
+    #[arg(long, value_name = "NAME_OR_GLOB", help_heading = "Loop")]
+    pub freeze: Vec<String>,
+    /// Evaluate and save an exponential moving average of the weights with
+    /// this decay in [0, 1), updated every step (train.ema).
+    #[arg(long, value_name = "DECAY", help_heading = "Loop")]
+    pub ema: Option<f64>,
+    /// Evaluate and save the equal-weight average of the weights at the end
+    /// of every epoch from EPOCH on (train.swa_start).
+    #[arg(long, value_name = "EPOCH", help_heading = "Loop")]
+    pub swa_start: Option<u64>,
 
     /// Data-parallel options.
     #[command(flatten)]

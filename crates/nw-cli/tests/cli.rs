@@ -437,3 +437,29 @@ fn the_layer_list_inspect_prints_trains_the_same_model() {
     assert!(text(&o).contains("model.layer[0] (conv2d)"), "{}", text(&o));
     assert!(!b.join("bad").join("model.safetensors").exists());
 }
+
+#[test]
+fn freeze_and_ema_flags_train_inspect_and_refuse_bad_values() {
+    let out = tmp("freeze-ema");
+    let o = quick_train(&out, &["--epochs", "2", "--freeze", "0.*", "--ema", "0.9"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.join("model-raw.safetensors").is_file());
+    let i = nw(&["inspect", "--model", out.to_str().unwrap()]);
+    let t = text(&i);
+    let row =
+        |name: &str| t.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}: {t}"));
+    assert!(row("0.weight").ends_with("frozen") && row("0.bias").ends_with("frozen"), "{t}");
+    assert!(row("2.weight").ends_with("trained"), "{t}");
+    let e = nw(&["eval", "--model", out.to_str().unwrap()]);
+    assert!(e.status.success(), "{}", text(&e));
+    for (flag, value, want) in [
+        ("--freeze", "9.*", "matches no parameter"),
+        ("--ema", "1.5", "train.ema"),
+        ("--swa-start", "0", "train.swa_start"),
+    ] {
+        let o = quick_train(&tmp("freeze-bad"), &[flag, value]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {}", text(&o));
+        assert!(text(&o).contains(want), "{flag} {value}: {}", text(&o));
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -169,6 +169,8 @@ pub enum Section {
     Rngs(Vec<[u64; 4]>),
     /// One record per completed epoch.
     History(Vec<crate::trainer::EpochRecord>),
+    /// The weight average (EMA or SWA) and its kind.
+    Average(crate::averaged::Averaged),
 }
 
 impl Section {
@@ -184,6 +186,7 @@ impl Section {
             Section::Monitor(_) => "monitor",
             Section::Rngs(_) => "random generators",
             Section::History(_) => "history",
+            Section::Average(_) => "weight average",
         }
     }
 }
@@ -191,7 +194,7 @@ impl Section {
 /// Everything needed to continue a run exactly where it stopped: a map of
 /// named, typed [`Section`]s (`progress`, `config`, `model`, `buffers`,
 /// `optimizer`, `schedule`, `rngs`, `history`, `monitor`, and
-/// `early_stopping` / `masks` when the run has them).
+/// `early_stopping` / `masks` / `average` when the run has them).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// The sections by name.

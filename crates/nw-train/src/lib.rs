@@ -40,11 +40,13 @@
 //!   error naming the parameter; nothing after it is written.
 #![deny(missing_docs)]
 
+pub mod averaged;
 pub mod branch;
 pub mod checkpoint;
 pub mod config;
 pub mod distributed;
 mod error;
+pub mod freeze;
 pub mod guard;
 pub mod layers;
 pub mod lrfind;

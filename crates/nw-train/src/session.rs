@@ -18,8 +18,12 @@ use crate::trainer::EpochRecord;
 
 /// File names inside a run's output directory.
 pub mod files {
-    /// Model weights (PyTorch state_dict names).
+    /// Model weights (PyTorch state_dict names); the averaged weights when
+    /// the run averages them (`train.ema`, `train.swa_start`).
     pub const MODEL: &str = "model.safetensors";
+    /// The trained (not averaged) weights, written only by runs that
+    /// average weights.
+    pub const MODEL_RAW: &str = "model-raw.safetensors";
     /// The newest whole training state (periodic checkpoints are also kept as
     /// `checkpoint-epoch<N>.nwck` and `checkpoint-step<N>.nwck`, the last
     /// `train.keep_checkpoints` of them).
@@ -365,10 +369,19 @@ fn fit_locked(
             break;
         }
     }
-    let test = run.trainer.evaluate(&run.test, 1024)?;
+    let Run { trainer, loader, test, .. } = &mut *run;
+    let (test, averaged) = trainer.with_averaged(Some(loader), |t| {
+        let m = t.evaluate(test, 1024)?;
+        let bytes = if out.is_some() { Some(to_safetensors(&t.model)?) } else { None };
+        Ok((m, bytes))
+    })?;
     if let Some(dir) = out {
         write_checkpoint(run, None)?;
-        write_atomic(&dir.join(files::MODEL), &to_safetensors(&run.trainer.model)?)?;
+        let raw = to_safetensors(&run.trainer.model)?;
+        if run.trainer.average.is_some() {
+            write_atomic(&dir.join(files::MODEL_RAW), &raw)?;
+        }
+        write_atomic(&dir.join(files::MODEL), averaged.as_deref().unwrap_or(&raw))?;
         report::write_metrics_csv(&dir.join(files::METRICS), &run.trainer.history)?;
         report::write_timing_csv(&dir.join(files::TIMING), &run.trainer.history)?;
         report::write_monitor_jsonl(&dir.join(files::MONITOR), run.trainer.monitor.records())?;

@@ -258,3 +258,29 @@ impl Stateful for Vec<EpochRecord> {
         }
     }
 }
+
+impl Stateful for Option<crate::averaged::Averaged> {
+    /// Section `average` (when the run averages weights).
+    fn save_state(&self, _: &StateContext, ck: &mut Checkpoint) {
+        if let Some(a) = self {
+            ck.insert("average", Section::Average(a.clone()));
+        }
+    }
+
+    fn load_state(&mut self, _: &StateContext, ck: &Checkpoint) -> Result<()> {
+        let Some(a) = self else { return Ok(()) };
+        match section(ck, "average")? {
+            Section::Average(saved) => {
+                if saved.kind != a.kind {
+                    return Err(mismatch(format!(
+                        "the saved weight average is {:?}, this run's {:?}",
+                        saved.kind, a.kind
+                    )));
+                }
+                *a = saved.clone();
+                Ok(())
+            }
+            s => Err(wrong("average", s)),
+        }
+    }
+}

@@ -21,6 +21,7 @@ use nw_reg::{EarlyStopping, MaxNorm, PenaltySet, prune::Pruner};
 use nw_tensor::{Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::averaged::AverageKind;
 use crate::checkpoint::{Checkpoint, MonitorState, PartialEpoch, Progress, Section};
 use crate::error::{Result, TrainError};
 use crate::guard::check_finite;
@@ -170,6 +171,11 @@ pub struct Trainer {
     /// How a step cuts its batch into micro-shards and where the shards
     /// are computed (one process, or ranks of a collective).
     pub sharding: crate::shard::Sharding,
+    /// Names of the frozen parameters (`train.freeze`): the optimizer was
+    /// built without them, and their gradients are dropped before clipping.
+    pub frozen: std::collections::BTreeSet<String>,
+    /// The weight average (`train.ema`, `train.swa_start`), when configured.
+    pub average: Option<crate::averaged::Averaged>,
     warned: std::collections::HashSet<(std::mem::Discriminant<crate::monitor::Warning>, String)>,
     named: Vec<(String, Param)>,
     relu_after: HashMap<usize, String>,
@@ -206,6 +212,8 @@ impl Trainer {
             partial: None,
             stop: None,
             sharding: Default::default(),
+            frozen: Default::default(),
+            average: None,
             warned: Default::default(),
             named,
             relu_after,
@@ -219,6 +227,16 @@ impl Trainer {
 
     pub(crate) fn params(&self) -> Vec<Param> {
         self.named.iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    /// The parameters the optimizer updates (all but the frozen ones).
+    pub(crate) fn trainable(&self) -> Vec<Param> {
+        self.named.iter().filter(|(n, _)| !self.frozen.contains(n)).map(|(_, p)| p.clone()).collect()
+    }
+
+    /// `grads` without the frozen parameters' entries.
+    fn drop_frozen(&self, grads: Grads) -> Grads {
+        drop_frozen(&self.named, &self.frozen, grads)
     }
 
     /// Forward pass that also returns the post-ReLU activations keyed by the
@@ -241,8 +259,9 @@ impl Trainer {
     /// clipping on this batch at the current weights. Its first call returns
     /// `(objective, grads)`, already computed at these weights.
     fn closure_step(&mut self, x: &Tensor, y: &Targets, objective: f64, grads: Grads) -> Result<()> {
-        let params = self.params();
-        let (model, loss, reg) = (&self.model, &self.loss, &self.reg);
+        let params = self.trainable();
+        let (model, loss, reg, named, frozen) =
+            (&self.model, &self.loss, &self.reg, &self.named, &self.frozen);
         let eval = || -> Result<(f64, Grads)> {
             let out = model.forward(&Var::constant(x.clone()))?;
             let mut l = loss.compute(&out, y)?;
@@ -250,7 +269,7 @@ impl Trainer {
                 l = l.add(&p.loss()?)?;
             }
             let v = l.value().item()? as f64;
-            let mut g = l.backward()?;
+            let mut g = drop_frozen(named, frozen, l.backward()?);
             drop((l, out));
             if let Some(pr) = &reg.pruner {
                 pr.mask_grads(&params, &mut g)?;
@@ -317,8 +336,9 @@ impl Trainer {
         computed: StepGrads,
         batch: Option<(&Tensor, &Targets)>,
     ) -> Result<(f32, Option<usize>)> {
-        let StepGrads { mut grads, data_loss, objective, correct, acts } = computed;
-        let params = self.params();
+        let StepGrads { grads, data_loss, objective, correct, acts } = computed;
+        let mut grads = self.drop_frozen(grads);
+        let params = self.trainable();
         if let Some(pr) = &self.reg.pruner {
             pr.mask_grads(&params, &mut grads)?;
         }
@@ -349,6 +369,9 @@ impl Trainer {
             mn.apply(&weights)?;
         }
         check_finite(step, data_loss, &self.named, &Grads::new())?;
+        if self.average.as_ref().is_some_and(|a| matches!(a.kind, AverageKind::Ema { .. })) {
+            self.update_average()?;
+        }
         self.step = step;
         // Monitor hook: the rate this step used, clipping, the optimizer's buffers.
         let ctx = crate::monitor::StepContext {
@@ -404,8 +427,13 @@ impl Trainer {
             on_batch(i, n_batches, l);
         }
         self.epoch += 1;
+        if let Some(AverageKind::Swa { start }) = self.average.as_ref().map(|a| a.kind)
+            && self.epoch >= start
+        {
+            self.update_average()?;
+        }
         let validation = match validation {
-            Some(v) => Some(self.evaluate(v, 1024)?),
+            Some(v) => Some(self.with_averaged(Some(loader), |t| t.evaluate(v, 1024))?),
             None => None,
         };
         let train_loss = if seen > 0 { loss_sum / seen as f64 } else { f64::NAN };
@@ -486,6 +514,74 @@ impl Trainer {
         result
     }
 
+    /// Feeds the model's current parameters and float buffers to the weight average.
+    fn update_average(&mut self) -> Result<()> {
+        let Some(a) = &mut self.average else { return Ok(()) };
+        let params: Vec<Tensor> = self.named.iter().map(|(_, p)| p.value().clone()).collect();
+        let buffers: Vec<Tensor> = self
+            .model
+            .named_buffers()
+            .into_iter()
+            .filter(|(_, b)| b.dtype() == nw_nn::Dtype::F32)
+            .map(|(_, b)| b.tensor())
+            .collect();
+        a.average.update(&params, &buffers)?;
+        Ok(())
+    }
+
+    /// Runs `f` on this trainer with the averaged weights in the model when
+    /// the run averages weights and the average holds a value (otherwise on
+    /// the model as it is). The averaged parameters and float buffers are
+    /// swapped in, BatchNorm statistics recomputed with [`nw_nn::update_bn`]
+    /// over `train`'s data set (in order, in batches of its batch size),
+    /// then the raw parameters, every buffer and the random streams are put
+    /// back exactly, whatever `f` returned.
+    pub fn with_averaged<R>(
+        &mut self,
+        train: Option<&BatchLoader>,
+        f: impl FnOnce(&Trainer) -> Result<R>,
+    ) -> Result<R> {
+        let Some(avg) = self.average.as_ref().filter(|a| a.is_ready()) else { return f(self) };
+        let (params, float_buffers) = (avg.average.params(), avg.average.buffers());
+        let raw: Vec<Tensor> = self.named.iter().map(|(_, p)| p.value().clone()).collect();
+        let buffers = self.model.named_buffers();
+        let raw_buffers: Vec<nw_nn::BufferValue> = buffers.iter().map(|(_, b)| b.value()).collect();
+        let rngs: Vec<[u64; 4]> =
+            self.rngs.iter().map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).state()).collect();
+        let swapped = (|| -> Result<R> {
+            for ((_, p), v) in self.named.iter().zip(params) {
+                p.set(v)?;
+            }
+            let floats = buffers.iter().filter(|(_, b)| b.dtype() == nw_nn::Dtype::F32);
+            for ((_, b), v) in floats.zip(float_buffers) {
+                b.set(nw_nn::BufferValue::F32(v))?;
+            }
+            if let Some(loader) = train {
+                let data = loader.dataset();
+                let (n, bs) = (data.len(), loader.batch_size().max(1));
+                let mut batches = Vec::new();
+                let mut start = 0;
+                while start < n {
+                    let idx: Vec<usize> = (start..(start + bs).min(n)).collect();
+                    batches.push(data.features().index_select(0, &idx)?);
+                    start += bs;
+                }
+                nw_nn::update_bn(&mut self.model, batches)?;
+            }
+            f(self)
+        })();
+        for ((_, p), v) in self.named.iter().zip(raw) {
+            p.set(v)?;
+        }
+        for ((_, b), v) in buffers.iter().zip(raw_buffers) {
+            b.set(v)?;
+        }
+        for (r, s) in self.rngs.iter().zip(rngs) {
+            *r.lock().unwrap_or_else(|e| e.into_inner()) = Rng::from_state(s);
+        }
+        swapped
+    }
+
     /// The model's outputs for `x` (evaluation mode, no graph).
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
         self.model.eval();
@@ -520,6 +616,7 @@ impl Trainer {
         self.reg.pruner.save_state(&ctx, &mut ck);
         self.rngs.save_state(&ctx, &mut ck);
         self.history.save_state(&ctx, &mut ck);
+        self.average.save_state(&ctx, &mut ck);
         ck.insert(
             "monitor",
             Section::Monitor(MonitorState {
@@ -547,6 +644,7 @@ impl Trainer {
         self.reg.pruner.load_state(&ctx, ck)?;
         self.rngs.load_state(&ctx, ck)?;
         self.history.load_state(&ctx, ck)?;
+        self.average.load_state(&ctx, ck)?;
         if let Some(Section::Monitor(m)) = ck.section("monitor") {
             self.monitor.set_records(m.records.clone());
             self.monitor.set_spectra(m.spectra.clone());
@@ -578,6 +676,26 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// `grads` without the entries of the parameters named in `frozen`.
+fn drop_frozen(
+    named: &[(String, Param)],
+    frozen: &std::collections::BTreeSet<String>,
+    grads: Grads,
+) -> Grads {
+    if frozen.is_empty() {
+        return grads;
+    }
+    let mut kept = Grads::new();
+    for (n, p) in named {
+        if !frozen.contains(n)
+            && let Some(g) = grads.get(p)
+        {
+            kept.insert(p, g.clone());
+        }
+    }
+    kept
 }
 
 /// Correct predictions of `out` (`[n, classes]`) against class targets.

@@ -196,7 +196,16 @@ pub fn build_run(cfg: &RunConfig) -> Result<Run> {
             tracing::warn!("{}: loaded {} tensors; {}", path.display(), r.loaded.len(), r.problems());
         }
     }
-    let optimizer = build_optimizer(&cfg.optim, built.model.parameters())?;
+    let names: Vec<String> = built.model.named_parameters().into_iter().map(|(n, _)| n).collect();
+    let frozen = crate::freeze::frozen_names(&names, &cfg.train.freeze)?;
+    let trainable = built
+        .model
+        .named_parameters()
+        .into_iter()
+        .filter(|(n, _)| !frozen.contains(n))
+        .map(|(_, p)| p)
+        .collect();
+    let optimizer = build_optimizer(&cfg.optim, trainable)?;
     let batch = cfg.batch_size();
     let loader = BatchLoader::new(
         train.clone(),
@@ -204,6 +213,13 @@ pub fn build_run(cfg: &RunConfig) -> Result<Run> {
     )?;
     let mut trainer = Trainer::new(built.model, optimizer, loss);
     trainer.rngs = built.rngs;
+    trainer.frozen = frozen;
+    let kind = match (cfg.train.ema, cfg.train.swa_start) {
+        (Some(decay), _) => Some(crate::averaged::AverageKind::Ema { decay }),
+        (None, Some(start)) => Some(crate::averaged::AverageKind::Swa { start }),
+        (None, None) => None,
+    };
+    trainer.average = kind.map(crate::averaged::Averaged::new).transpose()?;
     trainer.sharding = crate::shard::Sharding {
         accumulate: cfg.train.accumulate,
         per_shard: cfg.train.distributed,

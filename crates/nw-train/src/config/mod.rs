@@ -377,6 +377,23 @@ pub struct LoopConfig {
     /// Summarise each weight matrix's singular values at epoch ends
     /// (`spectral.jsonl`: top values, stable rank, power-law alpha). Default false.
     pub monitor_spectral: bool,
+    /// Parameters to freeze, by PyTorch state_dict name or simple glob
+    /// (`*`, `?`; see `nw_train::freeze`), e.g. `["0.*"]` (default none).
+    /// Frozen parameters get no update and no optimizer state; gradients
+    /// still flow through them. A pattern matching nothing, or freezing
+    /// every parameter, is a configuration error.
+    pub freeze: Vec<String>,
+    /// Keep an exponential moving average of the weights with this decay,
+    /// in [0, 1), updated after every optimizer step (default none). See
+    /// `nw_train::averaged`: validation and test metrics and
+    /// `model.safetensors` then use the averaged weights
+    /// (`model-raw.safetensors` holds the trained ones).
+    pub ema: Option<f64>,
+    /// Stochastic weight averaging: the equal-weight average of the
+    /// weights at the end of every epoch from this one on, in
+    /// 1..=`train.epochs` (default none; not together with `train.ema`).
+    /// Used for metrics and `model.safetensors` as `train.ema` is.
+    pub swa_start: Option<u64>,
 }
 
 impl Default for LoopConfig {
@@ -396,6 +413,9 @@ impl Default for LoopConfig {
             accumulate: 1,
             distributed: false,
             monitor_spectral: false,
+            freeze: Vec::new(),
+            ema: None,
+            swa_start: None,
         }
     }
 }

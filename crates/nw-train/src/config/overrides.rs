@@ -209,6 +209,20 @@ pub(super) fn validate(c: &RunConfig) -> Result<()> {
     }
     range((0.0..1.0).contains(&t.label_smoothing), "train.label_smoothing", t.label_smoothing, "in [0, 1)")?;
     range((1..=65536).contains(&t.accumulate), "train.accumulate", t.accumulate, "in [1, 65536]")?;
+    if let Some(d) = t.ema {
+        range((0.0..1.0).contains(&d), "train.ema", d, "in [0, 1)")?;
+    }
+    if let Some(e) = t.swa_start {
+        range(
+            (1..=t.epochs).contains(&e),
+            "train.swa_start",
+            e,
+            &format!("in 1..=train.epochs ({})", t.epochs),
+        )?;
+    }
+    if t.ema.is_some() && t.swa_start.is_some() {
+        return Err(cfg_err("train.ema and train.swa_start both set: keep one weight average".to_string()));
+    }
     if matches!(c.optim, OptimizerConfig::Lbfgs(_)) && (t.accumulate > 1 || t.distributed) {
         return Err(cfg_err(
             "optim.name = \"lbfgs\" re-evaluates the whole batch inside each step: it needs train.accumulate = 1 and no train.distributed",
@@ -306,6 +320,8 @@ mod tests {
             ("train.epochs", "0", "train.epochs"),
             ("train.label_smoothing", "1.0", "train.label_smoothing"),
             ("train.accumulate", "0", "train.accumulate"),
+            ("train.ema", "1.0", "train.ema"),
+            ("train.swa_start", "0", "train.swa_start"),
             ("optim.lr", "-0.1", "lr"),
             ("optim.betas", "[0.9, 1.0]", "beta"),
             ("optim.eps", "-1.0", "eps"),
