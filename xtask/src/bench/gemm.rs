@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use nw_benches::gemm::{GemmBuffers, cases};
 use nw_tensor::gemm::Kernel;
 
+use super::peak::{self, Width};
 use super::torch::Torch;
 use super::{Timer, alternate, calibrate, machine_and_torch, time_iters};
 
@@ -62,13 +63,35 @@ pub fn run(args: Args) -> Result<()> {
     let kernel = args.kernel.unwrap_or_else(Kernel::detect);
     let mut torch = args.torch.as_deref().map(Torch::start).transpose()?;
     let header = format!("# nw GEMM ({:?} kernel) | {}", kernel, machine_and_torch(torch.as_mut())?);
+    // The measured FMA peak of one core at the kernel's vector width: the
+    // "% peak" column is nw's rate over `threads x` that.
+    let peak = match kernel {
+        Kernel::Avx512 => peak::peak_gflops(Width::Avx512),
+        Kernel::Avx2 => peak::peak_gflops(Width::Avx2),
+        Kernel::Scalar => None,
+    };
+    let peak_line = format!(
+        "# FMA peak: {} | this kernel: {}",
+        peak::summary(),
+        peak.map_or("-".into(), |p| format!("{p:.1} GFLOP/s per core"))
+    );
     if args.json {
         eprintln!("{header}");
+        eprintln!("{peak_line}");
     } else {
         println!("{header}");
+        println!("{peak_line}");
         println!(
-            "{:<8} {:<12} {:>16} {:>6} {:>3} {:>11} {:>13} {:>9}",
-            "case", "product", "m x k x n", "layout", "thr", "nw GFLOP/s", "torch GFLOP/s", "nw/torch"
+            "{:<8} {:<12} {:>16} {:>6} {:>3} {:>11} {:>7} {:>13} {:>9}",
+            "case",
+            "product",
+            "m x k x n",
+            "layout",
+            "thr",
+            "nw GFLOP/s",
+            "% peak",
+            "torch GFLOP/s",
+            "nw/torch"
         );
     }
     for &t in &threads {
@@ -111,9 +134,10 @@ pub fn run(args: Args) -> Result<()> {
                 }
             };
             let ratio = row.torch.map(|tg| row.nw / tg);
+            let of_peak = peak.map(|p| 100.0 * row.nw / (p * t as f64));
             if args.json {
                 println!(
-                    "{{\"case\":\"{}\",\"kernel\":\"{kernel:?}\",\"layout\":\"{}\",\"m\":{},\"n\":{},\"k\":{},\"threads\":{},\"nw_gflops\":{:.2},\"torch_gflops\":{},\"ratio\":{}}}",
+                    "{{\"case\":\"{}\",\"kernel\":\"{kernel:?}\",\"layout\":\"{}\",\"m\":{},\"n\":{},\"k\":{},\"threads\":{},\"nw_gflops\":{:.2},\"peak_pct\":{},\"torch_gflops\":{},\"ratio\":{}}}",
                     case.name,
                     case.layout(),
                     case.m,
@@ -121,18 +145,20 @@ pub fn run(args: Args) -> Result<()> {
                     case.k,
                     t,
                     row.nw,
+                    of_peak.map_or("null".into(), |x| format!("{x:.1}")),
                     row.torch.map_or("null".into(), |x| format!("{x:.2}")),
                     ratio.map_or("null".into(), |x| format!("{x:.3}")),
                 );
             } else {
                 println!(
-                    "{:<8} {:<12} {:>16} {:>6} {:>3} {:>11.1} {:>13} {:>9}",
+                    "{:<8} {:<12} {:>16} {:>6} {:>3} {:>11.1} {:>7} {:>13} {:>9}",
                     case.name,
                     case.what,
                     format!("{}x{}x{}", case.m, case.k, case.n),
                     case.layout(),
                     t,
                     row.nw,
+                    of_peak.map_or("-".into(), |x| format!("{x:.0}%")),
                     row.torch.map_or("-".into(), |x| format!("{x:.1}")),
                     ratio.map_or("-".into(), |x| format!("{x:.2}")),
                 );
