@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use nw_benches::gemm::{GemmBuffers, cases};
 use nw_tensor::gemm::Kernel;
 
-use super::peak::{self, Width};
+use super::peak::{self, Width, thread_cpu_seconds};
 use super::torch::Torch;
 use super::{Timer, alternate, calibrate, machine_and_torch, time_iters};
 
@@ -33,19 +33,12 @@ pub struct Args {
     /// this CPU supports).
     #[arg(long, value_parser = parse_kernel)]
     kernel: Option<Kernel>,
-}
-
-fn parse_kernel(s: &str) -> Result<Kernel, String> {
-    let k = match s.to_ascii_lowercase().as_str() {
-        "avx512" => Kernel::Avx512,
-        "avx2" => Kernel::Avx2,
-        "scalar" => Kernel::Scalar,
-        _ => return Err(format!("unknown kernel `{s}` (avx512, avx2, scalar)")),
-    };
-    if !k.is_available() {
-        return Err(format!("this CPU cannot run the {k:?} kernel"));
-    }
-    Ok(k)
+    /// Time nw alone by the CPU time of its thread, not wall time (steadier
+    /// on a loaded machine: time the thread spends descheduled does not
+    /// count, though other processes' cache traffic still does). Needs
+    /// `--threads 1`; no torch.
+    #[arg(long, conflicts_with = "torch")]
+    cpu_time: bool,
 }
 
 /// One measured row.
@@ -60,20 +53,28 @@ pub fn run(args: Args) -> Result<()> {
         Some(t) => vec![t],
         None => vec![1, 2],
     };
+    if args.cpu_time && threads != [1] {
+        anyhow::bail!("--cpu-time measures one thread: add --threads 1");
+    }
     let kernel = args.kernel.unwrap_or_else(Kernel::detect);
     let mut torch = args.torch.as_deref().map(Torch::start).transpose()?;
     let header = format!("# nw GEMM ({:?} kernel) | {}", kernel, machine_and_torch(torch.as_mut())?);
     // The measured FMA peak of one core at the kernel's vector width: the
     // "% peak" column is nw's rate over `threads x` that.
-    let peak = match kernel {
-        Kernel::Avx512 => peak::peak_gflops(Width::Avx512),
-        Kernel::Avx2 => peak::peak_gflops(Width::Avx2),
+    let width = match kernel {
+        Kernel::Avx512 => Some(Width::Avx512),
+        Kernel::Avx2 => Some(Width::Avx2),
         Kernel::Scalar => None,
     };
+    let peak =
+        width.and_then(|w| if args.cpu_time { peak::peak_gflops_cpu(w) } else { peak::peak_gflops(w) });
     let peak_line = format!(
         "# FMA peak: {} | this kernel: {}",
         peak::summary(),
-        peak.map_or("-".into(), |p| format!("{p:.1} GFLOP/s per core"))
+        peak.map_or("-".into(), |p| format!(
+            "{p:.1} GFLOP/s per core{}",
+            if args.cpu_time { " (by thread CPU time, as the nw column)" } else { "" }
+        ))
     );
     if args.json {
         eprintln!("{header}");
@@ -105,8 +106,19 @@ pub fn run(args: Args) -> Result<()> {
                 continue;
             }
             let mut bufs = GemmBuffers::new(&case);
+            let cpu_time = args.cpu_time;
             let mut nw_timer = |iters: u64| -> Result<f64> {
-                Ok(pool.install(|| time_iters(iters, || bufs.run_with(kernel))))
+                Ok(pool.install(|| {
+                    if cpu_time {
+                        let t0 = thread_cpu_seconds();
+                        for _ in 0..iters {
+                            bufs.run_with(kernel);
+                        }
+                        thread_cpu_seconds() - t0
+                    } else {
+                        time_iters(iters, || bufs.run_with(kernel))
+                    }
+                }))
             };
             let row = match torch.as_mut() {
                 None => {
