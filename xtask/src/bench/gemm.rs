@@ -41,6 +41,19 @@ pub struct Args {
     cpu_time: bool,
 }
 
+fn parse_kernel(s: &str) -> Result<Kernel, String> {
+    let k = match s.to_ascii_lowercase().as_str() {
+        "avx512" => Kernel::Avx512,
+        "avx2" => Kernel::Avx2,
+        "scalar" => Kernel::Scalar,
+        _ => return Err(format!("unknown kernel `{s}` (avx512, avx2, scalar)")),
+    };
+    if !k.is_available() {
+        return Err(format!("this CPU cannot run the {k:?} kernel"));
+    }
+    Ok(k)
+}
+
 /// One measured row.
 struct Row {
     nw: f64,

@@ -182,19 +182,6 @@ pub fn thread_cpu_seconds() -> f64 {
     }
 }
 
-fn parse_kernel(s: &str) -> Result<Kernel, String> {
-    let k = match s.to_ascii_lowercase().as_str() {
-        "avx512" => Kernel::Avx512,
-        "avx2" => Kernel::Avx2,
-        "scalar" => Kernel::Scalar,
-        _ => return Err(format!("unknown kernel `{s}` (avx512, avx2, scalar)")),
-    };
-    if !k.is_available() {
-        return Err(format!("this CPU cannot run the {k:?} kernel"));
-    }
-    Ok(k)
-}
-
 /// One line naming each measured peak, e.g. `AVX-512 130.2, AVX2 65.3 GFLOP/s per core`.
 pub fn summary() -> String {
     let parts: Vec<String> = [(Width::Avx512, "AVX-512"), (Width::Avx2, "AVX2")]
