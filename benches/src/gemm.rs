@@ -2,7 +2,7 @@
 //! of an MLP's two Linear layers, with their operands in the layouts a
 //! Linear layer really uses (transposed views, no copies).
 
-use nw_tensor::gemm::{Kernel, sgemm_with};
+use nw_tensor::gemm::{Kernel, MatRef, PackedB, gemm_packed, sgemm_with};
 
 /// One GEMM to measure: `C[m, n] = A[m, k] B[k, n]` where `A` (`B`) is a
 /// transposed view of a row-major buffer when `ta` (`tb`) is set.
@@ -22,6 +22,9 @@ pub struct GemmCase {
     pub ta: bool,
     /// B is the transpose of a row-major `n x k` buffer (strides `1, k`).
     pub tb: bool,
+    /// B is packed once ([`PackedB`]) outside the timed products, as
+    /// inference through a linear layer reuses its cached `W^T` pack.
+    pub packed: bool,
 }
 
 impl GemmCase {
@@ -48,11 +51,21 @@ pub const BATCH: usize = 128;
 /// Linear layer `y = x W^T + b` of a 784-512-256 MLP at batch 128 the
 /// forward product `x W^T` (B a transposed view of `W`), the weight gradient
 /// `dW = dY^T X` (A a transposed view of `dY`) and the input gradient
-/// `dX = dY W` (both row-major).
+/// `dX = dY W` (both row-major), then each layer's forward at batch 256
+/// (inference), with B packed per call and pre-packed (`.pk`).
 pub fn cases() -> Vec<GemmCase> {
     let mut v: Vec<GemmCase> = [64, 128, 256, 512, 1024, 2048]
         .into_iter()
-        .map(|s| GemmCase { name: s.to_string(), what: "A B", m: s, k: s, n: s, ta: false, tb: false })
+        .map(|s| GemmCase {
+            name: s.to_string(),
+            what: "A B",
+            m: s,
+            k: s,
+            n: s,
+            ta: false,
+            tb: false,
+            packed: false,
+        })
         .collect();
     for (layer, (inp, out)) in [(784, 512), (512, 256)].into_iter().enumerate() {
         let l = layer + 1;
@@ -64,6 +77,7 @@ pub fn cases() -> Vec<GemmCase> {
             n: out,
             ta: false,
             tb: true,
+            packed: false,
         });
         v.push(GemmCase {
             name: format!("fc{l}.dW"),
@@ -73,6 +87,7 @@ pub fn cases() -> Vec<GemmCase> {
             n: inp,
             ta: true,
             tb: false,
+            packed: false,
         });
         v.push(GemmCase {
             name: format!("fc{l}.dX"),
@@ -82,10 +97,30 @@ pub fn cases() -> Vec<GemmCase> {
             n: inp,
             ta: false,
             tb: false,
+            packed: false,
         });
+    }
+    // Inference at batch INFER_BATCH: x W^T with W^T packed on every call
+    // (as training does) and pre-packed (as no_grad inference does).
+    for (layer, (inp, out)) in [(784, 512), (512, 256)].into_iter().enumerate() {
+        for packed in [false, true] {
+            v.push(GemmCase {
+                name: format!("inf{}{}", layer + 1, if packed { ".pk" } else { "" }),
+                what: if packed { "Y = X W^T pk" } else { "Y = X W^T" },
+                m: INFER_BATCH,
+                k: inp,
+                n: out,
+                ta: false,
+                tb: true,
+                packed,
+            });
+        }
     }
     v
 }
+
+/// Batch size of the inference cases.
+pub const INFER_BATCH: usize = 256;
 
 /// Operand buffers for one case, filled with small deterministic values.
 pub struct GemmBuffers {
@@ -93,6 +128,8 @@ pub struct GemmBuffers {
     a: Vec<f32>,
     b: Vec<f32>,
     c: Vec<f32>,
+    /// B packed for a kernel, for `packed` cases (made on first use).
+    pack: Option<PackedB>,
 }
 
 impl GemmBuffers {
@@ -108,6 +145,7 @@ impl GemmBuffers {
             a: fill(case.m * case.k, 0x1234_5678),
             b: fill(case.k * case.n, 0x0bad_cafe),
             c: vec![0.0; case.m * case.n],
+            pack: None,
         }
     }
 
@@ -125,6 +163,28 @@ impl GemmBuffers {
         let GemmCase { m, k, n, ta, tb, .. } = self.case;
         let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
         let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
+        if self.case.packed {
+            if self.pack.as_ref().is_none_or(|p| p.kernel() != kernel) {
+                let b = MatRef {
+                    data: &self.b,
+                    rows: k,
+                    cols: n,
+                    row_stride: rsb as usize,
+                    col_stride: csb as usize,
+                };
+                self.pack = Some(PackedB::with_kernel(kernel, b).expect("the kernel is available"));
+            }
+            let a = MatRef {
+                data: &self.a,
+                rows: m,
+                cols: k,
+                row_stride: rsa as usize,
+                col_stride: csa as usize,
+            };
+            let pack = self.pack.as_ref().expect("packed above");
+            gemm_packed(1.0, a, pack, 0.0, &mut self.c).expect("the shapes match");
+            return;
+        }
         // SAFETY: A holds m * k floats laid out by (rsa, csa), B k * n floats
         // by (rsb, csb), C m * n row-major floats in a separate buffer.
         unsafe {
@@ -161,7 +221,9 @@ mod tests {
     #[test]
     fn cases_cover_the_mlp_products() {
         let c = cases();
-        assert_eq!(c.len(), 12);
+        assert_eq!(c.len(), 16);
+        let pk = c.iter().find(|c| c.name == "inf1.pk").unwrap();
+        assert_eq!((pk.m, pk.k, pk.n, pk.layout(), pk.packed), (256, 784, 512, "NT", true));
         let dw = c.iter().find(|c| c.name == "fc1.dW").unwrap();
         assert_eq!((dw.m, dw.k, dw.n, dw.layout()), (512, 128, 784, "TN"));
         let fwd = c.iter().find(|c| c.name == "fc2.fwd").unwrap();
@@ -172,13 +234,15 @@ mod tests {
     fn transposed_views_compute_the_right_product() {
         // fc1.dW at a glance: C[0, 0] = sum_p A[0, p] B[p, 0] with A read
         // through the transposed strides, checked against the buffers.
-        let case = GemmCase { name: "t".into(), what: "", m: 5, k: 3, n: 4, ta: true, tb: true };
-        let mut g = GemmBuffers::new(&case);
-        g.run();
-        for i in 0..5 {
-            for j in 0..4 {
-                let want: f64 = (0..3).map(|p| g.a[p * 5 + i] as f64 * g.b[j * 3 + p] as f64).sum();
-                assert!((g.c()[i * 4 + j] as f64 - want).abs() < 1e-5, "({i}, {j})");
+        for packed in [false, true] {
+            let case = GemmCase { name: "t".into(), what: "", m: 5, k: 3, n: 4, ta: true, tb: true, packed };
+            let mut g = GemmBuffers::new(&case);
+            g.run();
+            for i in 0..5 {
+                for j in 0..4 {
+                    let want: f64 = (0..3).map(|p| g.a[p * 5 + i] as f64 * g.b[j * 3 + p] as f64).sum();
+                    assert!((g.c()[i * 4 + j] as f64 - want).abs() < 1e-5, "({i}, {j})");
+                }
             }
         }
     }

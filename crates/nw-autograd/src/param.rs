@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use nw_tensor::gemm::{PackCache, PackedMatrix};
 use nw_tensor::{Tensor, TensorError};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -34,6 +35,9 @@ impl NodeId {
 pub struct Param {
     id: NodeId,
     value: Arc<RwLock<Tensor>>,
+    /// The GEMM pack of the value's transpose, for inference through a
+    /// linear layer ([`Param::packed_transpose`]); emptied before every write.
+    pack: Arc<PackCache>,
 }
 
 impl std::fmt::Debug for Param {
@@ -45,7 +49,7 @@ impl std::fmt::Debug for Param {
 impl Param {
     /// A new parameter holding `value`.
     pub fn new(value: Tensor) -> Self {
-        Param { id: NodeId::fresh(), value: Arc::new(RwLock::new(value)) }
+        Param { id: NodeId::fresh(), value: Arc::new(RwLock::new(value)), pack: Arc::default() }
     }
 
     /// The parameter's identity.
@@ -94,6 +98,20 @@ impl Param {
         f(&mut self.write())
     }
 
+    /// The value's transpose (a 2-D `[out, in]` weight read as `[in, out]`)
+    /// packed for GEMM ([`PackedMatrix`]), packed on first use and reused
+    /// while the value is unchanged: inference through a linear layer
+    /// (`x W^T`) then skips packing `W^T` on every call. The pack can never
+    /// be stale: [`Param::update`] and [`Param::set`] drop it, and it is
+    /// only reused while it shares the value's copy-on-write storage.
+    ///
+    /// # Errors
+    /// When the value is not 2-D.
+    pub fn packed_transpose(&self) -> Result<Arc<PackedMatrix>, TensorError> {
+        let wt = self.read().t()?;
+        self.pack.get(&wt)
+    }
+
     /// Whether two handles refer to the same parameter.
     pub fn same(&self, other: &Param) -> bool {
         Arc::ptr_eq(&self.value, &other.value)
@@ -105,7 +123,12 @@ impl Param {
         self.value.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The value for writing. Drops the cached pack first (every write goes
+    /// through here), which also releases its hold on the storage so an
+    /// in-place update does not have to copy it.
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Tensor> {
-        self.value.write().unwrap_or_else(|e| e.into_inner())
+        let guard = self.value.write().unwrap_or_else(|e| e.into_inner());
+        self.pack.clear();
+        guard
     }
 }

@@ -1,6 +1,6 @@
 //! [`Linear`]: `y = x W^T + b`.
 
-use nw_autograd::{Param, Var};
+use nw_autograd::{Param, Var, is_grad_enabled};
 use nw_tensor::{Rng, Tensor};
 
 use crate::error::{NnError, Result};
@@ -112,6 +112,29 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// `x W^T + b` for a 2-D `x`. Without a graph ([`nw_autograd::no_grad`],
+    /// inference) the product reads `W^T` from its cached GEMM pack
+    /// ([`Param::packed_transpose`]) instead of packing it on every call;
+    /// the bits are those of [`Var::linear`] either way.
+    fn linear_2d(&self, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
+        let rows = x.shape()[0];
+        if is_grad_enabled() || rows <= nw_tensor::gemm::GEMV_MAX_M {
+            return Ok(x.linear(w, b)?);
+        }
+        let packed = self.weight.packed_transpose()?;
+        let out = self.out_features();
+        // As `Var::linear`: C starts as the broadcast bias (beta 1) or is
+        // written without being read (beta 0).
+        let (mut y, beta) = match b {
+            Some(b) => (b.value().broadcast_to(&[rows, out])?, 1.0),
+            None => (nw_tensor::Tensor::zeros(&[rows, out]), 0.0),
+        };
+        y.gemm_acc_packed(1.0, x.value(), &packed, beta)?;
+        Ok(Var::constant(y))
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Var) -> Result<Var> {
         let w = Var::param(&self.weight);
@@ -125,11 +148,11 @@ impl Module for Linear {
             ));
         }
         if shape.len() == 2 {
-            return Ok(x.linear(&w, b.as_ref())?);
+            return self.linear_2d(x, &w, b.as_ref());
         }
         // [..., in] -> [rows, in] -> [rows, out] -> [..., out]
         let rows: usize = shape[..shape.len() - 1].iter().product();
-        let y = x.reshape(&[rows, inf])?.linear(&w, b.as_ref())?;
+        let y = self.linear_2d(&x.reshape(&[rows, inf])?, &w, b.as_ref())?;
         let mut out = shape;
         *out.last_mut().expect("non-empty") = self.out_features();
         Ok(y.reshape(&out)?)
@@ -156,6 +179,42 @@ impl Module for Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inference_reuses_the_weight_pack_and_never_a_stale_one() {
+        // no_grad forward (packed W^T) gives the bits of the graph forward,
+        // packs once while the weight is unchanged, and follows updates.
+        let mut rng = Rng::new(3);
+        for bias in [true, false] {
+            let l = Linear::with_bias(70, 45, bias, &mut rng);
+            let x = Var::constant(Tensor::randn(&[33, 70], 0.0, 1.0, &mut rng));
+            let graph = |l: &Linear| l.forward(&x).unwrap().value().clone();
+            let infer = || nw_autograd::no_grad(|| l.forward(&x).unwrap().value().clone());
+            assert_eq!(infer(), graph(&l));
+            let p0 = l.weight.packed_transpose().unwrap();
+            assert_eq!(infer(), graph(&l));
+            assert!(std::sync::Arc::ptr_eq(&p0, &l.weight.packed_transpose().unwrap()), "packed once");
+            drop(p0);
+            let before = infer();
+            l.weight.update(|w| w.as_slice_mut()[0] += 1.0);
+            let after = infer();
+            assert_ne!(before, after, "the updated weight must be used");
+            assert_eq!(after, graph(&l));
+            l.weight.set(Tensor::zeros(&[45, 70])).unwrap();
+            let zero = infer();
+            assert_eq!(zero, graph(&l));
+            assert!(
+                zero.to_vec()
+                    .iter()
+                    .zip(l.bias.as_ref().map_or(vec![0.0; 45], |b| b.value().to_vec()).iter().cycle())
+                    .all(|(y, b)| y == b)
+            );
+            // a few rows take the dot-product path, as with a graph
+            let x1 = Var::constant(Tensor::randn(&[2, 70], 0.0, 1.0, &mut rng));
+            let y1 = nw_autograd::no_grad(|| l.forward(&x1).unwrap().value().clone());
+            assert_eq!(y1, l.forward(&x1).unwrap().value().clone());
+        }
+    }
 
     #[test]
     fn shapes_and_errors() {

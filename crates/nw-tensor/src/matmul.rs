@@ -3,7 +3,7 @@
 //! place: GEMM takes row and column strides for every operand.
 
 use crate::error::{Result, TensorError};
-use crate::gemm;
+use crate::gemm::{self, PackedMatrix};
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -73,6 +73,55 @@ impl Tensor {
         debug_assert_eq!(c.len(), m * n);
         // SAFETY: `c` is this tensor's own m * n floats, exclusively borrowed.
         unsafe { gemm_raw(m, n, k, alpha, a, 0, b, 0, beta, c.as_mut_ptr()) };
+        Ok(())
+    }
+}
+
+impl Tensor {
+    /// [`Tensor::gemm_acc`] with a pre-packed right-hand operand:
+    /// `self <- alpha * a b + beta * self` where `b` is
+    /// [`b.source()`](PackedMatrix::source), with the same bits as
+    /// `gemm_acc(alpha, a, b.source(), beta)` (products of at most
+    /// [`GEMV_MAX_M`](gemm::GEMV_MAX_M) rows run exactly that call; larger
+    /// ones run the blocked loops on the packed panels, which is the same
+    /// arithmetic without packing B again).
+    ///
+    /// ```
+    /// # use nw_tensor::Tensor;
+    /// use nw_tensor::gemm::PackedMatrix;
+    /// let w = Tensor::from_vec((0..12).map(|i| i as f32).collect(), &[4, 3]).unwrap();
+    /// let wt = PackedMatrix::new(&w.t().unwrap()).unwrap(); // W^T, 3 x 4
+    /// let x = Tensor::ones(&[8, 3]);
+    /// let mut y = Tensor::zeros(&[8, 4]);
+    /// y.gemm_acc_packed(1.0, &x, &wt, 0.0).unwrap();
+    /// let mut z = Tensor::zeros(&[8, 4]);
+    /// z.gemm_acc(1.0, &x, &w.t().unwrap(), 0.0).unwrap();
+    /// assert_eq!(y, z);
+    /// ```
+    pub fn gemm_acc_packed(&mut self, alpha: f32, a: &Tensor, b: &PackedMatrix, beta: f32) -> Result<()> {
+        let p = b.packed();
+        if a.ndim() != 2 || a.shape()[1] != p.k() {
+            return Err(mismatch("gemm (packed)", a, b.source()));
+        }
+        let (m, n) = (a.shape()[0], p.n());
+        if self.shape() != [m, n] {
+            return Err(TensorError::ShapeMismatch {
+                op: "gemm (packed)",
+                lhs: vec![m, n],
+                rhs: self.shape().to_vec(),
+            });
+        }
+        if m <= gemm::GEMV_MAX_M || p.kernel() != gemm::Kernel::detect() {
+            // The call an unpacked product makes (the dot-product path for
+            // a few rows), so the bits never depend on the pack.
+            return self.gemm_acc(alpha, a, b.source(), beta);
+        }
+        let (rsa, csa) = (a.strides()[0], a.strides()[1]);
+        let c = self.as_slice_mut();
+        // SAFETY: `a`'s pointer, shape and strides are its own and its
+        // columns match the pack's k; `c` is this tensor's own m * n floats,
+        // exclusively borrowed, so it overlaps neither operand.
+        unsafe { p.run(m, alpha, a.data.as_ptr(), rsa, csa, beta, c.as_mut_ptr(), n as isize, 1) };
         Ok(())
     }
 }

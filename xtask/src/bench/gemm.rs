@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use nw_benches::gemm::{GemmBuffers, cases};
 use nw_tensor::gemm::Kernel;
 
+use super::peak::{self, Width, thread_cpu_seconds};
 use super::torch::Torch;
 use super::{Timer, alternate, calibrate, machine_and_torch, time_iters};
 
@@ -32,6 +33,12 @@ pub struct Args {
     /// this CPU supports).
     #[arg(long, value_parser = parse_kernel)]
     kernel: Option<Kernel>,
+    /// Time nw alone by the CPU time of its thread, not wall time (steadier
+    /// on a loaded machine: time the thread spends descheduled does not
+    /// count, though other processes' cache traffic still does). Needs
+    /// `--threads 1`; no torch.
+    #[arg(long, conflicts_with = "torch")]
+    cpu_time: bool,
 }
 
 fn parse_kernel(s: &str) -> Result<Kernel, String> {
@@ -59,16 +66,46 @@ pub fn run(args: Args) -> Result<()> {
         Some(t) => vec![t],
         None => vec![1, 2],
     };
+    if args.cpu_time && threads != [1] {
+        anyhow::bail!("--cpu-time measures one thread: add --threads 1");
+    }
     let kernel = args.kernel.unwrap_or_else(Kernel::detect);
     let mut torch = args.torch.as_deref().map(Torch::start).transpose()?;
     let header = format!("# nw GEMM ({:?} kernel) | {}", kernel, machine_and_torch(torch.as_mut())?);
+    // The measured FMA peak of one core at the kernel's vector width: the
+    // "% peak" column is nw's rate over `threads x` that.
+    let width = match kernel {
+        Kernel::Avx512 => Some(Width::Avx512),
+        Kernel::Avx2 => Some(Width::Avx2),
+        Kernel::Scalar => None,
+    };
+    let peak =
+        width.and_then(|w| if args.cpu_time { peak::peak_gflops_cpu(w) } else { peak::peak_gflops(w) });
+    let peak_line = format!(
+        "# FMA peak: {} | this kernel: {}",
+        peak::summary(),
+        peak.map_or("-".into(), |p| format!(
+            "{p:.1} GFLOP/s per core{}",
+            if args.cpu_time { " (by thread CPU time, as the nw column)" } else { "" }
+        ))
+    );
     if args.json {
         eprintln!("{header}");
+        eprintln!("{peak_line}");
     } else {
         println!("{header}");
+        println!("{peak_line}");
         println!(
-            "{:<8} {:<12} {:>16} {:>6} {:>3} {:>11} {:>13} {:>9}",
-            "case", "product", "m x k x n", "layout", "thr", "nw GFLOP/s", "torch GFLOP/s", "nw/torch"
+            "{:<8} {:<12} {:>16} {:>6} {:>3} {:>11} {:>7} {:>13} {:>9}",
+            "case",
+            "product",
+            "m x k x n",
+            "layout",
+            "thr",
+            "nw GFLOP/s",
+            "% peak",
+            "torch GFLOP/s",
+            "nw/torch"
         );
     }
     for &t in &threads {
@@ -82,8 +119,19 @@ pub fn run(args: Args) -> Result<()> {
                 continue;
             }
             let mut bufs = GemmBuffers::new(&case);
+            let cpu_time = args.cpu_time;
             let mut nw_timer = |iters: u64| -> Result<f64> {
-                Ok(pool.install(|| time_iters(iters, || bufs.run_with(kernel))))
+                Ok(pool.install(|| {
+                    if cpu_time {
+                        let t0 = thread_cpu_seconds();
+                        for _ in 0..iters {
+                            bufs.run_with(kernel);
+                        }
+                        thread_cpu_seconds() - t0
+                    } else {
+                        time_iters(iters, || bufs.run_with(kernel))
+                    }
+                }))
             };
             let row = match torch.as_mut() {
                 None => {
@@ -111,9 +159,10 @@ pub fn run(args: Args) -> Result<()> {
                 }
             };
             let ratio = row.torch.map(|tg| row.nw / tg);
+            let of_peak = peak.map(|p| 100.0 * row.nw / (p * t as f64));
             if args.json {
                 println!(
-                    "{{\"case\":\"{}\",\"kernel\":\"{kernel:?}\",\"layout\":\"{}\",\"m\":{},\"n\":{},\"k\":{},\"threads\":{},\"nw_gflops\":{:.2},\"torch_gflops\":{},\"ratio\":{}}}",
+                    "{{\"case\":\"{}\",\"kernel\":\"{kernel:?}\",\"layout\":\"{}\",\"m\":{},\"n\":{},\"k\":{},\"threads\":{},\"nw_gflops\":{:.2},\"peak_pct\":{},\"torch_gflops\":{},\"ratio\":{}}}",
                     case.name,
                     case.layout(),
                     case.m,
@@ -121,18 +170,20 @@ pub fn run(args: Args) -> Result<()> {
                     case.k,
                     t,
                     row.nw,
+                    of_peak.map_or("null".into(), |x| format!("{x:.1}")),
                     row.torch.map_or("null".into(), |x| format!("{x:.2}")),
                     ratio.map_or("null".into(), |x| format!("{x:.3}")),
                 );
             } else {
                 println!(
-                    "{:<8} {:<12} {:>16} {:>6} {:>3} {:>11.1} {:>13} {:>9}",
+                    "{:<8} {:<12} {:>16} {:>6} {:>3} {:>11.1} {:>7} {:>13} {:>9}",
                     case.name,
                     case.what,
                     format!("{}x{}x{}", case.m, case.k, case.n),
                     case.layout(),
                     t,
                     row.nw,
+                    of_peak.map_or("-".into(), |x| format!("{x:.0}%")),
                     row.torch.map_or("-".into(), |x| format!("{x:.1}")),
                     ratio.map_or("-".into(), |x| format!("{x:.2}")),
                 );

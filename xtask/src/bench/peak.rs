@@ -106,9 +106,11 @@ mod fma {
     }
 }
 
-/// Seconds for `iters` rounds at `width` (which must be available).
-fn time(width: Width, iters: u64) -> f64 {
+/// Seconds for `iters` rounds at `width` (which must be available), by the
+/// wall clock or, with `cpu`, by the calling thread's CPU time.
+fn time(width: Width, iters: u64, cpu: bool) -> f64 {
     let t0 = std::time::Instant::now();
+    let c0 = if cpu { thread_cpu_seconds() } else { 0.0 };
     #[cfg(target_arch = "x86_64")]
     {
         assert!(width.is_available());
@@ -123,22 +125,61 @@ fn time(width: Width, iters: u64) -> f64 {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (width, iters);
-    t0.elapsed().as_secs_f64()
+    if cpu { thread_cpu_seconds() - c0 } else { t0.elapsed().as_secs_f64() }
 }
 
 /// The measured single-core FMA peak at `width` in GFLOP/s, or `None` when
 /// the CPU lacks the instructions.
 pub fn peak_gflops(width: Width) -> Option<f64> {
+    peak_with(width, false)
+}
+
+/// [`peak_gflops`] timed by the calling thread's CPU time (what
+/// `bench gemm --cpu-time` compares against): on a loaded machine, the rate
+/// of the core while this thread holds it.
+pub fn peak_gflops_cpu(width: Width) -> Option<f64> {
+    peak_with(width, true)
+}
+
+fn peak_with(width: Width, cpu: bool) -> Option<f64> {
     if !width.is_available() {
         return None;
     }
     let mut iters = 1u64 << 16;
-    while time(width, iters) < 0.05 {
+    while time(width, iters, cpu) < 0.05 {
         iters *= 2;
     }
-    let mut samples: Vec<f64> = (0..9).map(|_| time(width, iters)).collect();
+    let mut samples: Vec<f64> = (0..9).map(|_| time(width, iters, cpu)).collect();
     let secs = median(&mut samples);
     Some((iters * CHAINS as u64 * width.lanes() as u64 * 2) as f64 / secs / 1e9)
+}
+
+/// Seconds of CPU time the calling thread has used
+/// (`CLOCK_THREAD_CPUTIME_ID`), or wall-clock seconds off Linux.
+pub fn thread_cpu_seconds() -> f64 {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        unsafe extern "C" {
+            fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut ts = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: `ts` is a valid timespec to write; the clock id is Linux's.
+        let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+        ts.sec as f64 + ts.nsec as f64 * 1e-9
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        use std::sync::OnceLock;
+        static T0: OnceLock<std::time::Instant> = OnceLock::new();
+        T0.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+    }
 }
 
 /// One line naming each measured peak, e.g. `AVX-512 130.2, AVX2 65.3 GFLOP/s per core`.
@@ -183,6 +224,11 @@ pub fn stream_us(bytes: usize) -> f64 {
 pub fn run(_args: Args) -> Result<()> {
     println!("# FMA peak | {}", machine());
     println!("{}", summary());
+    let cpu: Vec<String> = [(Width::Avx512, "AVX-512"), (Width::Avx2, "AVX2")]
+        .into_iter()
+        .filter_map(|(w, name)| peak_gflops_cpu(w).map(|g| format!("{name} {g:.1}")))
+        .collect();
+    println!("by thread CPU time (the core's rate while this thread holds it): {} GFLOP/s", cpu.join(", "));
     for (bytes, what) in
         [(256 << 10, "256 KiB"), (1 << 20, "1 MiB"), (2_140_000, "2.14 MB (784-512-256-10 MLP weights)")]
     {

@@ -73,7 +73,7 @@ thread_local! {
 }
 
 /// Floats per 64-byte cache line, the alignment of packed panels.
-const ALIGN: usize = 16;
+pub(crate) const ALIGN: usize = 16;
 
 /// Runs the whole loop nest for `ops` on the calling thread.
 ///
@@ -84,9 +84,13 @@ pub(crate) unsafe fn gemm_region<K: MicroKernel>(ops: &Operands, blocking: Block
     let mc_max = (blocking.mc / K::MR).max(1) * K::MR;
     let nc_max = (blocking.nc / K::NR).max(1) * K::NR;
     let kc_len = blocking.kc(k);
-    // Packed sizes for this region (panels padded to whole tiles).
+    // Packed sizes for this region (panels padded to whole tiles); a
+    // pre-packed B needs no room here.
     let a_len = m.min(mc_max).div_ceil(K::MR) * K::MR * kc_len;
-    let b_len = n.min(nc_max).div_ceil(K::NR) * K::NR * kc_len;
+    let b_len = match ops.pb {
+        Some(_) => 0,
+        None => n.min(nc_max).div_ceil(K::NR) * K::NR * kc_len,
+    };
     let a_cap = a_len.div_ceil(ALIGN) * ALIGN;
 
     let mut buf = PACK_BUF.take();
@@ -103,11 +107,25 @@ pub(crate) unsafe fn gemm_region<K: MicroKernel>(ops: &Operands, blocking: Block
             let kc = kc_len.min(k - pc);
             // Later k-blocks add onto what the first one wrote.
             let beta = if block == 0 { ops.beta } else { 1.0 };
-            // SAFETY: rows pc..pc+kc and columns jc..jc+nc of B are in range.
-            unsafe {
-                let b = ops.b.offset(pc as isize * ops.rsb + jc as isize * ops.csb);
-                pack_b(K::NR, kc, nc, b, ops.rsb, ops.csb, bbuf);
-            }
+            let bp: *const f32 = match ops.pb {
+                // SAFETY: the pre-packed B holds every k-block of `kc_len`
+                // (the last shorter) of `npad` columns, block `pc / kc_len`
+                // at `pc * npad`, its NR-wide panels of `kc` rows in column
+                // order; this region's columns col0 + jc.. are in range and
+                // col0, jc are multiples of NR.
+                Some(p) => unsafe {
+                    debug_assert_eq!(p.kc, kc_len, "pre-packed with another k-block");
+                    p.data.add(pc * p.npad + (p.col0 + jc) * kc)
+                },
+                None => {
+                    // SAFETY: rows pc..pc+kc and columns jc..jc+nc of B are in range.
+                    unsafe {
+                        let b = ops.b.offset(pc as isize * ops.rsb + jc as isize * ops.csb);
+                        pack_b(K::NR, kc, nc, b, ops.rsb, ops.csb, bbuf);
+                    }
+                    bbuf.as_ptr()
+                }
+            };
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
                 // SAFETY: rows ic..ic+mc and columns pc..pc+kc of A are in range.
@@ -115,8 +133,9 @@ pub(crate) unsafe fn gemm_region<K: MicroKernel>(ops: &Operands, blocking: Block
                     let a = ops.a.offset(ic as isize * ops.rsa + pc as isize * ops.csa);
                     pack_a(K::MR, kc, mc, a, ops.rsa, ops.csa, abuf);
                 }
-                // SAFETY: forwarded; the panels were packed just above.
-                unsafe { macro_kernel::<K>(ops, kc, ops.alpha, beta, ic, mc, jc, nc, abuf, bbuf) };
+                // SAFETY: forwarded; the panels were packed just above (or
+                // before the call, for a pre-packed B).
+                unsafe { macro_kernel::<K>(ops, kc, ops.alpha, beta, ic, mc, jc, nc, abuf, bp) };
             }
         }
     }
@@ -126,9 +145,9 @@ pub(crate) unsafe fn gemm_region<K: MicroKernel>(ops: &Operands, blocking: Block
 /// The jr and ir loops over one packed A block and one packed B block.
 ///
 /// # Safety
-/// `abuf` holds `ceil(mc / MR)` packed A micro-panels of `kc`, `bbuf`
-/// `ceil(nc / NR)` packed B micro-panels; the C block at `(ic, jc)` of size
-/// `mc x nc` is in range.
+/// `abuf` holds `ceil(mc / MR)` packed A micro-panels of `kc`, `bp` points
+/// at `ceil(nc / NR)` consecutive packed B micro-panels of `kc`; the C block
+/// at `(ic, jc)` of size `mc x nc` is in range.
 unsafe fn macro_kernel<K: MicroKernel>(
     ops: &Operands,
     kc: usize,
@@ -139,17 +158,18 @@ unsafe fn macro_kernel<K: MicroKernel>(
     jc: usize,
     nc: usize,
     abuf: &[f32],
-    bbuf: &[f32],
+    bp0: *const f32,
 ) {
     for jr in (0..nc).step_by(K::NR) {
         let cols = K::NR.min(nc - jr);
-        let bp = bbuf[(jr / K::NR) * K::NR * kc..].as_ptr();
+        // SAFETY: panel jr / NR of the ceil(nc / NR) panels at bp0 (caller).
+        let bp = unsafe { bp0.add((jr / K::NR) * K::NR * kc) };
         for ir in (0..mc).step_by(K::MR) {
             let rows = K::MR.min(mc - ir);
             let ap = abuf[(ir / K::MR) * K::MR * kc..].as_ptr();
             let (i, j) = ((ic + ir) as isize, (jc + jr) as isize);
-            // SAFETY: the panels hold kc * MR and kc * NR floats (slices
-            // above); the rows x cols tile at (i, j) is inside C.
+            // SAFETY: the panels hold kc * MR and kc * NR floats (slice
+            // and caller); the rows x cols tile at (i, j) is inside C.
             unsafe {
                 let c = ops.c.offset(i * ops.rsc + j * ops.csc);
                 K::tile(kc, alpha, ap, bp, beta, c, ops.rsc, ops.csc, rows, cols);

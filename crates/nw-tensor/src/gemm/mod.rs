@@ -77,12 +77,14 @@ mod kernel_scalar;
 mod kernel_x86;
 mod naive;
 mod pack;
+mod prepacked;
 mod slices;
 #[cfg(test)]
 mod tests;
 
 pub use gemv::{CHUNK_N as GEMV_CHUNK_N, GEMV_MAX_M, GEMV_PAR_MIN_FLOPS};
 pub use naive::sgemm_naive;
+pub use prepacked::{PackCache, PackedB, PackedMatrix, gemm_packed};
 pub use slices::{MatRef, gemm_slices};
 
 use rayon::prelude::*;
@@ -208,7 +210,7 @@ pub unsafe fn sgemm_with(
     rsc: isize,
     csc: isize,
 ) {
-    let ops = Operands { m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc };
+    let ops = Operands { m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, pb: None };
     // SAFETY: forwarded contract.
     unsafe { run_kernel(kernel, ops, Blocking::DEFAULT) }
 }
@@ -231,6 +233,23 @@ pub(crate) struct Operands {
     pub c: *mut f32,
     pub rsc: isize,
     pub csc: isize,
+    /// A pre-packed B ([`PackedB`]) to read instead of packing `b` (which
+    /// is then not read).
+    pub pb: Option<PackedRef>,
+}
+
+/// Where one call's pre-packed B lives: the panels of a [`PackedB`] and the
+/// first column of B that this (sub-)problem's column 0 is.
+#[derive(Clone, Copy)]
+pub(crate) struct PackedRef {
+    /// The packed panels (see `prepacked.rs` for the layout).
+    pub data: *const f32,
+    /// Columns of B rounded up to whole `NR` panels.
+    pub npad: usize,
+    /// The k-block length the panels were packed with.
+    pub kc: usize,
+    /// Column of the whole B where this problem starts (a multiple of `NR`).
+    pub col0: usize,
 }
 
 // SAFETY: `Operands` is only shared between the threads of one `sgemm` call,
@@ -255,6 +274,7 @@ impl Operands {
                 a: self.a.offset(i0 as isize * self.rsa),
                 b: self.b.offset(j0 as isize * self.csb),
                 c: self.c.offset(i0 as isize * self.rsc + j0 as isize * self.csc),
+                pb: self.pb.map(|p| PackedRef { col0: p.col0 + j0, ..p }),
                 ..*self
             }
         }
@@ -267,7 +287,7 @@ impl Operands {
 /// As for [`sgemm`].
 pub(crate) unsafe fn run_kernel(kernel: Kernel, ops: Operands, blocking: Blocking) {
     assert!(kernel.is_available(), "GEMM kernel {kernel:?} is not supported by this CPU");
-    if ops.m > 0 && ops.n > 0 && ops.k > 0 && ops.alpha != 0.0 && gemv::applies(&ops) {
+    if ops.m > 0 && ops.n > 0 && ops.k > 0 && ops.alpha != 0.0 && ops.pb.is_none() && gemv::applies(&ops) {
         // SAFETY: forwarded contract; the kernel's CPU features were just checked.
         unsafe { gemv::run(kernel, &ops) };
         return;
@@ -305,7 +325,7 @@ unsafe fn run<K: MicroKernel>(ops: Operands, blocking: Blocking) {
     let threads = if flops < PAR_MIN_FLOPS { 1 } else { threads };
     let tiles_m = ops.m.div_ceil(K::MR);
     let tiles_n = ops.n.div_ceil(K::NR);
-    let (tm, tn) = partition(tiles_m, tiles_n, ops.k, threads, K::MR, K::NR);
+    let (tm, tn) = partition_with(tiles_m, tiles_n, ops.k, threads, K::MR, K::NR, ops.pb.is_none());
     if tm * tn == 1 {
         // SAFETY: forwarded contract.
         unsafe { driver::gemm_region::<K>(&ops, blocking) };
@@ -369,13 +389,30 @@ pub fn partition(
     mr: usize,
     nr: usize,
 ) -> (usize, usize) {
+    partition_with(tiles_m, tiles_n, k, threads, mr, nr, true)
+}
+
+/// [`partition`], where `pack_b` says whether each region packs its own
+/// columns of B (false for a pre-packed B, whose columns cost nothing to
+/// share, so a split over M then packs least: each thread packs only its
+/// own rows of A).
+pub fn partition_with(
+    tiles_m: usize,
+    tiles_n: usize,
+    k: usize,
+    threads: usize,
+    mr: usize,
+    nr: usize,
+    pack_b: bool,
+) -> (usize, usize) {
+    let b_cost = usize::from(pack_b);
     let mut best = (1, 1);
     let mut best_cost = usize::MAX;
     for tm in 1..=threads.min(tiles_m) {
         for tn in (1..=(threads / tm).min(tiles_n)).rev() {
             let rm = tiles_m.div_ceil(tm);
             let rn = tiles_n.div_ceil(tn);
-            let cost = rm * rn * mr * nr * k + PACK_COST * (rm * mr + rn * nr) * k;
+            let cost = rm * rn * mr * nr * k + PACK_COST * (rm * mr + b_cost * rn * nr) * k;
             if cost < best_cost {
                 best_cost = cost;
                 best = (tm, tn);

@@ -97,19 +97,30 @@ unsafe fn pack_w<const W: usize>(
                 let row = unsafe { std::slice::from_raw_parts(s.offset(p as isize * ds), W) };
                 d.copy_from_slice(row);
             }
-        } else if cfg!(target_arch = "x86_64") && width == W && ds == 1 && W.is_multiple_of(4) {
+        } else if cfg!(target_arch = "x86_64") && width == W && ds == 1 && W >= 4 {
             // Each line contiguous in depth (row-major A, transposed B): SSE
-            // 4 x 4 transposes, then the last kc % 4 depths one by one.
+            // 4 x 4 transposes of the first W / 4 * 4 lines (all of them
+            // but 2 of the AVX2 kernel's 6), those last lines 4 depths at a
+            // time, then the last kc % 4 depths one by one.
             let full = kc / 4 * 4;
+            let w4 = W / 4 * 4;
             #[cfg(target_arch = "x86_64")]
             for p0 in (0..full).step_by(4) {
-                for i0 in (0..W).step_by(4) {
-                    // SAFETY: lines i0..i0+4 < W = width and depths
+                for i0 in (0..w4).step_by(4) {
+                    // SAFETY: lines i0..i0+4 <= w4 <= W = width and depths
                     // p0..p0+4 <= kc are in range; the destination rows
                     // p0..p0+4 of this panel hold W floats each.
                     unsafe {
                         transpose4x4(s.offset(i0 as isize * ls + p0 as isize), ls, &mut dst[p0 * W + i0..], W)
                     };
+                }
+                for i in w4..W {
+                    // SAFETY: line i < width, depths p0..p0+4 <= kc are in range.
+                    let line =
+                        unsafe { std::slice::from_raw_parts(s.offset(i as isize * ls + p0 as isize), 4) };
+                    for (q, &v) in line.iter().enumerate() {
+                        dst[(p0 + q) * W + i] = v;
+                    }
                 }
             }
             for p in full..kc {

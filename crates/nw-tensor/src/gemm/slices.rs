@@ -34,7 +34,7 @@ impl<'a> MatRef<'a> {
     }
 
     /// Whether every in-range element lies inside `data`.
-    fn fits(&self) -> bool {
+    pub(crate) fn fits(&self) -> bool {
         if self.rows == 0 || self.cols == 0 {
             return true;
         }

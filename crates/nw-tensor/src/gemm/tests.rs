@@ -13,8 +13,11 @@
 //! it scales with `k` and with the magnitudes of the actual operands, not
 //! with an arbitrary constant.
 
+use std::sync::Arc;
+
 use super::driver::Blocking;
 use super::*;
+use crate::Tensor;
 
 /// A matrix stored in its own buffer with a chosen layout.
 struct Mat {
@@ -113,6 +116,7 @@ fn run_gemm(kernel: Kernel, blocking: Blocking, alpha: f32, a: &Mat, b: &Mat, be
         c: c.mut_ptr(),
         rsc: c.rs,
         csc: c.cs,
+        pb: None,
     };
     // SAFETY: each Mat's buffer covers its rows x cols under its strides,
     // and C is a separate buffer.
@@ -484,6 +488,7 @@ fn dot_path_on_every_kernel_against_the_reference() {
                     c: std::ptr::null_mut(),
                     rsc: 0,
                     csc: 0,
+                    pb: None,
                 };
                 assert!(gemv::applies(&ops), "m={m} k={k} n={n} does not take the dot path");
                 case(m, k, n, Layout::RowMajor, Layout::ColMajor, lc, s, seed, &[Blocking::DEFAULT]);
@@ -516,4 +521,172 @@ fn dot_path_is_bit_identical_across_threads_and_fma_kernels() {
             assert!(x == y, "{pair:?} differ on {m}x{k}x{n}");
         }
     }
+}
+
+/// `C <- alpha A B + beta C` through a [`PackedB`] packed with `blocking`.
+fn run_packed(kernel: Kernel, blocking: Blocking, alpha: f32, a: &Mat, b: &Mat, beta: f32, c: &mut Mat) {
+    // SAFETY: each Mat's buffer covers its rows x cols under its strides,
+    // and C is a separate buffer.
+    unsafe {
+        let p = PackedB::pack(kernel, blocking, b.rows, b.cols, b.ptr(), b.rs, b.cs).expect("pack");
+        p.run(a.rows, alpha, a.ptr(), a.rs, a.cs, beta, c.mut_ptr(), c.rs, c.cs);
+    }
+}
+
+#[test]
+fn packed_b_gives_the_bits_of_the_unpacked_call() {
+    // Every kernel, blockings that run every loop several times, odd shapes,
+    // B layouts (transposed W^T views included) and scalars; above
+    // GEMV_MAX_M rows, where both run the blocked loops.
+    let tiny = Blocking { mc: 13, kc_max: 7, nc: 33 };
+    let mut seed = 7000;
+    for (m, k, n) in [(5, 1, 1), (13, 40, 99), (50, 23, 70), (31, 8, 17), (128, 300, 65), (37, 784, 45)] {
+        for (lb, lc) in [
+            (Layout::ColMajor, Layout::RowMajor),
+            (Layout::RowMajor, Layout::Padded),
+            (Layout::Reversed, Layout::ColMajor),
+        ] {
+            for s in SCALARS {
+                seed += 1;
+                let mut g = Gen(seed);
+                let a = Mat::new(m, k, LAYOUTS[seed as usize % 4], &mut g);
+                let b = Mat::new(k, n, lb, &mut g);
+                let c0 = Mat::new(m, n, lc, &mut g);
+                for kernel in Kernel::available() {
+                    for blocking in [tiny, Blocking::DEFAULT] {
+                        let (mut x, mut y) = (c0.clone(), c0.clone());
+                        run_gemm(kernel, blocking, s.0, &a, &b, s.1, &mut x);
+                        run_packed(kernel, blocking, s.0, &a, &b, s.1, &mut y);
+                        let bits = |c: &Mat| c.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert!(bits(&x) == bits(&y), "{kernel:?} {blocking:?} {m}x{k}x{n} {lb:?} {s:?}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_b_is_bit_identical_across_threads() {
+    // The inference shapes of a 784-512-256-10 MLP at batch 256 (x W^T) on
+    // every kernel, 1 to 4 threads, checked against the unpacked call.
+    for kernel in Kernel::available() {
+        for (i, (m, k, n)) in [(256, 784, 512), (256, 512, 256), (131, 301, 203)].into_iter().enumerate() {
+            let mut g = Gen(8100 + i as u64);
+            let a = Mat::new(m, k, Layout::RowMajor, &mut g);
+            let b = Mat::new(k, n, Layout::ColMajor, &mut g);
+            let c0 = Mat::new(m, n, Layout::RowMajor, &mut g);
+            let (mr, nr) = kernel.tile();
+            assert_ne!(partition_with(m.div_ceil(mr), n.div_ceil(nr), k, 2, mr, nr, false), (1, 1));
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+                let mut c = c0.clone();
+                pool.install(|| run_packed(kernel, Blocking::DEFAULT, 1.0, &a, &b, 1.0, &mut c));
+                c.data.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            };
+            let want = run_in_pool(1, kernel, &a, &b, &c0, 1.0);
+            // run_in_pool uses alpha 0.5; redo the unpacked call with alpha 1.
+            let mut u = c0.clone();
+            run_gemm(kernel, Blocking::DEFAULT, 1.0, &a, &b, 1.0, &mut u);
+            let unpacked: Vec<u32> = u.data.iter().map(|x| x.to_bits()).collect();
+            assert_ne!(want, unpacked, "alpha must matter");
+            for t in 1..=4 {
+                assert!(run(t) == unpacked, "{kernel:?} {m}x{k}x{n} t={t}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_pre_packed_split_goes_over_m() {
+    // 256 x 784 x 512 with 12 x 32 tiles (22 x 16): with B to pack, two
+    // threads split N; with B pre-packed, M (each packs half of A).
+    assert_eq!(partition_with(22, 16, 784, 2, 12, 32, true), (1, 2));
+    assert_eq!(partition_with(22, 16, 784, 2, 12, 32, false), (2, 1));
+}
+
+#[test]
+fn pack_cache_never_serves_a_stale_pack() {
+    let mut g = Gen(99);
+    let vals: Vec<f32> = (0..40 * 24).map(|_| g.next()).collect();
+    let mut w = Tensor::from_vec(vals, &[24, 40]).unwrap(); // [out, in]
+    let x = Tensor::from_vec((0..16 * 40).map(|_| g.next()).collect(), &[16, 40]).unwrap();
+    let cache = PackCache::new();
+    let product = |w: &Tensor, cache: &PackCache| {
+        let wt = w.t().unwrap();
+        let p = cache.get(&wt).unwrap();
+        let mut y = Tensor::zeros(&[16, 24]);
+        y.gemm_acc_packed(1.0, &x, &p, 0.0).unwrap();
+        let mut z = Tensor::zeros(&[16, 24]);
+        z.gemm_acc(1.0, &x, &wt, 0.0).unwrap();
+        assert_eq!(y, z, "packed and unpacked differ");
+        (y, p)
+    };
+    let (y0, p0) = product(&w, &cache);
+    let (y1, p1) = product(&w, &cache);
+    assert!(Arc::ptr_eq(&p0, &p1), "an unchanged weight is packed once");
+    assert_eq!(y0, y1);
+    drop((p0, p1));
+    // Write in place (as an optimizer does): the cache holds the old
+    // storage, so the write copies and the next product repacks.
+    w.as_slice_mut()[5] += 1.0;
+    let (y2, _) = product(&w, &cache);
+    assert_ne!(y0, y2, "the new weight must be used");
+    // Clearing first lets the write happen in place; still no stale pack.
+    cache.clear();
+    assert!(!cache.is_filled());
+    w.as_slice_mut()[7] -= 3.0;
+    let (y3, _) = product(&w, &cache);
+    assert_ne!(y2, y3);
+    // A different view of the same storage (W itself, not W^T) is not a packing of it.
+    let p = cache.get(&w.t().unwrap()).unwrap();
+    assert!(!p.is_packing_of(&w.reshape(&[40, 24]).unwrap()));
+    // Shape errors, not panics.
+    let mut bad = Tensor::zeros(&[16, 23]);
+    assert!(bad.gemm_acc_packed(1.0, &x, &p, 0.0).is_err());
+    assert!(Tensor::zeros(&[3, 24]).gemm_acc_packed(1.0, &Tensor::zeros(&[3, 39]), &p, 0.0).is_err());
+    assert!(PackedMatrix::new(&Tensor::zeros(&[2, 2, 2])).is_err());
+}
+
+#[test]
+fn gemm_packed_slices_front_end() {
+    let mut g = Gen(123);
+    let (m, k, n) = (9, 33, 70);
+    let a: Vec<f32> = (0..m * k).map(|_| g.next()).collect();
+    let w: Vec<f32> = (0..n * k).map(|_| g.next()).collect();
+    let b = MatRef::transposed(&w, k, n);
+    for kernel in Kernel::available() {
+        let p = PackedB::with_kernel(kernel, b).unwrap();
+        assert_eq!((p.k(), p.n(), p.kernel()), (k, n, kernel));
+        let mut c1 = vec![0.25; m * n];
+        let mut c2 = c1.clone();
+        gemm_packed(0.5, MatRef::row_major(&a, m, k), &p, 2.0, &mut c1).unwrap();
+        // SAFETY: the slices cover the operands; C is separate.
+        unsafe {
+            sgemm_with(
+                kernel,
+                m,
+                k,
+                n,
+                0.5,
+                a.as_ptr(),
+                k as isize,
+                1,
+                w.as_ptr(),
+                1,
+                k as isize,
+                2.0,
+                c2.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        };
+        assert_eq!(
+            c1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            c2.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+        assert!(gemm_packed(1.0, MatRef::row_major(&a, m, k - 1), &p, 0.0, &mut c1).is_err());
+        assert!(gemm_packed(1.0, MatRef::row_major(&a, m, k), &p, 0.0, &mut c1[1..]).is_err());
+    }
+    assert!(PackedB::new(MatRef { data: &w[1..], rows: k, cols: n, row_stride: 1, col_stride: k }).is_err());
 }
