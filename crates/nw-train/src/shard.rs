@@ -24,7 +24,10 @@
 //! produces from the step's starting values (one update per step, as at
 //! `k = 1`); rank 0 always computes shard 0 and sends those buffers to every
 //! rank with its gradient blocks, so all ranks end every step with the same
-//! buffers. Shards 1.. update nothing that survives the step.
+//! buffers. Shards 1.. update nothing that survives the step. With
+//! [`Sharding::sync_bn`] the batch-norm layers use the whole batch's
+//! statistics instead, summed over the shards in the same tree, and update
+//! the running statistics from them on every rank (`crate::sync_bn`).
 //!
 //! Penalty terms (L1/L2 on the weights) do not depend on the data: their
 //! gradient is added once, after the tree sum.
