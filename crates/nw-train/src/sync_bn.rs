@@ -101,6 +101,9 @@ fn gather(trainer: &Trainer, m: usize, width: usize, leaves: &[Vec<f64>]) -> Res
     Ok(gather_sum_f64(trainer.sharding.collective.as_deref(), m, width, leaves)?)
 }
 
+/// The local shards' gradient leaves and shard 0's traced activations.
+type Leaves = (Vec<Vec<f32>>, HashMap<String, Tensor>);
+
 /// Every local micro-shard's gradient leaf (built by `leaf` from the shard's
 /// gradients, scaled loss and correct count), and shard 0's traced
 /// activations when this rank computes it.
@@ -109,7 +112,7 @@ pub(crate) fn shard_leaves(
     layers: &[Layer],
     sh: &Shards<'_>,
     leaf: impl Fn(&Grads, f32, Option<usize>) -> Vec<f32>,
-) -> Result<(Vec<Vec<f32>>, HashMap<String, Tensor>)> {
+) -> Result<Leaves> {
     let (a, e) = sh.run;
     let rows = |s: usize| (s * sh.b / sh.m, (s + 1) * sh.b / sh.m);
     let n_children = trainer.model.len();
