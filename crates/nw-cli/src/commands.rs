@@ -145,6 +145,7 @@ fn resolve_config(a: &TrainArgs) -> Result<RunConfig> {
     put("train.label_smoothing", a.label_smoothing.map(|v| format!("{v:?}")));
     put("train.accumulate", a.accumulate.map(|v| v.to_string()));
     put("train.distributed", a.dist.distributed.then(|| "true".into()));
+    put("train.sync_bn", a.dist.sync_bn.then(|| "true".into()));
     if !a.freeze.is_empty() {
         let pats: Vec<String> = a.freeze.iter().map(|p| toml_string(p)).collect();
         put("train.freeze", Some(format!("[{}]", pats.join(", "))));

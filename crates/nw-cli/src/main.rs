@@ -365,6 +365,11 @@ pub struct DistArgs {
     /// for any rank count, one process included.
     #[arg(long, help_heading = "Distributed")]
     pub distributed: bool,
+    /// Synchronised batch norm: normalise with the whole batch's statistics,
+    /// summed over every micro-shard and rank in the fixed tree (train.sync_bn;
+    /// default: each micro-shard's own statistics).
+    #[arg(long, help_heading = "Distributed")]
+    pub sync_bn: bool,
     /// Seconds a rank waits for a silent peer before the job ends with an error naming it.
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0, help_heading = "Distributed")]
     pub dist_timeout: f64,

@@ -78,6 +78,50 @@ fn one_two_three_ranks_write_the_same_model_and_resume_across_counts() {
     }
 }
 
+/// A CNN with two batch-norm layers on the digits (8x8), 2 epochs.
+const CNN: &[&str] = &[
+    "train",
+    "--distributed",
+    "--accumulate",
+    "6",
+    "--batch",
+    "96",
+    "--epochs",
+    "2",
+    "--seed",
+    "3",
+    "--set",
+    "model.layer=[{type=\"reshape\", shape=[1, 8, 8]}, {type=\"conv2d\", out=6, kernel=3, padding=1}, \
+     {type=\"batch_norm\"}, {type=\"relu\"}, {type=\"max_pool2d\", kernel=2}, {type=\"flatten\"}, \
+     {type=\"linear\", out=24}, {type=\"dropout\", p=0.2}, {type=\"batch_norm\"}, {type=\"relu\"}, {type=\"linear\"}]",
+];
+
+fn train_cnn(n: usize, sync_bn: bool, name: &str) -> Vec<u8> {
+    let out = tmp(name);
+    let mut args = CNN.to_vec();
+    if sync_bn {
+        args.push("--sync-bn");
+    }
+    args.extend(["--out", out.to_str().unwrap()]);
+    let o = mpirun(n, &args).output().expect("mpirun runs (install openmpi-bin)");
+    assert!(o.status.success(), "{n} ranks: {}", text(&o));
+    let model = std::fs::read(out.join("model.safetensors")).unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    model
+}
+
+#[test]
+fn cnn_with_batch_norm_per_rank_and_sync_bn() {
+    // Per-shard statistics (the default): two 2-rank runs agree byte for byte.
+    let a = train_cnn(2, false, "bn-a");
+    assert!(a == train_cnn(2, false, "bn-b"), "2 vs 2 ranks, per-shard statistics");
+    // --sync-bn: the whole batch's statistics, the same bytes on 1, 2, 3 ranks.
+    let s: Vec<Vec<u8>> = (1..=3).map(|n| train_cnn(n, true, &format!("sync{n}"))).collect();
+    assert!(s[0] == s[1], "--sync-bn: 1 vs 2 ranks");
+    assert!(s[0] == s[2], "--sync-bn: 1 vs 3 ranks");
+    assert!(s[1] != a, "--sync-bn changed the model");
+}
+
 /// Starts a long 3-rank run, waits until its rank processes exist, and
 /// signals one of them; the job must end with an error within the timeout.
 fn signal_a_rank(signal: &str, name: &str) -> (Output, Duration) {

@@ -27,6 +27,11 @@ pub trait Collective: Send {
     fn all_gather(&self, data: Vec<u8>) -> Result<Vec<Vec<u8>>, DistError>;
     /// Bytes this rank has sent to other ranks so far (for cost accounting).
     fn bytes_sent(&self) -> u64;
+    /// Seconds this rank has spent inside collectives so far (sending, and
+    /// waiting for the slowest peer); 0 where not measured.
+    fn comm_seconds(&self) -> f64 {
+        0.0
+    }
 }
 
 /// One process alone: `all_gather` returns its own message.

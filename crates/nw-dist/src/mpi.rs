@@ -30,6 +30,7 @@ pub struct MpiRank {
     timeout: Duration,
     seq: Cell<u64>,
     sent: Cell<u64>,
+    comm: Cell<f64>,
     // Finalises MPI when dropped: declared last, dropped last.
     _universe: Universe,
 }
@@ -58,7 +59,14 @@ impl MpiRank {
             )));
         }
         let world = universe.world();
-        Ok(MpiRank { world, timeout, seq: Cell::new(0), sent: Cell::new(0), _universe: universe })
+        Ok(MpiRank {
+            world,
+            timeout,
+            seq: Cell::new(0),
+            sent: Cell::new(0),
+            comm: Cell::new(0.0),
+            _universe: universe,
+        })
     }
 
     fn give_up(&self, rank: usize, seq: u64) -> ! {
@@ -78,6 +86,23 @@ impl Collective for MpiRank {
     }
 
     fn all_gather(&self, data: Vec<u8>) -> Result<Vec<Vec<u8>>, DistError> {
+        let started = Instant::now();
+        let out = self.gather(data);
+        self.comm.set(self.comm.get() + started.elapsed().as_secs_f64());
+        out
+    }
+
+    fn comm_seconds(&self) -> f64 {
+        self.comm.get()
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.sent.get()
+    }
+}
+
+impl MpiRank {
+    fn gather(&self, data: Vec<u8>) -> Result<Vec<Vec<u8>>, DistError> {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
         let (me, n) = (self.rank(), self.size());
@@ -126,9 +151,5 @@ impl Collective for MpiRank {
         });
         got[me] = Some(data);
         Ok(got.into_iter().map(|m| m.expect("every message arrived")).collect())
-    }
-
-    fn bytes_sent(&self) -> u64 {
-        self.sent.get()
     }
 }

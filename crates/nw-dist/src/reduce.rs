@@ -120,6 +120,66 @@ pub fn reduce(
     Ok((if m == 0 { vec![0.0; width] } else { sum }, sides))
 }
 
+/// Every micro-shard's `f64` leaf (each of length `width`), in shard order,
+/// on every rank, where this rank holds `leaves` for its run [`my_run`]; then
+/// their sum in the fixed tree ([`crate::tree::tree_sum_f64`]). The leaves
+/// are small (batch-norm statistics: a few values per channel), so they are
+/// gathered whole and every rank evaluates the whole tree: the same additions
+/// in the same order for any rank count. Wire format: `width` little-endian
+/// `f64` per leaf, back to back.
+pub fn gather_sum_f64(
+    coll: Option<&dyn Collective>,
+    m: usize,
+    width: usize,
+    leaves: &[Vec<f64>],
+) -> Result<Vec<f64>, DistError> {
+    let (rank, size) = coll.map_or((0, 1), |c| (c.rank(), c.size()));
+    let (a, b) = my_run(m, rank, size);
+    if leaves.len() != b - a || leaves.iter().any(|l| l.len() != width) {
+        return Err(DistError::Setup(format!(
+            "rank {rank} holds {} leaves for its run [{a}, {b}) of {m} micro-shards (each of {width} values)",
+            leaves.len()
+        )));
+    }
+    let Some(c) = coll.filter(|c| c.size() > 1) else {
+        let sum = crate::tree::tree_sum_f64(leaves);
+        return Ok(if m == 0 { vec![0.0; width] } else { sum });
+    };
+    let mut msg = Vec::with_capacity(leaves.len() * width * 8);
+    for x in leaves.iter().flatten() {
+        msg.extend_from_slice(&x.to_le_bytes());
+    }
+    let msgs = c.all_gather(msg)?;
+    let mut all = Vec::with_capacity(m);
+    for (r, bytes) in msgs.iter().enumerate() {
+        let (ra, rb) = my_run(m, r, size);
+        let want = (rb - ra) * width * 8;
+        if bytes.len() != want {
+            return Err(DistError::Malformed {
+                rank: r,
+                what: format!(
+                    "{} bytes of statistics, expected {want} ({} leaves of {width})",
+                    bytes.len(),
+                    rb - ra
+                ),
+            });
+        }
+        if width > 0 {
+            for leaf in bytes.chunks_exact(width * 8) {
+                all.push(
+                    leaf.chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                        .collect(),
+                );
+            }
+        } else {
+            all.extend((ra..rb).map(|_| Vec::new()));
+        }
+    }
+    let sum = crate::tree::tree_sum_f64(&all);
+    Ok(if m == 0 { vec![0.0; width] } else { sum })
+}
+
 fn rank_of(m: usize, size: usize, shard: usize) -> usize {
     split_runs(m, size).iter().position(|&(a, b)| a <= shard && shard < b).unwrap_or(0)
 }
@@ -140,6 +200,34 @@ mod tests {
         let mut huge = u64::MAX.to_le_bytes().to_vec();
         huge.extend([0; 8]);
         assert!(decode(&huge, 2).is_err());
+    }
+
+    #[test]
+    fn gathered_f64_sums_equal_the_one_process_tree() {
+        let m = 5;
+        let leaves: Vec<Vec<f64>> =
+            (0..m).map(|i| vec![1e16 * (i as f64 - 2.0), 1.0 + i as f64, 0.1 * i as f64]).collect();
+        let whole = crate::tree::tree_sum_f64(&leaves);
+        assert_eq!(gather_sum_f64(None, m, 3, &leaves).unwrap(), whole);
+        for n in 1..=4 {
+            let hs: Vec<_> = threads::group(n, std::time::Duration::from_secs(10))
+                .unwrap()
+                .into_iter()
+                .map(|c| {
+                    let l = leaves.clone();
+                    std::thread::spawn(move || {
+                        let (a, b) = my_run(m, c.rank(), c.size());
+                        gather_sum_f64(Some(&c), m, 3, &l[a..b]).unwrap()
+                    })
+                })
+                .collect();
+            for h in hs {
+                let got = h.join().unwrap();
+                assert!(got.iter().zip(&whole).all(|(x, y)| x.to_bits() == y.to_bits()), "n={n}");
+            }
+        }
+        // A rank holding the wrong number of leaves is a set-up error, not a panic.
+        assert!(gather_sum_f64(None, m, 3, &leaves[..2]).is_err());
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub struct ThreadRank {
     from: Vec<Option<Receiver<Msg>>>,
     seq: Cell<u64>,
     sent: Cell<u64>,
+    comm: Cell<f64>,
 }
 
 impl std::fmt::Debug for ThreadRank {
@@ -77,6 +78,7 @@ pub fn group(n: usize, timeout: Duration) -> Result<Vec<ThreadRank>, DistError> 
             from,
             seq: Cell::new(0),
             sent: Cell::new(0),
+            comm: Cell::new(0.0),
         })
         .collect())
 }
@@ -91,6 +93,23 @@ impl Collective for ThreadRank {
     }
 
     fn all_gather(&self, data: Vec<u8>) -> Result<Vec<Vec<u8>>, DistError> {
+        let started = Instant::now();
+        let out = self.gather(data);
+        self.comm.set(self.comm.get() + started.elapsed().as_secs_f64());
+        out
+    }
+
+    fn comm_seconds(&self) -> f64 {
+        self.comm.get()
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.sent.get()
+    }
+}
+
+impl ThreadRank {
+    fn gather(&self, data: Vec<u8>) -> Result<Vec<Vec<u8>>, DistError> {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
         // A failed send means that rank is gone; the receive from it below
@@ -120,10 +139,6 @@ impl Collective for ThreadRank {
             }
         }
         Ok(out)
-    }
-
-    fn bytes_sent(&self) -> u64 {
-        self.sent.get()
     }
 }
 

@@ -52,6 +52,46 @@ pub fn tree_sum(leaves: &[Vec<f32>]) -> Vec<f32> {
     node(m, 0, root(m), &|i| leaves[i].clone()).unwrap_or_default()
 }
 
+fn node_with<T: Clone>(
+    m: usize,
+    lo: usize,
+    size: usize,
+    leaves: &[T],
+    add: &dyn Fn(T, &T) -> T,
+) -> Option<T> {
+    if lo >= m {
+        return None;
+    }
+    if size == 1 {
+        return Some(leaves[lo].clone());
+    }
+    let h = size / 2;
+    let left = node_with(m, lo, h, leaves, add)?;
+    match node_with(m, lo + h, h, leaves, add) {
+        Some(right) => Some(add(left, &right)),
+        None => Some(left),
+    }
+}
+
+/// The same tree as [`tree_sum`] over any leaf type, with `add` as the node
+/// operation (`add(left, right)`); `None` for no leaves.
+pub fn tree_fold<T: Clone>(leaves: &[T], add: impl Fn(T, &T) -> T) -> Option<T> {
+    let m = leaves.len();
+    node_with(m, 0, root(m), leaves, &add)
+}
+
+/// [`tree_sum`] in `f64`: the fixed tree over vectors of double precision
+/// (batch-norm statistics); empty input gives an empty vector.
+pub fn tree_sum_f64(leaves: &[Vec<f64>]) -> Vec<f64> {
+    tree_fold(leaves, |mut a, b| {
+        for (x, y) in a.iter_mut().zip(b) {
+            *x += *y;
+        }
+        a
+    })
+    .unwrap_or_default()
+}
+
 /// The contiguous run `[a, b)` of micro-shards of rank `r` among `n` ranks
 /// for `m` micro-shards: `[r m / n, (r + 1) m / n)` (unequal when `n` does not divide `m`).
 pub fn split_runs(m: usize, n: usize) -> Vec<(usize, usize)> {
@@ -161,6 +201,28 @@ mod tests {
         // whereas a left fold gives ((1e8 + 1) - 1e8) + 1 = 1.
         let l = vec![vec![1e8f32], vec![1.0], vec![-1e8], vec![1.0]];
         assert_eq!(tree_sum(&l), vec![0.0]);
+    }
+
+    #[test]
+    fn the_generic_tree_has_the_same_shape() {
+        for m in 1..20 {
+            let l = leaves(m);
+            let f = tree_fold(&l, |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += *y;
+                }
+                a
+            })
+            .unwrap();
+            assert_eq!(f, tree_sum(&l), "m={m}");
+            // f64: the same pairing, worked by hand for m = 3: (a + b) + c.
+            let d: Vec<Vec<f64>> = l.iter().map(|v| v.iter().map(|&x| x as f64).collect()).collect();
+            if m == 3 {
+                let want: Vec<f64> = (0..7).map(|j| (d[0][j] + d[1][j]) + d[2][j]).collect();
+                assert_eq!(tree_sum_f64(&d), want);
+            }
+        }
+        assert!(tree_sum_f64(&[]).is_empty());
     }
 
     #[test]

@@ -81,7 +81,9 @@ pub use loss::{
     SmoothL1Loss, Target,
 };
 pub use module::{Buffer, BufferValue, Dtype, ModeFlag, Module, Sequential, prefixed};
-pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};
+pub use norm::{
+    BatchNorm, BatchNorm1d, BatchNorm2d, GradSums, LayerNorm, SyncStats, channel_sums, grad_sums,
+};
 pub use resample::{ConvTranspose2d, Upsample, UpsampleSize};
 pub use rnn::{Gru, Lstm, RecurrentLayer, Rnn, RnnConfig, RnnNonlinearity, RnnOutput, RnnState};
 pub use state::{StateError, StateMismatch};

@@ -59,6 +59,7 @@ pub mod session;
 pub mod shard;
 pub mod spectral;
 pub mod state;
+mod sync_bn;
 mod trainer;
 pub mod update;
 

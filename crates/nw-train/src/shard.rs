@@ -24,7 +24,10 @@
 //! produces from the step's starting values (one update per step, as at
 //! `k = 1`); rank 0 always computes shard 0 and sends those buffers to every
 //! rank with its gradient blocks, so all ranks end every step with the same
-//! buffers. Shards 1.. update nothing that survives the step.
+//! buffers. Shards 1.. update nothing that survives the step. With
+//! [`Sharding::sync_bn`] the batch-norm layers use the whole batch's
+//! statistics instead, summed over the shards in the same tree, and update
+//! the running statistics from them on every rank (`crate::sync_bn`).
 //!
 //! Penalty terms (L1/L2 on the weights) do not depend on the data: their
 //! gradient is added once, after the tree sum.
@@ -54,12 +57,17 @@ pub struct Sharding {
     pub seed: u64,
     /// The ranks sharing the shards; `None`: this process computes them all.
     pub collective: Option<Box<dyn Collective>>,
+    /// Synchronised batch norm (`train.sync_bn`): every batch-norm layer
+    /// normalises with the statistics of the whole batch, summed over all
+    /// micro-shards in the fixed tree (see `crate::sync_bn`), instead of each
+    /// shard's own.
+    pub sync_bn: bool,
 }
 
 impl Default for Sharding {
     /// One shard, one process: the original single-batch step.
     fn default() -> Self {
-        Sharding { accumulate: 1, per_shard: false, seed: 0, collective: None }
+        Sharding { accumulate: 1, per_shard: false, seed: 0, collective: None, sync_bn: false }
     }
 }
 
@@ -70,6 +78,7 @@ impl std::fmt::Debug for Sharding {
             .field("per_shard", &self.per_shard)
             .field("seed", &self.seed)
             .field("ranks", &self.collective.as_ref().map(|c| (c.rank(), c.size())))
+            .field("sync_bn", &self.sync_bn)
             .finish()
     }
 }
@@ -77,7 +86,7 @@ impl std::fmt::Debug for Sharding {
 impl Sharding {
     /// Whether steps take the micro-shard path.
     pub fn is_sharded(&self) -> bool {
-        self.accumulate > 1 || self.per_shard || self.collective.is_some()
+        self.accumulate > 1 || self.per_shard || self.collective.is_some() || self.sync_bn
     }
 
     /// `(rank, size)`; `(0, 1)` without a collective.
@@ -101,7 +110,7 @@ pub fn shard_seed(seed: u64, layer: usize, step: u64, shard: usize) -> u64 {
     h
 }
 
-fn reseed(trainer: &Trainer, step: u64, shard: usize) {
+pub(crate) fn reseed(trainer: &Trainer, step: u64, shard: usize) {
     for (l, r) in trainer.rngs.iter().enumerate() {
         *r.lock().unwrap_or_else(|e| e.into_inner()) =
             Rng::new(shard_seed(trainer.sharding.seed, l, step, shard));
@@ -159,6 +168,38 @@ fn decode_buffers(bytes: &[u8], like: &[Buffer]) -> Result<Vec<BufferValue>> {
     Ok(out)
 }
 
+/// One micro-shard's leaf: every gradient flattened in parameter order (zeros
+/// where absent), one presence flag per parameter, then the scaled loss, the
+/// correct count and a "counted" flag.
+pub(crate) fn leaf(
+    params: &[nw_autograd::Param],
+    numels: &[usize],
+    width: usize,
+    g: &Grads,
+    scaled_loss: f32,
+    correct: Option<usize>,
+) -> Vec<f32> {
+    let mut leaf = Vec::with_capacity(width);
+    let mut present = Vec::with_capacity(params.len());
+    for (p, &n) in params.iter().zip(numels) {
+        match g.get(p) {
+            Some(t) => {
+                leaf.extend(t.to_vec());
+                present.push(1.0);
+            }
+            None => {
+                leaf.resize(leaf.len() + n, 0.0);
+                present.push(0.0);
+            }
+        }
+    }
+    leaf.extend(present);
+    leaf.push(scaled_loss);
+    leaf.push(correct.unwrap_or(0) as f32);
+    leaf.push(if correct.is_some() { 1.0 } else { 0.0 });
+    leaf
+}
+
 /// The micro-shard step's gradients (see the module docs); called by
 /// [`Trainer::compute_grads`] when [`Sharding::is_sharded`].
 pub(crate) fn compute(
@@ -184,11 +225,24 @@ pub(crate) fn compute(
     // Leaf layout: every gradient flattened in parameter order, one presence
     // flag per parameter, then scaled loss, correct count, "counted" flag.
     let width = total + params.len() + 3;
-    let buffers: Vec<Buffer> = trainer.model.named_buffers().into_iter().map(|(_, b)| b).collect();
+    let sync = trainer.sharding.sync_bn;
+    // Synchronised batch norm updates the running statistics on every rank
+    // from the same whole-batch numbers: no buffers ride along.
+    let buffers: Vec<Buffer> = match sync {
+        true => Vec::new(),
+        false => trainer.model.named_buffers().into_iter().map(|(_, b)| b).collect(),
+    };
     let mut after_first: Option<Vec<BufferValue>> = None;
     let mut acts_first = HashMap::new();
     let mut leaves = Vec::with_capacity(e - a);
-    for s in a..e {
+    if sync {
+        let layers = crate::sync_bn::layers(trainer)?;
+        let shape = crate::sync_bn::Shards { x, y, b, m, run: (a, e), step, trace };
+        (leaves, acts_first) = crate::sync_bn::shard_leaves(trainer, &layers, &shape, |g, l, c| {
+            leaf(&params, &numels, width, g, l, c)
+        })?;
+    }
+    for s in (a..e).filter(|_| !sync) {
         let (lo, hi) = (s * b / m, (s + 1) * b / m);
         let idx: Vec<usize> = (lo..hi).collect();
         let xs = x.narrow(0, lo, hi - lo)?;
@@ -201,25 +255,7 @@ pub(crate) fn compute(
         let loss = l.value().item()?;
         let g = l.mul_scalar(frac).backward()?;
         drop((l, out));
-        let mut leaf = Vec::with_capacity(width);
-        let mut present = Vec::with_capacity(params.len());
-        for (p, &n) in params.iter().zip(&numels) {
-            match g.get(p) {
-                Some(t) => {
-                    leaf.extend(t.to_vec());
-                    present.push(1.0);
-                }
-                None => {
-                    leaf.resize(leaf.len() + n, 0.0);
-                    present.push(0.0);
-                }
-            }
-        }
-        leaf.extend(present);
-        leaf.push(loss * frac);
-        leaf.push(correct.unwrap_or(0) as f32);
-        leaf.push(if correct.is_some() { 1.0 } else { 0.0 });
-        leaves.push(leaf);
+        leaves.push(leaf(&params, &numels, width, &g, loss * frac, correct));
         if s == 0 {
             after_first = Some(buffers.iter().map(Buffer::value).collect());
             acts_first = acts;

@@ -242,16 +242,30 @@ impl Trainer {
     /// Forward pass that also returns the post-ReLU activations keyed by the
     /// preceding layer's weight name (for dead-unit statistics).
     pub(crate) fn forward_traced(&self, x: &Var, trace: bool) -> Result<(Var, HashMap<String, Tensor>)> {
-        let mut h = x.clone();
         let mut acts = HashMap::new();
-        for i in 0..self.model.len() {
+        let h = self.forward_layers(x, 0..self.model.len(), trace, &mut acts)?;
+        Ok((h, acts))
+    }
+
+    /// The model's children `layers` applied to `x` (the stages of
+    /// synchronised batch norm, `crate::sync_bn`), recording the traced
+    /// activations of those children into `acts`.
+    pub(crate) fn forward_layers(
+        &self,
+        x: &Var,
+        layers: std::ops::Range<usize>,
+        trace: bool,
+        acts: &mut HashMap<String, Tensor>,
+    ) -> Result<Var> {
+        let mut h = x.clone();
+        for i in layers {
             let layer = self.model.get(i).expect("index below len");
             h = layer.forward(&h)?;
             if trace && let Some(name) = self.relu_after.get(&i) {
                 acts.insert(name.clone(), h.value().clone());
             }
         }
-        Ok((h, acts))
+        Ok(h)
     }
 
     /// The step of an optimizer that re-evaluates the loss (LBFGS): a closure

@@ -92,6 +92,7 @@ const CASES: &[Case] = &[
     case("train.swa_start", "", "4", &["train.swa_start", "1..=train.epochs (3)"]),
     with("train.accumulate", "", &[("optim.name", "\"lbfgs\"")], "2", &["lbfgs", "train.accumulate = 1"]),
     case("train.distributed", "", "\"yes\"", &["train.distributed", "expected a boolean"]),
+    case("train.sync_bn", "", "\"yes\"", &["train.sync_bn", "expected a boolean"]),
     case("train.batch", "", "0", &["train.batch", "positive mini-batch size"]),
     case("train.batch", "", "\"many\"", &["train.batch", "full", "online"]),
     case("train.checkpoint_every", "", "-1", &["train.checkpoint_every", "expected u64"]),

@@ -240,3 +240,133 @@ fn a_stalled_rank_ends_the_others_within_the_timeout() {
         assert!(took < Duration::from_secs(10), "took {took:?}");
     }
 }
+
+/// [`cnn_trainer`] with a second batch norm (BatchNorm1d on the hidden
+/// features, after a dropout) so that a stage runs between two synchronised
+/// layers; `sync` switches `train.sync_bn`.
+fn cnn2_trainer(seed: u64, accumulate: usize, sync: bool) -> Trainer {
+    let mut rng = Rng::new(seed);
+    let spec = Conv2dSpec { padding: (1, 1), ..Default::default() };
+    let drop_rng = std::sync::Arc::new(std::sync::Mutex::new(Rng::new(seed ^ 1)));
+    let model = Sequential::new()
+        .with(nw_train::models::Reshape { shape: vec![1, 8, 8] })
+        .with(Conv2d::new(1, 6, (3, 3), spec, true, &mut rng).unwrap())
+        .with(BatchNorm2d::new(6))
+        .with(Relu)
+        .with(MaxPool2d::new(2))
+        .with(Flatten::default())
+        .with(Linear::new(6 * 16, 24, &mut rng))
+        .with(nw_train::models::Dropout::new(0.2, drop_rng.clone()))
+        .with(nw_nn::BatchNorm1d::new(24))
+        .with(Relu)
+        .with(Linear::new(24, 10, &mut rng));
+    let opt = Sgd { lr: 0.05, momentum: 0.9, ..Default::default() }.build(model.parameters()).unwrap();
+    let mut t = Trainer::new(model, Box::new(opt), LossKind::CrossEntropy { label_smoothing: 0.0 });
+    t.rngs = vec![drop_rng];
+    t.sharding.accumulate = accumulate;
+    t.sharding.per_shard = true;
+    t.sharding.seed = seed;
+    t.sharding.sync_bn = sync;
+    t
+}
+
+fn digits_loader(d: &Dataset) -> BatchLoader {
+    BatchLoader::new(
+        d.clone(),
+        LoaderConfig { batch_size: BatchSize::Mini(64), seed: 2, ..Default::default() },
+    )
+    .unwrap()
+}
+
+#[test]
+fn sync_bn_same_bits_on_1_2_3_ranks() {
+    let data = small_digits();
+    let train = |t: &mut Trainer, d: &Dataset| {
+        let l = digits_loader(d);
+        for _ in 0..2 {
+            t.train_epoch(&l, None, &mut |_, _, _| {}).unwrap();
+        }
+    };
+    let one = {
+        let mut t = cnn2_trainer(4, 5, true);
+        train(&mut t, &data);
+        state_bits(&t.model)
+    };
+    // Per-shard statistics give other bits: the synchronisation is in effect.
+    let per_shard = {
+        let mut t = cnn2_trainer(4, 5, false);
+        train(&mut t, &data);
+        state_bits(&t.model)
+    };
+    assert!(one != per_shard, "sync_bn changed nothing");
+    for n in 1..=3 {
+        let data = data.clone();
+        let all = on_ranks(n, Duration::from_secs(120), move |c| {
+            let mut t = cnn2_trainer(4, 5, true);
+            t.sharding.collective = Some(Box::new(c));
+            train(&mut t, &data);
+            state_bits(&t.model)
+        });
+        for (r, bits) in all.iter().enumerate() {
+            // Weights, running statistics and batch counters alike.
+            assert!(*bits == one, "sync_bn, {n} ranks: rank {r} differs from one process");
+        }
+    }
+}
+
+#[test]
+fn sync_bn_over_k_shards_is_batch_norm_over_the_whole_batch() {
+    // The one-BN CNN (no dropout): 5 synchronised shards take the steps of
+    // plain batch norm on the whole batch, up to rounding (fixture tolerance).
+    let data = small_digits();
+    let l = digits_loader(&data);
+    let batches: Vec<_> = l.epoch(0).take(3).collect();
+    let mut whole = cnn_trainer(4);
+    whole.sharding.accumulate = 1;
+    whole.sharding.per_shard = false;
+    let mut sync = cnn_trainer(4);
+    sync.sharding.sync_bn = true;
+    let mut per_shard = cnn_trainer(4);
+    for b in &batches {
+        let (l1, _) = whole.train_step(&b.x, &b.y).unwrap();
+        let (ls, _) = sync.train_step(&b.x, &b.y).unwrap();
+        per_shard.train_step(&b.x, &b.y).unwrap();
+        assert!((l1 - ls).abs() <= 1e-5 * l1.abs(), "loss {l1} vs {ls}");
+    }
+    let vals = |t: &Trainer| -> Vec<(String, Vec<f32>)> {
+        nw_nn::state::state_dict(&t.model)
+            .into_iter()
+            .filter_map(|(n, v)| match v {
+                nw_nn::BufferValue::F32(t) => Some((n, t.to_vec())),
+                _ => None,
+            })
+            .collect()
+    };
+    let (w, s, p) = (vals(&whole), vals(&sync), vals(&per_shard));
+    for ((n, a), (_, b)) in w.iter().zip(&s) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-6 + 1e-4 * x.abs(), "{n}: whole batch {x} vs sync_bn {y}");
+        }
+    }
+    // Per-shard statistics are another computation: the running mean is
+    // shard 0's, not the batch's.
+    let rm =
+        |v: &[(String, Vec<f32>)]| v.iter().find(|(n, _)| n.ends_with("running_mean")).unwrap().1.clone();
+    let far = rm(&w).iter().zip(rm(&p)).any(|(x, y)| (x - y).abs() > 1e-6 + 1e-4 * x.abs());
+    assert!(far, "per-shard running mean equals the whole batch's");
+}
+
+#[test]
+fn sync_bn_inside_another_layer_is_an_error() {
+    let mut rng = Rng::new(1);
+    let inner = Sequential::new().with(Linear::new(64, 8, &mut rng)).with(nw_nn::BatchNorm1d::new(8));
+    let model = Sequential::new().with(inner).with(Linear::new(8, 10, &mut rng));
+    let opt = Sgd { lr: 0.05, ..Default::default() }.build(model.parameters()).unwrap();
+    let mut t = Trainer::new(model, Box::new(opt), LossKind::CrossEntropy { label_smoothing: 0.0 });
+    t.sharding.accumulate = 2;
+    t.sharding.sync_bn = true;
+    let d = small_digits();
+    let b = digits_loader(&d).epoch(0).next().unwrap();
+    let e = t.train_step(&b.x, &b.y).unwrap_err();
+    assert!(e.to_string().contains("top level"), "{e}");
+}

@@ -225,6 +225,7 @@ pub fn build_run(cfg: &RunConfig) -> Result<Run> {
         per_shard: cfg.train.distributed,
         seed,
         collective: None,
+        sync_bn: cfg.train.sync_bn,
     };
     trainer.lr_policy = cfg.schedule.policy(cfg.optim.lr(), cfg.train.epochs, loader.batches_per_epoch())?;
     trainer.sync_momentum()?;

@@ -374,6 +374,13 @@ pub struct LoopConfig {
     /// false; `nw train --distributed` sets it). Such a run continues
     /// bit-identically under any number of ranks, one process included.
     pub distributed: bool,
+    /// Synchronised batch norm (default false; `--sync-bn`): every
+    /// batch-norm layer normalises with the statistics of the whole batch,
+    /// summed over all micro-shards in the fixed tree, and its backward uses
+    /// the whole batch's gradient sums (torch `SyncBatchNorm`); the same bits
+    /// on any rank count. Off: each micro-shard uses its own statistics (as
+    /// torch DDP does per process). See docs/DISTRIBUTED.md.
+    pub sync_bn: bool,
     /// Summarise each weight matrix's singular values at epoch ends
     /// (`spectral.jsonl`: top values, stable rank, power-law alpha). Default false.
     pub monitor_spectral: bool,
@@ -412,6 +419,7 @@ impl Default for LoopConfig {
             label_smoothing: 0.1,
             accumulate: 1,
             distributed: false,
+            sync_bn: false,
             monitor_spectral: false,
             freeze: Vec::new(),
             ema: None,
