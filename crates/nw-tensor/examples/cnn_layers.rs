@@ -4,7 +4,7 @@
 //! alone (minimum and median CPU milliseconds of all threads (wall with `WALL=1`) of REPEATS calls after two
 //! warm-up calls) on the current rayon pool (`RAYON_NUM_THREADS`).
 //!
-//! Run: `cargo run --release -p nw-tensor --example cnn_layers [-- REPEATS]`
+//! Run: `cargo run --release -p nw-tensor --example cnn_layers [-- REPEATS [NAME-SUBSTRING]]`
 
 use std::time::Instant;
 
@@ -23,6 +23,9 @@ fn cpu_ns() -> u64 {
 }
 
 fn time(name: &str, repeats: usize, gflop: f64, mut f: impl FnMut()) -> f64 {
+    if std::env::args().nth(2).is_some_and(|only| !name.contains(&only)) {
+        return 0.0;
+    }
     f();
     f();
     let mut v: Vec<f64> = (0..repeats)
