@@ -228,38 +228,17 @@ fn max_pool_kernel(g: &Geom, x: &Tensor) -> (Vec<f32>, Vec<usize>) {
     let mut y = vec![0.0f32; g.planes * ohw];
     let mut idx = vec![0usize; g.planes * ohw];
     let inside = g.inside();
+    let fast2x2 = inside && (g.kh, g.kw, g.sh, g.sw) == (2, 2, 2, 2);
     y.par_chunks_mut(ohw).zip(idx.par_chunks_mut(ohw)).enumerate().for_each(|(p, (yp, ip))| {
         let xp = &xs[p * hw..(p + 1) * hw];
+        if fast2x2 {
+            // the common 2x2 window with stride 2 (inside the plane)
+            pool2x2_plane(xp, g.w, g.ow, yp, ip);
+            return;
+        }
         for oy in 0..g.oh {
             let (yrow, irow) = (&mut yp[oy * g.ow..(oy + 1) * g.ow], &mut ip[oy * g.ow..(oy + 1) * g.ow]);
-            if inside && (g.kh, g.kw, g.sh, g.sw) == (2, 2, 2, 2) {
-                // the common 2x2 window with stride 2: two input rows per output row
-                let (b0, b1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
-                let (r0, r1) = (&xp[b0..b0 + g.w], &xp[b1..b1 + g.w]);
-                for (ox, (yv, iv)) in yrow.iter_mut().zip(irow.iter_mut()).enumerate() {
-                    let j = 2 * ox;
-                    let (a, b, c, d) = (r0[j], r0[j + 1], r1[j], r1[j + 1]);
-                    (*yv, *iv) = if a.is_nan() | b.is_nan() | c.is_nan() | d.is_nan() {
-                        max_window(xp, g.w, 2 * oy, 2 * oy + 2, j, j + 2)
-                    } else {
-                        // The maximum without a data-dependent branch (a
-                        // compare-and-take per element mispredicts about once
-                        // per window on real activations and made this pass
-                        // ~10x slower), then the first element equal to it,
-                        // found by integer selects from the last, and its
-                        // value read back: the same element and bits as the
-                        // scan (with ties, -0.0 against 0.0 included, the
-                        // first one wins). Selecting the f32 value itself
-                        // would be compiled back into a branch.
-                        let m = a.max(b).max(c.max(d));
-                        let mut at = b1 + j + 1;
-                        at = if c == m { b1 + j } else { at };
-                        at = if b == m { b0 + j + 1 } else { at };
-                        at = if a == m { b0 + j } else { at };
-                        (xp[at], at)
-                    };
-                }
-            } else if inside {
+            if inside {
                 // (oh - 1) sh + kh <= h and (ow - 1) sw + kw <= w (Geom::inside)
                 let y0 = oy * g.sh;
                 for (ox, (yv, iv)) in yrow.iter_mut().zip(irow.iter_mut()).enumerate() {
@@ -274,6 +253,103 @@ fn max_pool_kernel(g: &Geom, x: &Tensor) -> (Vec<f32>, Vec<usize>) {
         }
     });
     (y, idx)
+}
+
+/// The unpadded 2x2, stride-2 max pool of one plane `w` wide into `ow`
+/// columns of `y` and `idx` (every window inside the plane), by
+/// [`pool2x2_row`] in the build for the CPU's vector unit.
+fn pool2x2_plane(xp: &[f32], w: usize, ow: usize, y: &mut [f32], idx: &mut [usize]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::gemm::Kernel;
+        match Kernel::detect() {
+            // SAFETY: the kernel in use is available on this CPU (checked by detect).
+            Kernel::Avx512 => return unsafe { pool2x2_plane_avx512(xp, w, ow, y, idx) },
+            // SAFETY: as above.
+            Kernel::Avx2 => return unsafe { pool2x2_plane_avx2(xp, w, ow, y, idx) },
+            Kernel::Scalar => {}
+        }
+    }
+    pool2x2_plane_generic(xp, w, ow, y, idx)
+}
+
+/// [`pool2x2_plane`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F, BW and VL.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn pool2x2_plane_avx512(xp: &[f32], w: usize, ow: usize, y: &mut [f32], idx: &mut [usize]) {
+    pool2x2_plane_generic(xp, w, ow, y, idx)
+}
+
+/// [`pool2x2_plane`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pool2x2_plane_avx2(xp: &[f32], w: usize, ow: usize, y: &mut [f32], idx: &mut [usize]) {
+    pool2x2_plane_generic(xp, w, ow, y, idx)
+}
+
+/// The portable body of [`pool2x2_plane`]: each output row by
+/// [`pool2x2_row`], and a row with a NaN again by [`max_window`].
+#[inline(always)]
+fn pool2x2_plane_generic(xp: &[f32], w: usize, ow: usize, y: &mut [f32], idx: &mut [usize]) {
+    if ow == 0 {
+        return;
+    }
+    for (oy, (yrow, irow)) in y.chunks_exact_mut(ow).zip(idx.chunks_exact_mut(ow)).enumerate() {
+        let (b0, b1) = (2 * oy * w, (2 * oy + 1) * w);
+        if pool2x2_row(&xp[b0..b0 + w], &xp[b1..b1 + w], b0, b1, yrow, irow) {
+            // a NaN in the row: redo its windows by the scan (NaN wins)
+            for (ox, (yv, iv)) in yrow.iter_mut().zip(irow.iter_mut()).enumerate() {
+                (*yv, *iv) = max_window(xp, w, 2 * oy, 2 * oy + 2, 2 * ox, 2 * ox + 2);
+            }
+        }
+    }
+}
+
+/// One output row of the unpadded 2x2, stride-2 max pool: output `ox` takes
+/// the window `r0[2ox..2ox+2]`, `r1[2ox..2ox+2]` (rows starting at plane
+/// offsets `b0`, `b1`), writing its maximum and in-plane index. Returns
+/// whether any input of the row is NaN, in which case the row's outputs are
+/// not valid and the caller redoes them by [`max_window`].
+///
+/// Without NaN this gives the scan's element: the maximum by `max` (no
+/// data-dependent branch: a compare-and-take per element mispredicts about
+/// once per window on real activations, ~10x slower), then the first element
+/// equal to it, found by integer selects from the last, its bits taken from
+/// that element (so with ties, -0.0 against 0.0 included, the first one wins).
+/// Written without branches or bounds checks in the loop, so it vectorizes;
+/// [`pool2x2_plane`] picks the AVX2 or AVX-512 build of the same code at run
+/// time ([`crate::gemm::Kernel::detect`]), and all give the same bits
+/// (selects and comparisons only, no arithmetic).
+#[inline(always)]
+fn pool2x2_row(r0: &[f32], r1: &[f32], b0: usize, b1: usize, y: &mut [f32], idx: &mut [usize]) -> bool {
+    let ow = y.len().min(idx.len());
+    let (r0, r1) = (&r0[..2 * ow], &r1[..2 * ow]);
+    let mut nan = false;
+    let pairs = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+    for (ox, ((p, q), (yv, iv))) in pairs.zip(y.iter_mut().zip(idx.iter_mut())).enumerate() {
+        let (a, b, c, d) = (p[0], p[1], q[0], q[1]);
+        nan |= a.is_nan() | b.is_nan() | c.is_nan() | d.is_nan();
+        let m = a.max(b).max(c.max(d));
+        let j = 2 * ox;
+        let (mut v, mut at) = (d.to_bits(), b1 + j + 1);
+        if c == m {
+            (v, at) = (c.to_bits(), b1 + j);
+        }
+        if b == m {
+            (v, at) = (b.to_bits(), b0 + j + 1);
+        }
+        if a == m {
+            (v, at) = (a.to_bits(), b0 + j);
+        }
+        (*yv, *iv) = (f32::from_bits(v), at);
+    }
+    nan
 }
 
 /// The maximum of rows `y0..y1`, columns `x0..x1` of a plane `w` wide, and

@@ -157,6 +157,47 @@ pub(super) fn gemm<E: Elem>(m: usize, k: usize, n: usize, a: Op<E>, b: Op<E>, ac
     unsafe { E::gemm_unchecked(m, k, n, a, b, acc, c) }
 }
 
+/// Whether the product `C [m x n] = A B` runs on fewer padded micro-kernel
+/// tiles as `C^T = B^T A^T` (an `n x m` product) with the GEMM's tile
+/// (`MR x NR`, [`crate::gemm::Kernel::tile`]). Either way each element of `C`
+/// is the same sum in the same order (the depth loop and its `kc` blocks do
+/// not depend on the orientation), so the choice changes speed, not bits.
+/// Example: a 64-channel output of a 14x14 image is `64 x 196`; with 12 x 32
+/// tiles that is 6 x 7 tiles (78% used), its transpose 17 x 2 (96%).
+pub(super) fn transpose_better(m: usize, n: usize) -> bool {
+    let (mr, nr) = crate::gemm::Kernel::detect().tile();
+    let area = |m: usize, n: usize| m.div_ceil(mr) * mr * n.div_ceil(nr) * nr;
+    area(n, m) < area(m, n)
+}
+
+/// `dst [cols, rows] <- src [rows, cols]^T` (both row-major), plus
+/// `add[c]` on every element of row `c` of `dst` when given. Walks `src` in
+/// blocks of 8 columns so that each read touches one cache line and the 8
+/// destination rows are written sequentially.
+pub(super) fn transpose_add<E: Elem>(src: &[E], rows: usize, cols: usize, add: Option<&[E]>, dst: &mut [E]) {
+    debug_assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    const B: usize = 8;
+    let mut c0 = 0;
+    while c0 < cols {
+        let cb = B.min(cols - c0);
+        let mut bias = [E::default(); B];
+        if let Some(a) = add {
+            bias[..cb].copy_from_slice(&a[c0..c0 + cb]);
+        }
+        for r in 0..rows {
+            let s = &src[r * cols + c0..r * cols + c0 + cb];
+            for (q, &v) in s.iter().enumerate() {
+                let mut v = v;
+                if add.is_some() {
+                    v += bias[q];
+                }
+                dst[(c0 + q) * rows + r] = v;
+            }
+        }
+        c0 += cb;
+    }
+}
+
 /// Runs `f` on a scratch slice of `len` elements with unspecified contents.
 ///
 /// The buffer is taken out of the thread-local slot while `f` runs, so a

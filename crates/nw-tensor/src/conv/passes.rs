@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{Elem, col2im, gemm, im2col, with_scratch};
+use super::kernels::{Elem, col2im, gemm, im2col, transpose_add, transpose_better, with_scratch};
 use super::{Geom, WGRAD_SLOTS};
 use crate::tensor::Tensor;
 
@@ -18,39 +18,75 @@ pub(super) fn forward<E: Elem>(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f3
 
 /// `y = conv(x, w) + b` for all images, in parallel over images:
 /// `y_g [cog, ohw] = W_g [cog, kg] x cols_g [kg, ohw]` per image and group.
+///
+/// When the GEMM's tiles fit the transposed product better
+/// ([`transpose_better`], e.g. 64 channels of a 14x14 image), each image
+/// computes `T [ohw, cog] = cols_g^T W_g^T` into scratch (with `W_g^T`
+/// laid out once per call, so both operands pack by contiguous copies)
+/// and writes `y_g = T^T + b` in one pass; the sums are the same.
 fn forward_kernel<E: Elem>(g: &Geom, x: &[E], w: &[E], bias: Option<&[E]>, out: &mut [E]) {
     let (in_img, out_img, ohw, kg, cog) = (g.in_img(), g.out_img(), g.ohw(), g.kg(), g.cog());
     if out_img == 0 {
         return;
     }
     let cols_len = if g.pointwise() { 0 } else { g.cols_len() };
+    let trans = kg >= 32 && transpose_better(cog, ohw);
+    // W_g^T [kg, cog] per group, contiguous.
+    let wt: Vec<E> = if trans { transpose_groups(w, g.groups, cog, kg) } else { Vec::new() };
+    let t_len = if trans { ohw * cog } else { 0 };
     out.par_chunks_mut(out_img).enumerate().for_each(|(i, y)| {
         let xi = &x[i * in_img..(i + 1) * in_img];
-        with_scratch(cols_len, |buf| {
+        with_scratch(cols_len + t_len, |buf| {
+            let (colbuf, tbuf) = buf.split_at_mut(cols_len);
             let cols: &[E] = if g.pointwise() {
                 xi
             } else {
-                im2col(g, xi, buf);
-                buf
+                im2col(g, xi, colbuf);
+                colbuf
             };
             for grp in 0..g.groups {
-                gemm(
-                    cog,
-                    kg,
-                    ohw,
-                    (&w[grp * cog * kg..], (kg, 1)),
-                    (&cols[grp * kg * ohw..], (ohw, 1)),
-                    false,
-                    (&mut y[grp * cog * ohw..], (ohw, 1)),
-                );
+                let yg = &mut y[grp * cog * ohw..(grp + 1) * cog * ohw];
+                if trans {
+                    gemm(
+                        ohw,
+                        kg,
+                        cog,
+                        (&cols[grp * kg * ohw..], (1, ohw)),
+                        (&wt[grp * kg * cog..], (cog, 1)),
+                        false,
+                        (&mut *tbuf, (cog, 1)),
+                    );
+                    transpose_add(tbuf, ohw, cog, bias.map(|b| &b[grp * cog..(grp + 1) * cog]), yg);
+                } else {
+                    gemm(
+                        cog,
+                        kg,
+                        ohw,
+                        (&w[grp * cog * kg..], (kg, 1)),
+                        (&cols[grp * kg * ohw..], (ohw, 1)),
+                        false,
+                        (yg, (ohw, 1)),
+                    );
+                }
             }
         });
-        if let Some(b) = bias {
+        if let Some(b) = bias.filter(|_| !trans || kg == 0) {
             for (row, &bo) in y.chunks_mut(ohw).zip(b) {
                 row.iter_mut().for_each(|v| *v += bo);
             }
         }
     });
+}
+
+/// The per-group transposes of `groups` row-major `rows x cols` blocks
+/// laid end to end: block `g` of the result is block `g` of `a` transposed.
+fn transpose_groups<E: Elem>(a: &[E], groups: usize, rows: usize, cols: usize) -> Vec<E> {
+    let mut t = vec![E::default(); groups * rows * cols];
+    let blk = rows * cols;
+    for grp in 0..groups {
+        transpose_add(&a[grp * blk..(grp + 1) * blk], rows, cols, None, &mut t[grp * blk..(grp + 1) * blk]);
+    }
+    t
 }
 
 /// The input gradient (with `w`) and the weight gradient (with `x`) in the
@@ -172,6 +208,9 @@ fn weight_grad<E: Elem>(g: &Geom, dy: &[E], x: &[E]) -> Vec<E> {
     let bounds: Vec<usize> = (0..=slots).map(|s| s * n / slots.max(1)).collect();
     let pointwise = g.pointwise();
     let cols_len = if pointwise { 0 } else { g.cols_len() };
+    // Accumulate dW_g^T [kg, cog] instead when its tiles fit better (the
+    // same sums; transposed back once at the end).
+    let trans = transpose_better(cog, kg);
     let partials: Vec<Vec<E>> = (0..slots)
         .into_par_iter()
         .map(|s| {
@@ -187,15 +226,13 @@ fn weight_grad<E: Elem>(g: &Geom, dy: &[E], x: &[E]) -> Vec<E> {
                         buf
                     };
                     for grp in 0..g.groups {
-                        gemm(
-                            cog,
-                            ohw,
-                            kg,
-                            (&dyi[grp * cog * ohw..], (ohw, 1)),
-                            (&cols[grp * kg * ohw..], (1, ohw)),
-                            true,
-                            (&mut pdw[grp * cog * kg..], (kg, 1)),
-                        );
+                        let (cg, dg) = (&cols[grp * kg * ohw..], &dyi[grp * cog * ohw..]);
+                        let pg = &mut pdw[grp * cog * kg..];
+                        if trans {
+                            gemm(kg, ohw, cog, (cg, (ohw, 1)), (dg, (1, ohw)), true, (pg, (cog, 1)));
+                        } else {
+                            gemm(cog, ohw, kg, (dg, (ohw, 1)), (cg, (1, ohw)), true, (pg, (kg, 1)));
+                        }
                     }
                 }
             });
@@ -207,7 +244,7 @@ fn weight_grad<E: Elem>(g: &Geom, dy: &[E], x: &[E]) -> Vec<E> {
     for p in it {
         dw.iter_mut().zip(&p).for_each(|(a, &b)| *a += b);
     }
-    dw
+    if trans { transpose_groups(&dw, g.groups, kg, cog) } else { dw }
 }
 
 /// `db[o] = d sum(y * dy) / db[o] = sum_{i, p} dy[i, o, p]` over `n` images

@@ -131,8 +131,9 @@ fn max_pool_nan_and_padding() {
 fn max_pool_2x2_fast_path_matches_the_scan_bit_for_bit() {
     let mut rng = Rng::new(7);
     let palette = [0.0, -0.0, 1.0, -1.0, 2.0, f32::NEG_INFINITY, f32::INFINITY, f32::NAN, -f32::NAN];
-    let (n, c, h, w) = (3, 4, 10, 9); // odd width: the last column is in no window
-    for round in 0..20 {
+    // odd width: the last column is in no window; 41 columns give 20 outputs
+    // a row, enough for the vector body of the fast path (16 lanes) and a tail
+    for (round, (n, c, h, w)) in (0..20).flat_map(|r| [(r, (3, 4, 10, 9)), (r, (2, 3, 6, 41))]) {
         let x = Tensor::from_fn(&[n, c, h, w], || {
             let r = rng.uniform(0.0, 1.0);
             if round % 2 == 0 {
@@ -160,6 +161,47 @@ fn max_pool_2x2_fast_path_matches_the_scan_bit_for_bit() {
                     assert_eq!(ys[j].to_bits(), best.to_bits(), "value at {j}, round {round}");
                     assert_eq!(idx[j], at, "index at {j}, round {round}");
                 }
+            }
+        }
+    }
+}
+
+/// Each build of the 2x2 fast path (portable, AVX2, AVX-512: whichever this
+/// CPU runs) gives the same bits and indices as the portable one, with NaNs
+/// mixed in (rows with a NaN are redone by the scan in every build).
+#[test]
+fn max_pool_2x2_builds_agree() {
+    let mut rng = Rng::new(11);
+    let palette = [0.0, -0.0, 1.0, -1.0, 3.0, f32::NEG_INFINITY, f32::NAN];
+    for (w, oh) in [(2, 1), (15, 3), (32, 2), (64, 5), (70, 4)] {
+        let ow = w / 2;
+        let xp: Vec<f32> = (0..2 * oh * w)
+            .map(|i| {
+                let r = rng.uniform(0.0, 1.0);
+                if i % 7 == 0 { palette[(r * 7.0) as usize % 7] } else { (r * 8.0).floor() as f32 - 4.0 }
+            })
+            .collect();
+        let run = |f: &dyn Fn(&mut [f32], &mut [usize])| {
+            let (mut y, mut idx) = (vec![0.0f32; oh * ow], vec![0usize; oh * ow]);
+            f(&mut y, &mut idx);
+            (y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), idx)
+        };
+        let want = run(&|y, i| super::pool2x2_plane_generic(&xp, w, ow, y, i));
+        assert_eq!(run(&|y, i| super::pool2x2_plane(&xp, w, ow, y, i)), want, "dispatched, w {w}");
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: AVX2 and FMA were just detected.
+                let got = run(&|y, i| unsafe { super::pool2x2_plane_avx2(&xp, w, ow, y, i) });
+                assert_eq!(got, want, "avx2, w {w}");
+            }
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+            {
+                // SAFETY: AVX-512 F, BW and VL were just detected.
+                let got = run(&|y, i| unsafe { super::pool2x2_plane_avx512(&xp, w, ow, y, i) });
+                assert_eq!(got, want, "avx512, w {w}");
             }
         }
     }
