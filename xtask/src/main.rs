@@ -125,6 +125,9 @@ fn run() -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // large step-lived buffers from the heap, not fresh mmaps (nw_tensor::malloc);
+    // the bench workers are this binary too
+    nw_tensor::malloc::tune_for_training();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -431,6 +431,7 @@ fn dense(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
                 reverse: *reverse,
                 saved,
                 y,
+                initial_grads: h0.requires_grad() || c0.as_ref().is_some_and(Var::requires_grad),
             };
             let r = recurrent_backward(&s, g)?;
             let mut out = vec![(xp.clone(), r.xp), (w_hh.clone(), r.w_hh)];

@@ -28,9 +28,11 @@
 //! across threads, never over K) and elementwise loops on the calling thread,
 //! so results are bit-identical for any thread count.
 
-use nw_tensor::gemm::{MatRef, gemm_slices};
+use nw_tensor::gemm::{Kernel, MatRef, PackedB, gemm_packed_serial, gemm_slices};
 use nw_tensor::ops::fast::{sigmoid_slice, tanh_slice};
 use nw_tensor::{Tensor, TensorError};
+
+use rayon::prelude::*;
 
 use crate::error::{AutogradError, Result};
 use crate::op::Op;
@@ -236,44 +238,39 @@ impl Var {
         let d = Dims { t, b, h, g };
         let x = self.value().contiguous();
         let x = x.as_slice().expect("contiguous");
-        // W_hh^T [H, G], copied once so that every step's GEMM packs its B
-        // operand from contiguous rows instead of gathering a transposed view
-        let wt = dense(&w_hh.value().t()?);
+        let w = w_hh.value().contiguous();
+        // B = W_hh^T [H, G], packed once for every step's GEMM
+        let wt = PackedB::new(MatRef::transposed(w.as_slice().expect("contiguous"), h, g))?;
         let bias = b_hh.map(|v| dense(v.value()));
         let bh = b * h;
         let sw = cell.saved_width() * h;
         let mut y = vec![0.0f32; cell.states() * t * bh];
         let mut saved = PooledBuf::zeros(t * b * sw);
-        let mut hp = dense(h0.value());
-        let mut cp = c0.map(|c| dense(c.value())).unwrap_or_default();
-        let mut a = vec![0.0f32; b * g];
+        let h0v = dense(h0.value());
+        let c0v = c0.map(|c| dense(c.value())).unwrap_or_default();
+        let blocks = row_blocks(d, wt.kernel());
         let (hs, cs) = y.split_at_mut(t * bh);
-        for step in 0..t {
-            let ti = d.time(step, reverse);
-            // a <- h W_hh^T + b_hh
-            let beta = fill_bias(&mut a, bias.as_deref(), g);
-            gemm_slices(1.0, MatRef::row_major(&hp, b, h), MatRef::row_major(&wt, h, g), beta, &mut a)?;
-            let xt = &x[ti * b * g..(ti + 1) * b * g];
-            let ht = &mut hs[ti * bh..(ti + 1) * bh];
-            let sv = &mut saved[ti * b * sw..(ti + 1) * b * sw];
-            match cell {
-                // h' = tanh(xp + a)
-                RecurrentCell::Tanh => {
-                    ht.iter_mut().zip(xt.iter().zip(&a)).for_each(|(o, (x, a))| *o = x + a);
-                    tanh_slice(ht);
+        // per block, its rows of every step's h, c and saved gates
+        let mut outs: Vec<[Vec<&mut [f32]>; 3]> = blocks.iter().map(|_| Default::default()).collect();
+        for (which, (buf, width)) in [(hs, h), (cs, h), (&mut saved[..], sw)].into_iter().enumerate() {
+            for step in buf.chunks_exact_mut((b * width).max(1)).take(t) {
+                let mut rest = step;
+                for (o, &(r0, r1)) in outs.iter_mut().zip(&blocks) {
+                    let (mine, tail) = rest.split_at_mut((r1 - r0) * width);
+                    o[which].push(mine);
+                    rest = tail;
                 }
-                // h' = max(xp + a, 0)
-                RecurrentCell::Relu => {
-                    ht.iter_mut().zip(xt.iter().zip(&a)).for_each(|(o, (x, a))| *o = (x + a).max(0.0))
-                }
-                RecurrentCell::Lstm => {
-                    let ct = &mut cs[ti * bh..(ti + 1) * bh];
-                    lstm_forward_step(d, xt, &a, &cp, ht, ct, sv);
-                    cp.copy_from_slice(ct);
-                }
-                RecurrentCell::Gru => gru_forward_step(d, xt, &a, &hp, ht, sv),
             }
-            hp.copy_from_slice(ht);
+        }
+        let run = |(&(r0, r1), [hs, cs, sv]): (&(usize, usize), [Vec<&mut [f32]>; 3])| {
+            let f = BlockForward { cell, d, reverse, x, wt: &wt, bias: bias.as_deref(), r0, r1 };
+            let c0 = if cell == RecurrentCell::Lstm { &c0v[r0 * h..r1 * h] } else { &[][..] };
+            f.run(&h0v[r0 * h..r1 * h], c0, hs, cs, sv)
+        };
+        if blocks.len() == 1 {
+            blocks.iter().zip(outs).try_for_each(run)?;
+        } else {
+            blocks.par_iter().zip(outs).try_for_each(run)?;
         }
         let value = Tensor::from_vec(y, &[cell.states(), t, b, h])?;
         let op = Op::Recurrent {
@@ -287,6 +284,92 @@ impl Var {
             saved,
         };
         Ok(Var::from_op(value, op))
+    }
+}
+
+/// Sequence work (`2 T B H G` flops) below which one thread runs the whole
+/// sequence: a fork-join costs a few microseconds, a 16 x 16 LSTM over 8
+/// steps (1 MFLOP) about 10.
+pub const RECURRENT_PAR_MIN_FLOPS: usize = 1 << 20;
+
+/// The blocks of batch rows `[r0, r1)` that run a sequence independently
+/// (each row's recurrence touches only its own row of `h` and `c`): one
+/// block on one thread or for a small sequence, else up to one per thread,
+/// each a whole number of the micro-kernel's `MR`-row tiles. The bits do not
+/// depend on the split: every row sees the same operations whatever block
+/// it is in (`gemm_packed_serial` gives any row split the same bits).
+fn row_blocks(d: Dims, kernel: Kernel) -> Vec<(usize, usize)> {
+    let flops = 2usize.saturating_mul(d.t).saturating_mul(d.b).saturating_mul(d.h).saturating_mul(d.g);
+    let mr = kernel.tile().0;
+    let tiles = d.b.div_ceil(mr);
+    let n = if flops < RECURRENT_PAR_MIN_FLOPS { 1 } else { rayon::current_num_threads().min(tiles).max(1) };
+    (0..n)
+        .map(|i| {
+            let (t0, t1) = (i * tiles / n, (i + 1) * tiles / n);
+            ((t0 * mr).min(d.b), (t1 * mr).min(d.b))
+        })
+        .collect()
+}
+
+/// What one block of batch rows needs to run a sequence forward.
+struct BlockForward<'a> {
+    cell: RecurrentCell,
+    /// The whole sequence's sizes (`b` is all rows).
+    d: Dims,
+    reverse: bool,
+    /// `xp`, `[T, B, G]`.
+    x: &'a [f32],
+    /// `W_hh^T` packed.
+    wt: &'a PackedB,
+    bias: Option<&'a [f32]>,
+    r0: usize,
+    r1: usize,
+}
+
+impl BlockForward<'_> {
+    /// Rows `r0..r1` of every step from the initial states `h0`, `c0` (those
+    /// rows); writes the step's rows of `h` (`hs[t]`), `c` and the saved gates.
+    fn run(
+        &self,
+        h0: &[f32],
+        c0: &[f32],
+        mut hs: Vec<&mut [f32]>,
+        mut cs: Vec<&mut [f32]>,
+        mut sv: Vec<&mut [f32]>,
+    ) -> Result<()> {
+        let (rows, g) = (self.r1 - self.r0, self.d.g);
+        let d = Dims { b: rows, ..self.d };
+        let mut a = vec![0.0f32; rows * g];
+        let mut hp = h0.to_vec();
+        let mut cp = c0.to_vec();
+        for step in 0..d.t {
+            let ti = d.time(step, self.reverse);
+            // a <- h W_hh^T + b_hh
+            let beta = fill_bias(&mut a, self.bias, g);
+            gemm_packed_serial(1.0, MatRef::row_major(&hp, rows, d.h), self.wt, beta, &mut a)?;
+            let base = ti * self.d.b * g;
+            let xt = &self.x[base + self.r0 * g..base + self.r1 * g];
+            let ht = &mut *hs[ti];
+            match self.cell {
+                // h' = tanh(xp + a)
+                RecurrentCell::Tanh => {
+                    ht.iter_mut().zip(xt.iter().zip(&a)).for_each(|(o, (x, a))| *o = x + a);
+                    tanh_slice(ht);
+                }
+                // h' = max(xp + a, 0)
+                RecurrentCell::Relu => {
+                    ht.iter_mut().zip(xt.iter().zip(&a)).for_each(|(o, (x, a))| *o = (x + a).max(0.0))
+                }
+                RecurrentCell::Lstm => {
+                    let ct = &mut *cs[ti];
+                    lstm_forward_step(d, xt, &a, &cp, ht, ct, sv[ti]);
+                    cp.copy_from_slice(ct);
+                }
+                RecurrentCell::Gru => gru_forward_step(d, xt, &a, &hp, ht, sv[ti]),
+            }
+            hp.copy_from_slice(ht);
+        }
+        Ok(())
     }
 }
 
@@ -352,7 +435,7 @@ pub(crate) struct RecurrentGrads {
     pub(crate) w_hh: Tensor,
     /// `d b_hh`, `[G H]`.
     pub(crate) b_hh: Tensor,
-    /// `d h0`, `[B, H]`.
+    /// `d h0`, `[B, H]` (zeros when not wanted).
     pub(crate) h0: Tensor,
     /// `d c0` (LSTM), `[B, H]`.
     pub(crate) c0: Option<Tensor>,
@@ -369,13 +452,17 @@ pub(crate) struct RecurrentSaved<'a> {
     pub(crate) saved: &'a [f32],
     /// The op's output `[S, T, B, H]`.
     pub(crate) y: &'a Tensor,
+    /// Whether the gradients of the initial states are wanted (else the
+    /// last step's `dh_prev = dA W_hh` is skipped and they are zeros).
+    pub(crate) initial_grads: bool,
 }
 
 /// Back-propagation through time of one sequence (the formulas are beside
-/// the `Recurrent` arm in `backward.rs`): steps in reverse processing order,
-/// each one elementwise pass and one GEMM `dh_prev = dA W_hh`; then
-/// `dW_hh = dA^T H_prev` over all `T B` rows in one GEMM and `db_hh` as
-/// column sums in row order (f64).
+/// the `Recurrent` arm in `backward.rs`): per block of batch rows (as in
+/// forward, see [`row_blocks`]), steps in reverse processing order, each one
+/// elementwise pass and one GEMM `dh_prev = dA W_hh` with `W_hh` packed once;
+/// then `dW_hh = dA^T H_prev` over all `T B` rows in one GEMM (split over
+/// its outputs) and `db_hh` as column sums in row order (f64).
 pub(crate) fn recurrent_backward(s: &RecurrentSaved<'_>, g: &Tensor) -> Result<RecurrentGrads> {
     let (cell, reverse) = (s.cell, s.reverse);
     let xs = s.xp.shape();
@@ -395,11 +482,51 @@ pub(crate) fn recurrent_backward(s: &RecurrentSaved<'_>, g: &Tensor) -> Result<R
     let yv = s.y.contiguous();
     let yv = yv.as_slice().expect("contiguous");
     let w = s.w_hh.contiguous();
-    let w = w.as_slice().expect("contiguous");
+    // B = W_hh [G, H], packed once for every step's dh_prev = dA W_hh
+    let wp = PackedB::new(MatRef::row_major(w.as_slice().expect("contiguous"), gw, h))?;
     let h0 = dense(s.h0);
     let c0 = s.c0.map(dense).unwrap_or_default();
     let sw = cell.saved_width() * h;
-    let (ys_h, ys_c) = yv.split_at(t * bh);
+    let ys_h = &yv[..t * bh];
+    // gradients of the pre-activations: dxp (of xp) and dhh (of h W_hh^T + b_hh);
+    // they differ only in a GRU's n block
+    let gru = cell == RecurrentCell::Gru;
+    let mut dxp = vec![0.0f32; t * b * gw];
+    let mut dhh = PooledBuf::zeros(if gru { t * b * gw } else { 0 });
+    let mut dh0 = vec![0.0f32; bh];
+    let mut dc0 = vec![0.0f32; if cell == RecurrentCell::Lstm { bh } else { 0 }];
+    let blocks = row_blocks(d, wp.kernel());
+    // per block, its rows of every step's dxp and dhh, and of dh0, dc0
+    type Outs<'a> = ([Vec<&'a mut [f32]>; 2], [&'a mut [f32]; 2]);
+    let mut outs: Vec<Outs<'_>> = Vec::with_capacity(blocks.len());
+    {
+        let (mut rh, mut rc) = (&mut dh0[..], &mut dc0[..]);
+        for &(r0, r1) in &blocks {
+            let (mh, th) = rh.split_at_mut((r1 - r0) * h);
+            let (mc, tc) = rc.split_at_mut(if cell == RecurrentCell::Lstm { (r1 - r0) * h } else { 0 });
+            outs.push((Default::default(), [mh, mc]));
+            (rh, rc) = (th, tc);
+        }
+    }
+    for (which, buf) in [&mut dxp[..], &mut dhh[..]].into_iter().enumerate() {
+        for step in buf.chunks_exact_mut((b * gw).max(1)).take(t) {
+            let mut rest = step;
+            for (o, &(r0, r1)) in outs.iter_mut().zip(&blocks) {
+                let (mine, tail) = rest.split_at_mut((r1 - r0) * gw);
+                o.0[which].push(mine);
+                rest = tail;
+            }
+        }
+    }
+    let ctx = BlockBackward { cell, d, reverse, gv, yv, saved: s.saved, sw, w: &wp, h0: &h0, c0: &c0 };
+    let run = |(&(r0, r1), ([dx, dhh], [dh0, dc0])): (&(usize, usize), Outs<'_>)| {
+        ctx.run(r0, r1, s.initial_grads, dx, dhh, dh0, dc0)
+    };
+    if blocks.len() == 1 {
+        blocks.iter().zip(outs).try_for_each(run)?;
+    } else {
+        blocks.par_iter().zip(outs).try_for_each(run)?;
+    }
     // the state each step started from, in time order: [T * B, H]
     let mut hprev = PooledBuf::zeros(t * bh);
     for ti in 0..t {
@@ -409,62 +536,7 @@ pub(crate) fn recurrent_backward(s: &RecurrentSaved<'_>, g: &Tensor) -> Result<R
         };
         hprev[ti * bh..(ti + 1) * bh].copy_from_slice(src);
     }
-    // gradients of the pre-activations: dxp (of xp) and dhh (of h W_hh^T + b_hh);
-    // they differ only in a GRU's n block
-    let mut dxp = vec![0.0f32; t * b * gw];
-    let mut dhh = PooledBuf::zeros(if cell == RecurrentCell::Gru { t * b * gw } else { 0 });
-    let mut dh = vec![0.0f32; bh];
-    let mut dc = vec![0.0f32; if cell == RecurrentCell::Lstm { bh } else { 0 }];
-    let mut direct = vec![0.0f32; if cell == RecurrentCell::Gru { bh } else { 0 }];
-    for step in (0..t).rev() {
-        let ti = d.time(step, reverse);
-        let gh = &gv[ti * bh..(ti + 1) * bh];
-        // dh <- upstream gradient of h_t + what flowed back from the next step
-        dh.iter_mut().zip(gh).for_each(|(d, g)| *d += g);
-        let ht = &ys_h[ti * bh..(ti + 1) * bh];
-        let rows = ti * b * gw..(ti + 1) * b * gw;
-        let sv = &s.saved[ti * b * sw..(ti + 1) * b * sw];
-        match cell {
-            // da = dh (1 - h'^2)
-            RecurrentCell::Tanh => dxp[rows.clone()]
-                .iter_mut()
-                .zip(dh.iter().zip(ht))
-                .for_each(|(o, (g, y))| *o = g * (1.0 - y * y)),
-            // da = dh [h' > 0]
-            RecurrentCell::Relu => dxp[rows.clone()]
-                .iter_mut()
-                .zip(dh.iter().zip(ht))
-                .for_each(|(o, (g, y))| *o = if *y > 0.0 { *g } else { 0.0 }),
-            RecurrentCell::Lstm => {
-                let gc = &gv[t * bh + ti * bh..t * bh + (ti + 1) * bh];
-                dc.iter_mut().zip(gc).for_each(|(d, g)| *d += g);
-                let cprev = match d.prev(ti, reverse) {
-                    Some(p) => &ys_c[p * bh..(p + 1) * bh],
-                    None => &c0[..],
-                };
-                lstm_backward_step(d, sv, cprev, &dh, &mut dc, &mut dxp[rows.clone()]);
-            }
-            RecurrentCell::Gru => {
-                let hp = &hprev[ti * bh..(ti + 1) * bh];
-                gru_backward_step(
-                    d,
-                    sv,
-                    hp,
-                    &dh,
-                    &mut direct,
-                    &mut dxp[rows.clone()],
-                    &mut dhh[rows.clone()],
-                );
-            }
-        }
-        // dh_prev = dA W_hh (+ dh z for a GRU)
-        let da = if cell == RecurrentCell::Gru { &dhh[rows] } else { &dxp[rows] };
-        gemm_slices(1.0, MatRef::row_major(da, b, gw), MatRef::row_major(w, gw, h), 0.0, &mut dh)?;
-        if cell == RecurrentCell::Gru {
-            dh.iter_mut().zip(&direct).for_each(|(d, z)| *d += z);
-        }
-    }
-    let da_all: &[f32] = if cell == RecurrentCell::Gru { &dhh } else { &dxp };
+    let da_all: &[f32] = if gru { &dhh } else { &dxp };
     // dW_hh = sum_t dA_t^T h_prev_t: [G H, T B] x [T B, H]
     let mut dw = vec![0.0f32; gw * h];
     gemm_slices(
@@ -474,21 +546,140 @@ pub(crate) fn recurrent_backward(s: &RecurrentSaved<'_>, g: &Tensor) -> Result<R
         0.0,
         &mut dw,
     )?;
-    // db_hh = column sums of dA, row by row in f64
-    let mut db = vec![0.0f64; gw];
-    for row in da_all.chunks_exact(gw.max(1)) {
-        db.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
-    }
-    let db: Vec<f32> = db.into_iter().map(|v| v as f32).collect();
+    let db = column_sums(da_all, gw);
     Ok(RecurrentGrads {
         xp: Tensor::from_vec(dxp, &[t, b, gw])?,
         w_hh: Tensor::from_vec(dw, &[gw, h])?,
         b_hh: Tensor::from_vec(db, &[gw])?,
-        h0: Tensor::from_vec(dh, &[b, h])?,
-        c0: (cell == RecurrentCell::Lstm).then(|| Tensor::from_vec(dc, &[b, h])).transpose()?,
+        h0: Tensor::from_vec(dh0, &[b, h])?,
+        c0: (cell == RecurrentCell::Lstm).then(|| Tensor::from_vec(dc0, &[b, h])).transpose()?,
     })
 }
 
+/// Columns per chunk of [`column_sums`] when it runs on several threads.
+const SUM_CHUNK: usize = 64;
+
+/// Column sums of the row-major `[rows, cols]` matrix `m` (`db_hh`), each
+/// accumulated in f64 over the rows in order and rounded once. Above
+/// `ops::PAR_THRESHOLD` elements, chunks of [`SUM_CHUNK`] columns run on
+/// the pool's threads; every column is still one in-order sum, so the bits
+/// do not depend on the thread count.
+fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
+    let sum = |c0: usize, out: &mut [f32]| {
+        let mut acc = vec![0.0f64; out.len()];
+        for row in m.chunks_exact(cols) {
+            acc.iter_mut().zip(&row[c0..c0 + out.len()]).for_each(|(a, &v)| *a += v as f64);
+        }
+        out.iter_mut().zip(acc).for_each(|(o, a)| *o = a as f32);
+    };
+    let mut out = vec![0.0f32; cols];
+    if cols == 0 {
+        return out;
+    }
+    if m.len() < nw_tensor::ops::PAR_THRESHOLD || rayon::current_num_threads() == 1 {
+        sum(0, &mut out);
+    } else {
+        out.par_chunks_mut(SUM_CHUNK).enumerate().for_each(|(i, o)| sum(i * SUM_CHUNK, o));
+    }
+    out
+}
+
+/// What every block of batch rows reads to run a sequence backward.
+struct BlockBackward<'a> {
+    cell: RecurrentCell,
+    /// The whole sequence's sizes (`b` is all rows).
+    d: Dims,
+    reverse: bool,
+    /// Upstream gradient `[S, T, B, H]`.
+    gv: &'a [f32],
+    /// The op's output `[S, T, B, H]`.
+    yv: &'a [f32],
+    /// Saved gates `[T, B, sw]`.
+    saved: &'a [f32],
+    sw: usize,
+    /// `W_hh` packed (B of `dA W_hh`).
+    w: &'a PackedB,
+    h0: &'a [f32],
+    c0: &'a [f32],
+}
+
+impl<'x> BlockBackward<'x> {
+    /// Rows `r0..r1` back through time: writes their rows of every step's
+    /// `dxp` (`dx[t]`) and, for a GRU, `dhh`; leaves the gradients of the
+    /// initial states in `dh0`, `dc0` (zeros unless `initial`).
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        r0: usize,
+        r1: usize,
+        initial: bool,
+        mut dx: Vec<&mut [f32]>,
+        mut dhh: Vec<&mut [f32]>,
+        dh0: &mut [f32],
+        dc0: &mut [f32],
+    ) -> Result<()> {
+        let (t, h, gw, bt) = (self.d.t, self.d.h, self.d.g, self.d.b);
+        let rows = r1 - r0;
+        let d = Dims { b: rows, ..self.d };
+        let bh = bt * h;
+        // this block's rows of step ti of a [T, B, H] array at `off`
+        let at = |v: &'x [f32], off: usize, ti: usize| &v[off + ti * bh + r0 * h..off + ti * bh + r1 * h];
+        let gru = self.cell == RecurrentCell::Gru;
+        let mut dh = vec![0.0f32; rows * h];
+        let mut dc = vec![0.0f32; if self.cell == RecurrentCell::Lstm { rows * h } else { 0 }];
+        let mut direct = vec![0.0f32; if gru { rows * h } else { 0 }];
+        let h0 = &self.h0[r0 * h..r1 * h];
+        let c0 = if self.c0.is_empty() { &[][..] } else { &self.c0[r0 * h..r1 * h] };
+        for step in (0..t).rev() {
+            let ti = d.time(step, self.reverse);
+            // dh <- upstream gradient of h_t + what flowed back from the next step
+            dh.iter_mut().zip(at(self.gv, 0, ti)).for_each(|(d, g)| *d += g);
+            let ht = at(self.yv, 0, ti);
+            let sv = &self.saved[ti * bt * self.sw + r0 * self.sw..ti * bt * self.sw + r1 * self.sw];
+            let da = &mut *dx[ti];
+            match self.cell {
+                // da = dh (1 - h'^2)
+                RecurrentCell::Tanh => {
+                    da.iter_mut().zip(dh.iter().zip(ht)).for_each(|(o, (g, y))| *o = g * (1.0 - y * y))
+                }
+                // da = dh [h' > 0]
+                RecurrentCell::Relu => da
+                    .iter_mut()
+                    .zip(dh.iter().zip(ht))
+                    .for_each(|(o, (g, y))| *o = if *y > 0.0 { *g } else { 0.0 }),
+                RecurrentCell::Lstm => {
+                    dc.iter_mut().zip(at(self.gv, t * bh, ti)).for_each(|(d, g)| *d += g);
+                    let cprev = match d.prev(ti, self.reverse) {
+                        Some(p) => at(self.yv, t * bh, p),
+                        None => c0,
+                    };
+                    lstm_backward_step(d, sv, cprev, &dh, &mut dc, da);
+                }
+                RecurrentCell::Gru => {
+                    let hp = match d.prev(ti, self.reverse) {
+                        Some(p) => at(self.yv, 0, p),
+                        None => h0,
+                    };
+                    gru_backward_step(d, sv, hp, &dh, &mut direct, da, dhh[ti]);
+                }
+            }
+            if step == 0 && !initial {
+                dh.fill(0.0);
+                dc.fill(0.0);
+                break;
+            }
+            // dh_prev = dA W_hh (+ dh z for a GRU)
+            let da: &[f32] = if gru { dhh[ti] } else { dx[ti] };
+            gemm_packed_serial(1.0, MatRef::row_major(da, rows, gw), self.w, 0.0, &mut dh)?;
+            if gru {
+                dh.iter_mut().zip(&direct).for_each(|(d, z)| *d += z);
+            }
+        }
+        dh0.copy_from_slice(&dh);
+        dc0.copy_from_slice(&dc);
+        Ok(())
+    }
+}
 /// One LSTM step backward: from `dh`, `dc` (of `h'`, `c'`) to the
 /// pre-activation gradients `da` `[B, 4H]`; `dc` becomes that of `c`.
 fn lstm_backward_step(d: Dims, sv: &[f32], cprev: &[f32], dh: &[f32], dc: &mut [f32], da: &mut [f32]) {

@@ -376,6 +376,8 @@ pub struct DistArgs {
 }
 
 fn main() -> ExitCode {
+    // large step-lived buffers from the heap, not fresh mmaps (nw_tensor::malloc)
+    nw_tensor::malloc::tune_for_training();
     let cli = Cli::parse();
     let filter = match cli.verbose {
         0 => "warn",

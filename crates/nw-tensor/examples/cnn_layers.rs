@@ -8,7 +8,9 @@
 
 use std::time::Instant;
 
-use nw_tensor::conv::{Conv2dSpec, conv_backward_bias, conv2d, conv2d_backward_input, conv2d_backward_weight};
+use nw_tensor::conv::{
+    Conv2dSpec, conv_backward_bias, conv2d, conv2d_backward_input, conv2d_backward_weight,
+};
 use nw_tensor::pool::{max_pool2d, max_pool2d_backward};
 use nw_tensor::{Rng, Tensor};
 

@@ -39,6 +39,7 @@
 pub mod conv;
 mod error;
 pub mod gemm;
+pub mod malloc;
 mod matmul;
 pub mod ops;
 pub mod pool;

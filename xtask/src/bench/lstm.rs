@@ -33,6 +33,10 @@ pub struct Args {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
+    /// Only run this many steps, untimed, on the first thread count (for
+    /// `perf record` or `valgrind --tool=callgrind`: a fixed amount of work).
+    #[arg(long, value_name = "N")]
+    profile_steps: Option<u64>,
 }
 
 const BATCH: usize = 64;
@@ -74,6 +78,14 @@ pub fn run(args: Args) -> Result<()> {
         Some(t) => vec![t],
         None => vec![1, 2],
     };
+    if let Some(n) = args.profile_steps {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads[0])
+            .build()
+            .context("building the rayon pool")?;
+        let mut step = Step::new()?;
+        return pool.install(|| (0..n).try_for_each(|_| step.run()));
+    }
     let mut torch = args.torch.as_deref().map(Torch::start).transpose()?;
     let header = format!(
         "# nw LSTM({ROWS}->{HIDDEN}) over {ROWS} rows + Linear({HIDDEN}->10), Adam step, batch {BATCH} | {}",

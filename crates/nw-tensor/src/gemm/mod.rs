@@ -77,6 +77,7 @@ mod kernel_scalar;
 mod kernel_x86;
 mod naive;
 mod pack;
+mod packed;
 mod prepacked;
 mod slices;
 #[cfg(test)]
@@ -84,6 +85,7 @@ mod tests;
 
 pub use gemv::{CHUNK_N as GEMV_CHUNK_N, GEMV_MAX_M, GEMV_PAR_MIN_FLOPS};
 pub use naive::sgemm_naive;
+pub use packed::gemm_packed_serial;
 pub use prepacked::{PackCache, PackedB, PackedMatrix, gemm_packed};
 pub use slices::{MatRef, gemm_slices};
 

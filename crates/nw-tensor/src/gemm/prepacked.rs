@@ -69,11 +69,11 @@ use crate::tensor::Tensor;
 /// ```
 #[derive(Clone)]
 pub struct PackedB {
-    kernel: Kernel,
-    blocking: Blocking,
-    k: usize,
-    n: usize,
-    npad: usize,
+    pub(super) kernel: Kernel,
+    pub(super) blocking: Blocking,
+    pub(super) k: usize,
+    pub(super) n: usize,
+    pub(super) npad: usize,
     buf: Vec<f32>,
     /// Index in `buf` of the first packed float (64-byte aligned).
     off: usize,
@@ -181,6 +181,12 @@ impl PackedB {
     /// with them runs).
     pub fn kernel(&self) -> Kernel {
         self.kernel
+    }
+
+    /// The packed floats, from the first k-block's first panel (`k * npad`
+    /// of them).
+    pub(super) fn panels(&self) -> &[f32] {
+        &self.buf[self.off..self.off + self.k * self.npad]
     }
 
     /// Bytes held by the packed copy.

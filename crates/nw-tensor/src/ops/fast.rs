@@ -84,14 +84,16 @@ pub fn tanh_approx(x: f32) -> f32 {
 }
 
 macro_rules! slice_kernel {
-    ($(#[$doc:meta])* $name:ident, $f:ident, $avx2:ident) => {
+    ($(#[$doc:meta])* $name:ident, $f:ident, $avx2:ident, $avx512:ident) => {
         $(#[$doc])*
         pub fn $name(v: &mut [f32]) {
             #[cfg(target_arch = "x86_64")]
-            if avx2() {
+            match simd() {
+                // SAFETY: the CPU supports AVX-512F (checked at run time).
+                Simd::Avx512 => return unsafe { $avx512(v) },
                 // SAFETY: the CPU supports AVX2 (checked at run time).
-                unsafe { $avx2(v) };
-                return;
+                Simd::Avx2 => return unsafe { $avx2(v) },
+                Simd::None => {}
             }
             v.iter_mut().for_each(|x| *x = $f(*x));
         }
@@ -101,26 +103,56 @@ macro_rules! slice_kernel {
         fn $avx2(v: &mut [f32]) {
             v.iter_mut().for_each(|x| *x = $f(*x));
         }
+
+        /// The same loop with 8 f64 lanes per vector (twice AVX2's).
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        fn $avx512(v: &mut [f32]) {
+            v.iter_mut().for_each(|x| *x = $f(*x));
+        }
     };
 }
 
+/// The vector width the slice loops are compiled for.
 #[cfg(target_arch = "x86_64")]
-fn avx2() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2"))
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Simd {
+    None,
+    Avx2,
+    Avx512,
+}
+
+/// AVX-512 when the CPU has it and the GEMM kernel in use is AVX-512 (so
+/// `NW_ISA=avx2` measures what an AVX2-only CPU gets), else AVX2 when
+/// present. Every variant computes the same bits.
+#[cfg(target_arch = "x86_64")]
+fn simd() -> Simd {
+    static HAS: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        if crate::gemm::Kernel::detect() == crate::gemm::Kernel::Avx512 && is_x86_feature_detected!("avx512f")
+        {
+            Simd::Avx512
+        } else if is_x86_feature_detected!("avx2") {
+            Simd::Avx2
+        } else {
+            Simd::None
+        }
+    })
 }
 
 slice_kernel!(
-    /// `v[i] <- sigmoid_approx(v[i])`, vectorised (AVX2 when available).
+    /// `v[i] <- sigmoid_approx(v[i])`, vectorised (AVX-512 or AVX2 when available).
     sigmoid_slice,
     sigmoid_approx,
-    sigmoid_avx2
+    sigmoid_avx2,
+    sigmoid_avx512
 );
 slice_kernel!(
-    /// `v[i] <- tanh_approx(v[i])`, vectorised (AVX2 when available).
+    /// `v[i] <- tanh_approx(v[i])`, vectorised (AVX-512 or AVX2 when available).
     tanh_slice,
     tanh_approx,
-    tanh_avx2
+    tanh_avx2,
+    tanh_avx512
 );
 
 #[cfg(test)]
@@ -185,6 +217,25 @@ mod tests {
         for (i, &x) in xs.iter().enumerate() {
             assert_eq!(s[i].to_bits(), sigmoid_approx(x).to_bits(), "sigmoid({x})");
             assert_eq!(t[i].to_bits(), tanh_approx(x).to_bits(), "tanh({x})");
+        }
+        // each compiled variant the CPU can run, not only the one in use
+        #[cfg(target_arch = "x86_64")]
+        {
+            type Variant = unsafe fn(&mut [f32]);
+            let mut variants: Vec<(&str, Variant, Variant)> = Vec::new();
+            if is_x86_feature_detected!("avx2") {
+                variants.push(("avx2", sigmoid_avx2, tanh_avx2));
+            }
+            if is_x86_feature_detected!("avx512f") {
+                variants.push(("avx512", sigmoid_avx512, tanh_avx512));
+            }
+            for (name, sig, tanh) in variants {
+                let (mut s2, mut t2) = (xs.clone(), xs.clone());
+                // SAFETY: the CPU supports the variant's features (checked above).
+                unsafe { (sig(&mut s2), tanh(&mut t2)) };
+                assert!(s2.iter().zip(&s).all(|(a, b)| a.to_bits() == b.to_bits()), "{name} sigmoid");
+                assert!(t2.iter().zip(&t).all(|(a, b)| a.to_bits() == b.to_bits()), "{name} tanh");
+            }
         }
     }
 }
