@@ -152,6 +152,9 @@ fn resolve_config(a: &TrainArgs) -> Result<RunConfig> {
     }
     put("train.ema", a.ema.map(|v| format!("{v:?}")));
     put("train.swa_start", a.swa_start.map(|v| v.to_string()));
+    put("train.swa_lr", a.swa_lr.map(|v| format!("{v:?}")));
+    put("train.swa_anneal_epochs", a.swa_anneal_epochs.map(|v| v.to_string()));
+    put("train.swa_anneal_strategy", a.swa_anneal_strategy.as_deref().map(toml_string));
     for (k, v) in sets {
         c.set(k, &v).with_context(|| format!("--{}", flag_name(k)))?;
     }
@@ -355,7 +358,7 @@ fn parse_err(input: Option<&Path>, line: usize, message: String) -> TrainError {
 }
 
 fn predict(src: &ModelSource, input: Option<&Path>, logits: bool) -> Result<()> {
-    let (_, run, _) = load_source(src)?;
+    let (_, mut run, _) = load_source(src)?;
     let n_features = run.test.n_features();
     let reader: Box<dyn BufRead> = match input {
         Some(p) if p != Path::new("-") => Box::new(std::io::BufReader::new(
@@ -389,7 +392,11 @@ fn predict(src: &ModelSource, input: Option<&Path>, logits: bool) -> Result<()> 
         x = s.transform(&x).map_err(TrainError::from)?;
     }
     let shape: Vec<usize> = std::iter::once(n).chain(run.test.feature_shape().iter().copied()).collect();
-    let out = run.trainer.predict(&x.reshape(&shape)?)?;
+    let x = x.reshape(&shape)?;
+    // A run that averages weights predicts with the averaged ones, the
+    // weights its metrics and model.safetensors hold (as `nw eval` does).
+    let nw_train::Run { trainer, loader, .. } = &mut run;
+    let out = trainer.with_averaged(Some(loader), |t| t.predict(&x))?;
     let width = out.len() / n.max(1);
     if run.test.n_classes().is_some() && !logits {
         let p = out.softmax(1)?;

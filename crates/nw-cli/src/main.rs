@@ -351,6 +351,17 @@ pub struct TrainArgs {
     /// of every epoch from EPOCH on (train.swa_start).
     #[arg(long, value_name = "EPOCH", help_heading = "Loop")]
     pub swa_start: Option<u64>,
+    /// With --swa-start: from that epoch on, anneal the learning rate to LR
+    /// with SWALR instead of following the schedule (train.swa_lr).
+    #[arg(long, value_name = "LR", help_heading = "Loop")]
+    pub swa_lr: Option<f64>,
+    /// Epochs of SWALR's annealing to --swa-lr (train.swa_anneal_epochs,
+    /// default 10).
+    #[arg(long, value_name = "EPOCHS", help_heading = "Loop")]
+    pub swa_anneal_epochs: Option<usize>,
+    /// SWALR's annealing shape: cos or linear (train.swa_anneal_strategy).
+    #[arg(long, value_name = "cos|linear", help_heading = "Loop")]
+    pub swa_anneal_strategy: Option<String>,
 
     /// Data-parallel options.
     #[command(flatten)]

@@ -439,6 +439,39 @@ fn the_layer_list_inspect_prints_trains_the_same_model() {
 }
 
 #[test]
+fn swa_lr_switches_the_rate_at_the_swa_start() {
+    let out = tmp("swa-lr");
+    let o = quick_train(
+        &out,
+        &[
+            "--epochs",
+            "4",
+            "--lr",
+            "0.02",
+            "--schedule",
+            "none",
+            "--swa-start",
+            "2",
+            "--swa-lr",
+            "0.005",
+            "--swa-anneal-epochs",
+            "0",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "lr").unwrap_or_else(|| panic!("no lr column: {csv}"));
+    let lrs: Vec<f64> = lines.map(|l| l.split(',').nth(col).unwrap().parse().unwrap()).collect();
+    // no schedule: 0.02 after epoch 1; SWALR with 0 anneal epochs: 0.005 from epoch 2 on
+    let want = [0.02, 0.005, 0.005, 0.005];
+    assert_eq!(lrs.len(), want.len(), "{csv}");
+    assert!(lrs.iter().zip(want).all(|(g, w)| (g - w).abs() <= 1e-9 * w), "{csv}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn freeze_and_ema_flags_train_inspect_and_refuse_bad_values() {
     let out = tmp("freeze-ema");
     let o = quick_train(&out, &["--epochs", "2", "--freeze", "0.*", "--ema", "0.9"]);
@@ -452,10 +485,30 @@ fn freeze_and_ema_flags_train_inspect_and_refuse_bad_values() {
     assert!(row("2.weight").ends_with("trained"), "{t}");
     let e = nw(&["eval", "--model", out.to_str().unwrap()]);
     assert!(e.status.success(), "{}", text(&e));
+    // predict from the run uses the averaged weights (model.safetensors), not the raw ones
+    let rows = out.join("rows.csv");
+    std::fs::write(&rows, "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n").unwrap();
+    let cfg = out.join("config.toml");
+    let predict = |source: &[&str]| {
+        let mut args = vec!["predict", "--logits", "--input", rows.to_str().unwrap()];
+        args.extend_from_slice(source);
+        let o = nw(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let from_run = predict(&["--model", out.to_str().unwrap()]);
+    let avg_file = out.join("model.safetensors");
+    let raw_file = out.join("model-raw.safetensors");
+    let from_avg = predict(&["--weights", avg_file.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    let from_raw = predict(&["--weights", raw_file.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    assert_eq!(from_run, from_avg);
+    assert_ne!(from_run, from_raw);
     for (flag, value, want) in [
         ("--freeze", "9.*", "matches no parameter"),
         ("--ema", "1.5", "train.ema"),
         ("--swa-start", "0", "train.swa_start"),
+        ("--swa-lr", "0.01", "needs train.swa_start"),
+        ("--swa-anneal-strategy", "sine", "train.swa_anneal_strategy"),
     ] {
         let o = quick_train(&tmp("freeze-bad"), &[flag, value]);
         assert_eq!(o.status.code(), Some(2), "{flag} {value}: {}", text(&o));

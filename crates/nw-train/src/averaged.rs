@@ -64,3 +64,31 @@ impl Averaged {
         self.average.n_averaged() > 0
     }
 }
+
+/// SWALR from the SWA start on (`train.swa_lr`): at the end of epoch
+/// `train.swa_start` the trainer replaces its learning-rate policy by a
+/// per-epoch [`Schedule::Swa`](nw_optim::schedule::Schedule::Swa) started
+/// from the rate in effect then, and steps it at every later epoch end, as
+/// torch's SWA recipe calls `swa_scheduler.step()` instead of
+/// `scheduler.step()` once averaging has begun. The switched policy is the
+/// checkpoint's schedule section, so a resumed run continues it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SwaLr {
+    /// The rate annealed to.
+    pub swa_lr: f64,
+    /// Epochs of annealing.
+    pub anneal_epochs: usize,
+    /// The annealing shape.
+    pub anneal: nw_optim::schedule::Anneal,
+}
+
+impl SwaLr {
+    /// The schedule the trainer switches to.
+    pub fn schedule(&self) -> nw_optim::schedule::Schedule {
+        nw_optim::schedule::Schedule::Swa {
+            swa_lr: self.swa_lr,
+            anneal_epochs: self.anneal_epochs,
+            anneal_strategy: self.anneal,
+        }
+    }
+}

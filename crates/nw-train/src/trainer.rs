@@ -176,6 +176,8 @@ pub struct Trainer {
     pub frozen: std::collections::BTreeSet<String>,
     /// The weight average (`train.ema`, `train.swa_start`), when configured.
     pub average: Option<crate::averaged::Averaged>,
+    /// SWALR in place of the schedule once SWA has started (`train.swa_lr`).
+    pub swa_lr: Option<crate::averaged::SwaLr>,
     warned: std::collections::HashSet<(std::mem::Discriminant<crate::monitor::Warning>, String)>,
     named: Vec<(String, Param)>,
     relu_after: HashMap<usize, String>,
@@ -214,6 +216,7 @@ impl Trainer {
             sharding: Default::default(),
             frozen: Default::default(),
             average: None,
+            swa_lr: None,
             warned: Default::default(),
             named,
             relu_after,
@@ -445,6 +448,9 @@ impl Trainer {
             && self.epoch >= start
         {
             self.update_average()?;
+            if let Some(swa) = self.swa_lr {
+                self.switch_to_swalr(swa)?;
+            }
         }
         let validation = match validation {
             Some(v) => Some(self.with_averaged(Some(loader), |t| t.evaluate(v, 1024))?),
@@ -475,6 +481,21 @@ impl Trainer {
         };
         self.history.push(record.clone());
         Ok(record)
+    }
+
+    /// Replaces the learning-rate policy by SWALR from the current rate,
+    /// once (a policy that already is this SWALR is kept, so a resumed run
+    /// continues it).
+    fn switch_to_swalr(&mut self, swa: crate::averaged::SwaLr) -> Result<()> {
+        let schedule = swa.schedule();
+        if let Some(LrPolicy::PerEpoch(s)) = &self.lr_policy
+            && *s.schedule() == schedule
+        {
+            return Ok(());
+        }
+        let s = Scheduler::new(schedule, self.optimizer.lr())?;
+        self.lr_policy = Some(LrPolicy::PerEpoch(s));
+        Ok(())
     }
 
     /// Whether early stopping says to stop, given the last epoch's record

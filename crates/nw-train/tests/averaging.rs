@@ -119,6 +119,50 @@ fn swa_averages_epoch_ends_from_its_start_and_resumes_byte_identically() {
 }
 
 #[test]
+fn swa_lr_replaces_the_schedule_from_the_swa_start_and_resumes_byte_identically() {
+    let mut c = cfg(4);
+    c.schedule = nw_train::config::ScheduleConfig::Step { step_size: 1, gamma: 0.5 };
+    c.train.swa_start = Some(2);
+    c.train.swa_lr = Some(0.01);
+    c.train.swa_anneal_epochs = 2;
+    c.train.checkpoint_every = 1;
+    c.train.keep_checkpoints = 4;
+    let lr0 = c.optim.lr();
+    // torch's recipe: scheduler.step() after epoch 1; from epoch 2 on
+    // swa_scheduler.step(), SWALR started from the rate then in effect
+    // (lr0 / 2): alpha(t) = (1 - cos(pi t)) / 2, t = min(1, k / 2).
+    let from = lr0 * 0.5;
+    let swalr = |k: f64| {
+        let a = (1.0 - (std::f64::consts::PI * (k / 2.0f64).min(1.0)).cos()) / 2.0;
+        0.01 * a + from * (1.0 - a)
+    };
+    let want = [from, swalr(1.0), swalr(2.0), swalr(3.0)];
+    let a = tmp("swalr-a");
+    let mut run = build_run(&c).unwrap();
+    session::fit(&mut run, &c, Some(&a), &mut Quiet).unwrap();
+    let got: Vec<f64> = run.trainer.history.iter().map(|r| r.lr).collect();
+    assert_eq!(got.len(), 4);
+    for (e, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= 1e-12 * w.abs(), "epoch {}: lr {g}, want {w} (all: {got:?})", e + 1);
+    }
+    assert_eq!(got[3], 0.01, "held at swa_lr after the annealing");
+    assert_eq!(run.trainer.optimizer.lr(), 0.01);
+    // Resumed after the switch (epoch 3's checkpoint): the same bytes.
+    let straight = std::fs::read(a.join(files::MODEL)).unwrap();
+    let b = tmp("swalr-b");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::copy(a.join("checkpoint-epoch3.nwck"), b.join(files::CHECKPOINT)).unwrap();
+    let (cfg3, mut resumed) = session::resume_run(&b).unwrap();
+    assert_eq!(resumed.trainer.epoch, 3);
+    session::fit(&mut resumed, &cfg3, Some(&b), &mut Quiet).unwrap();
+    assert_eq!(std::fs::read(b.join(files::MODEL)).unwrap(), straight);
+    let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
+    // And from before the switch (epoch 1).
+    let (x, y) = straight_and_resumed(&c, "swalr");
+    assert_eq!(x, y);
+}
+
+#[test]
 fn batchnorm_models_get_their_statistics_recomputed_for_the_average() {
     // A BatchNorm model: the averaged model's running statistics come from
     // update_bn, and the raw model's buffers are left as training left them.

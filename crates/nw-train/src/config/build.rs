@@ -220,6 +220,14 @@ pub fn build_run(cfg: &RunConfig) -> Result<Run> {
         (None, None) => None,
     };
     trainer.average = kind.map(crate::averaged::Averaged::new).transpose()?;
+    trainer.swa_lr = cfg.train.swa_lr.map(|swa_lr| crate::averaged::SwaLr {
+        swa_lr,
+        anneal_epochs: cfg.train.swa_anneal_epochs,
+        anneal: match cfg.train.swa_anneal_strategy {
+            super::AnnealName::Cos => nw_optim::schedule::Anneal::Cos,
+            super::AnnealName::Linear => nw_optim::schedule::Anneal::Linear,
+        },
+    });
     trainer.sharding = crate::shard::Sharding {
         accumulate: cfg.train.accumulate,
         per_shard: cfg.train.distributed,

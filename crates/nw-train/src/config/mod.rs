@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 pub use build::{Run, build_optimizer, build_run, load_data, model_layers, model_toml};
 pub use overrides::{KeyInfo, MAX_WIDTH, config_keys};
-pub use schedule::{CyclicModeName, SCHEDULES, ScheduleConfig};
+pub use schedule::{AnnealName, CyclicModeName, SCHEDULES, ScheduleConfig};
 
 use crate::error::{Result, TrainError};
 use crate::monitor::MonitorConfig;
@@ -401,6 +401,18 @@ pub struct LoopConfig {
     /// 1..=`train.epochs` (default none; not together with `train.ema`).
     /// Used for metrics and `model.safetensors` as `train.ema` is.
     pub swa_start: Option<u64>,
+    /// With `train.swa_start`: from that epoch on, the learning rate follows
+    /// SWALR (torch.optim.swa_utils) instead of `[schedule]`: from the rate
+    /// in effect at the end of epoch `swa_start`, annealed to this rate
+    /// (finite, >= 0) over `train.swa_anneal_epochs` epochs, then held, as
+    /// torch's SWA recipe steps `SWALR` in place of the regular scheduler
+    /// (default none: the schedule keeps running).
+    pub swa_lr: Option<f64>,
+    /// Epochs of SWALR's annealing (torch default 10; 0 jumps to
+    /// `train.swa_lr` at once).
+    pub swa_anneal_epochs: usize,
+    /// SWALR's annealing shape, `cos` or `linear` (torch default cos).
+    pub swa_anneal_strategy: schedule::AnnealName,
 }
 
 impl Default for LoopConfig {
@@ -424,6 +436,9 @@ impl Default for LoopConfig {
             freeze: Vec::new(),
             ema: None,
             swa_start: None,
+            swa_lr: None,
+            swa_anneal_epochs: 10,
+            swa_anneal_strategy: schedule::AnnealName::Cos,
         }
     }
 }

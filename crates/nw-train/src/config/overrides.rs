@@ -220,6 +220,22 @@ pub(super) fn validate(c: &RunConfig) -> Result<()> {
             &format!("in 1..=train.epochs ({})", t.epochs),
         )?;
     }
+    if let Some(lr) = t.swa_lr {
+        range(lr.is_finite() && lr >= 0.0, "train.swa_lr", lr, "finite and >= 0")?;
+        if t.swa_start.is_none() {
+            return Err(cfg_err(
+                "train.swa_lr needs train.swa_start (SWALR replaces the schedule from that epoch on)"
+                    .to_string(),
+            ));
+        }
+        if matches!(c.schedule, ScheduleConfig::Swalr { .. }) {
+            return Err(cfg_err(
+                "train.swa_lr with schedule.kind = \"swalr\": keep one (train.swa_lr switches to SWALR at train.swa_start)"
+                    .to_string(),
+            ));
+        }
+    }
+    range(t.swa_anneal_epochs <= 1_000_000, "train.swa_anneal_epochs", t.swa_anneal_epochs, "<= 1000000")?;
     if t.ema.is_some() && t.swa_start.is_some() {
         return Err(cfg_err("train.ema and train.swa_start both set: keep one weight average".to_string()));
     }
