@@ -590,6 +590,18 @@ fn fit_distributed(
     Ok(())
 }
 
+/// A resumed run keeps the batch-norm statistics it was trained with:
+/// `--sync-bn` on a run trained without it would change its arithmetic.
+fn check_resume_sync_bn(path: &Path, cfg: &RunConfig, dist: &DistArgs) -> Result<()> {
+    if dist.sync_bn && !cfg.train.sync_bn {
+        bail!(TrainError::Config(format!(
+            "{}: this run was trained without train.sync_bn; resuming it with --sync-bn would change its arithmetic (resume without the flag, or train a new run with it)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 fn resume(checkpoint: &Path, epochs: Option<u64>, out: Option<PathBuf>, dist: &DistArgs) -> Result<()> {
     if dist.distributed {
         // A run directory resumes from its newest checkpoint that verifies.
@@ -600,6 +612,7 @@ fn resume(checkpoint: &Path, epochs: Option<u64>, out: Option<PathBuf>, dist: &D
         };
         let started = std::time::Instant::now();
         let (mut cfg, d) = nw_train::distributed::Distributed::resume(&path, collective(dist)?)?;
+        check_resume_sync_bn(&path, &cfg, dist)?;
         if let Some(e) = epochs {
             cfg.train.epochs = e;
         }
@@ -617,6 +630,7 @@ fn resume(checkpoint: &Path, epochs: Option<u64>, out: Option<PathBuf>, dist: &D
     }
     // A run directory resumes from its newest checkpoint that verifies.
     let (mut cfg, mut run, path) = session::resume_run_at(checkpoint)?;
+    check_resume_sync_bn(&path, &cfg, dist)?;
     if let Some(e) = epochs {
         cfg.train.epochs = e;
     }

@@ -80,6 +80,10 @@ fn resume_from_a_periodic_checkpoint_is_bit_identical() {
     assert!(o.status.success(), "{}", text(&o));
     let c = tmp("resume-c");
     let ck = a.join("checkpoint-epoch3.nwck");
+    // --sync-bn on a run trained without it would change its arithmetic: a config error
+    let bad = nw(&["resume", ck.to_str().unwrap(), "--sync-bn", "--out", c.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(text(&bad).contains("without train.sync_bn"), "{}", text(&bad));
     let r = nw(&["resume", ck.to_str().unwrap(), "--out", c.to_str().unwrap()]);
     assert!(r.status.success(), "{}", text(&r));
     let wa = std::fs::read(a.join("model.safetensors")).unwrap();

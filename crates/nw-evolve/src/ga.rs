@@ -122,12 +122,7 @@ impl GaConfig {
         if start.is_empty() {
             return Err(bad("GaConfig::run", "the start vector is empty"));
         }
-        let n = start.len();
-        let mut pop: Vec<Vec<f32>> = Vec::with_capacity(self.population);
-        pop.push(start.to_vec());
-        for _ in 1..self.population {
-            pop.push(start.iter().map(|&x| x + self.init_sigma * rng.normal() as f32).collect());
-        }
+        let mut pop = self.initial_population(start, rng);
         let mut fit = evaluate(&pop, &fitness);
         let mut evaluations = pop.len();
         let mut best_i = argmax(&fit);
@@ -136,26 +131,8 @@ impl GaConfig {
             vec![Generation { index: 0, best: fit[best_i], mean: mean(&fit), best_so_far: best_fitness }];
 
         for index in 1..=self.generations {
-            let mut order: Vec<usize> = (0..pop.len()).collect();
-            order.sort_by(|&a, &b| fit[b].total_cmp(&fit[a])); // stable: ties keep index order
-            let mut next: Vec<Vec<f32>> = order[..self.elitism].iter().map(|&i| pop[i].clone()).collect();
-            let elite_fit: Vec<f64> = order[..self.elitism].iter().map(|&i| fit[i]).collect();
-            while next.len() < self.population {
-                let a = self.tournament(&fit, rng);
-                let b = self.tournament(&fit, rng);
-                let mut child = if rng.next_f64() < self.crossover_rate {
-                    self.cross(&pop[a], &pop[b], rng)
-                } else {
-                    pop[a].clone()
-                };
-                for g in child.iter_mut() {
-                    if rng.next_f64() < self.mutation_rate {
-                        *g += self.mutation_sigma * rng.normal() as f32;
-                    }
-                }
-                debug_assert_eq!(child.len(), n);
-                next.push(child);
-            }
+            let (next, elites) = self.next_generation(&pop, &fit, rng);
+            let elite_fit: Vec<f64> = elites.iter().map(|&i| fit[i]).collect();
             let child_fit = evaluate(&next[self.elitism..], &fitness);
             evaluations += child_fit.len();
             fit = elite_fit.into_iter().chain(child_fit).collect();
@@ -173,6 +150,53 @@ impl GaConfig {
             });
         }
         Ok(Outcome { best, best_fitness, history, evaluations })
+    }
+
+    /// The initial population around `start`: individual 0 is `start`
+    /// itself, the others add `N(0, init_sigma)` per gene (drawn in
+    /// individual, then gene order).
+    pub fn initial_population(&self, start: &[f32], rng: &mut Rng) -> Vec<Vec<f32>> {
+        let mut pop: Vec<Vec<f32>> = Vec::with_capacity(self.population);
+        pop.push(start.to_vec());
+        for _ in 1..self.population {
+            pop.push(start.iter().map(|&x| x + self.init_sigma * rng.normal() as f32).collect());
+        }
+        pop
+    }
+
+    /// One generation's breeding (the module docs' loop) from `pop` with
+    /// fitness `fit` (maximised; same length, `-inf` for NaN): the next
+    /// population, the `elitism` fittest first (fittest first, ties by lower
+    /// index, copied unchanged), then the children. Also returns the
+    /// elites' indices in `pop`. Callers that evaluate on changing data
+    /// (mini-batches) evaluate the whole next population; [`GaConfig::run`]
+    /// keeps the elites' fitness.
+    pub fn next_generation(
+        &self,
+        pop: &[Vec<f32>],
+        fit: &[f64],
+        rng: &mut Rng,
+    ) -> (Vec<Vec<f32>>, Vec<usize>) {
+        let mut order: Vec<usize> = (0..pop.len()).collect();
+        order.sort_by(|&a, &b| fit[b].total_cmp(&fit[a])); // stable: ties keep index order
+        let elites: Vec<usize> = order[..self.elitism.min(pop.len())].to_vec();
+        let mut next: Vec<Vec<f32>> = elites.iter().map(|&i| pop[i].clone()).collect();
+        while next.len() < self.population {
+            let a = self.tournament(fit, rng);
+            let b = self.tournament(fit, rng);
+            let mut child = if rng.next_f64() < self.crossover_rate {
+                self.cross(&pop[a], &pop[b], rng)
+            } else {
+                pop[a].clone()
+            };
+            for g in child.iter_mut() {
+                if rng.next_f64() < self.mutation_rate {
+                    *g += self.mutation_sigma * rng.normal() as f32;
+                }
+            }
+            next.push(child);
+        }
+        (next, elites)
     }
 
     fn tournament(&self, fit: &[f64], rng: &mut Rng) -> usize {

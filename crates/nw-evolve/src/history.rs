@@ -41,8 +41,9 @@ pub(crate) fn evaluate<F: Fn(&[f32]) -> f64 + Sync>(pop: &[Vec<f32>], fitness: &
         .collect()
 }
 
-/// Index of the largest fitness (the first one on ties).
-pub(crate) fn argmax(fit: &[f64]) -> usize {
+/// The index of the largest fitness, the lowest index on ties (NaN never
+/// wins: map it to `-inf` first).
+pub fn argmax(fit: &[f64]) -> usize {
     let mut best = 0;
     for (i, &f) in fit.iter().enumerate() {
         if f > fit[best] {

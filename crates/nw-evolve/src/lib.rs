@@ -47,5 +47,5 @@ mod pso;
 pub use error::{EvolveError, Result};
 pub use flat::{flatten, num_params, unflatten};
 pub use ga::{Crossover, GaConfig};
-pub use history::{Generation, Outcome};
+pub use history::{Generation, Outcome, argmax};
 pub use pso::PsoConfig;

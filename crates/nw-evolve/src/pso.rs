@@ -113,15 +113,7 @@ impl PsoConfig {
             return Err(bad("PsoConfig::run", "the start vector is empty"));
         }
         let n = start.len();
-        let clamp_pos = |x: f32| match self.bounds {
-            Some((lo, hi)) => x.clamp(lo, hi),
-            None => x,
-        };
-        let mut x: Vec<Vec<f32>> = Vec::with_capacity(self.particles);
-        x.push(start.iter().map(|&s| clamp_pos(s)).collect());
-        for _ in 1..self.particles {
-            x.push(start.iter().map(|&s| clamp_pos(s + self.init_sigma * rng.normal() as f32)).collect());
-        }
+        let mut x = self.initial_positions(start, rng);
         let mut v = vec![vec![0.0f32; n]; self.particles];
         let fit = evaluate(&x, &fitness);
         let mut evaluations = fit.len();
@@ -133,21 +125,7 @@ impl PsoConfig {
             vec![Generation { index: 0, best: fit[argmax(&fit)], mean: mean(&fit), best_so_far: gbest_fit }];
 
         for index in 1..=self.iterations {
-            for i in 0..self.particles {
-                let (xi, vi, pi) = (&mut x[i], &mut v[i], &pbest[i]);
-                for d in 0..n {
-                    let r1 = rng.next_f32();
-                    let r2 = rng.next_f32();
-                    let mut vel = self.inertia * vi[d]
-                        + self.cognitive * r1 * (pi[d] - xi[d])
-                        + self.social * r2 * (gbest[d] - xi[d]);
-                    if let Some(c) = self.velocity_clamp {
-                        vel = vel.clamp(-c, c);
-                    }
-                    vi[d] = vel;
-                    xi[d] = clamp_pos(xi[d] + vel);
-                }
-            }
+            self.sweep(&mut x, &mut v, &pbest, &gbest, None, rng);
             let fit = evaluate(&x, &fitness);
             evaluations += fit.len();
             for i in 0..self.particles {
@@ -169,5 +147,63 @@ impl PsoConfig {
             });
         }
         Ok(Outcome { best: gbest, best_fitness: gbest_fit, history, evaluations })
+    }
+
+    fn clamp_position(&self, x: f32) -> f32 {
+        match self.bounds {
+            Some((lo, hi)) => x.clamp(lo, hi),
+            None => x,
+        }
+    }
+
+    /// The initial positions around `start`: particle 0 is `start`, the
+    /// others add `N(0, init_sigma)` per coordinate (particle, then
+    /// coordinate order), each clamped to the bounds.
+    pub fn initial_positions(&self, start: &[f32], rng: &mut Rng) -> Vec<Vec<f32>> {
+        let mut x: Vec<Vec<f32>> = Vec::with_capacity(self.particles);
+        x.push(start.iter().map(|&s| self.clamp_position(s)).collect());
+        for _ in 1..self.particles {
+            x.push(
+                start
+                    .iter()
+                    .map(|&s| self.clamp_position(s + self.init_sigma * rng.normal() as f32))
+                    .collect(),
+            );
+        }
+        x
+    }
+
+    /// One synchronous sweep of the module docs' update over every particle
+    /// (positions `x`, velocities `v`, personal bests `pbest`, all of one
+    /// length, and the global best `gbest`). With `step = Some(s)` the
+    /// position moves by `s * v` instead of `v` (the velocity itself is
+    /// unchanged): the learning rate of nw's PSO optimizer.
+    pub fn sweep(
+        &self,
+        x: &mut [Vec<f32>],
+        v: &mut [Vec<f32>],
+        pbest: &[Vec<f32>],
+        gbest: &[f32],
+        step: Option<f32>,
+        rng: &mut Rng,
+    ) {
+        for ((xi, vi), pi) in x.iter_mut().zip(v.iter_mut()).zip(pbest) {
+            for d in 0..xi.len() {
+                let r1 = rng.next_f32();
+                let r2 = rng.next_f32();
+                let mut vel = self.inertia * vi[d]
+                    + self.cognitive * r1 * (pi[d] - xi[d])
+                    + self.social * r2 * (gbest[d] - xi[d]);
+                if let Some(c) = self.velocity_clamp {
+                    vel = vel.clamp(-c, c);
+                }
+                vi[d] = vel;
+                let moved = match step {
+                    Some(s) => xi[d] + s * vel,
+                    None => xi[d] + vel,
+                };
+                xi[d] = self.clamp_position(moved);
+            }
+        }
     }
 }

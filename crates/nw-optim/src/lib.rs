@@ -9,7 +9,7 @@
 //! [`RAdam`], [`Rprop`], [`Lion`], [`Asgd`], [`Adafactor`], [`Muon`] (each with torch's hyper-parameter names and
 //! defaults in `Default`, and `build(params)` / `build_groups(groups)`
 //! returning an [`Optim`]); [`Lbfgs`] (closure-driven, returning an
-//! [`LbfgsOptim`]: [`Optimizer::step_closure`]); [`ParamGroup`]; [`WeightDecay`] (coupled L2 or
+//! [`LbfgsOptim`]: [`Optimizer::step_closure`]); the gradient-free [`Ga`] and [`Pso`] (closure-driven too, returning a [`GradientFree`]); [`ParamGroup`]; [`WeightDecay`] (coupled L2 or
 //! decoupled); [`StateDict`]; [`OptimError`]; [`schedule::Scheduler`],
 //! [`schedule::ReduceLrOnPlateau`]; [`clip::clip_grad_norm`]; [`averaging::WeightAverage`]
 //! (SWA and EMA of the weights, torch's `AveragedModel`).
@@ -69,6 +69,7 @@ mod asgd;
 pub mod averaging;
 pub mod clip;
 mod error;
+mod gradient_free;
 /// Gradient-free weight updates over a model's flat parameter vector: a
 /// genetic algorithm and particle swarm optimisation (re-exported from the
 /// `nw-evolve` crate, which has no dependency on the optimizers).
@@ -97,6 +98,7 @@ pub use adam::{Adam, AdamW};
 pub use adamax::Adamax;
 pub use asgd::Asgd;
 pub use error::OptimError;
+pub use gradient_free::{CrossoverName, Ga, GradientFree, Pso, Search};
 pub use group::{ParamGroup, WeightDecay};
 pub use lbfgs::{Lbfgs, LbfgsOptim, LineSearch};
 pub use lion::Lion;

@@ -162,6 +162,13 @@ pub trait Optimizer: Send {
         false
     }
 
+    /// Whether the closure [`Optimizer::step_closure`] is given may skip
+    /// the backward pass and return empty gradients (the gradient-free
+    /// searches, [`crate::Ga`] and [`crate::Pso`], read only the loss).
+    fn wants_loss_only(&self) -> bool {
+        false
+    }
+
     /// One step with a closure that zeroes nothing (gradients are values),
     /// runs forward and backward at the parameters' current values and
     /// returns `(loss, grads)`, as torch's `optimizer.step(closure)`. Returns

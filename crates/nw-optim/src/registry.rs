@@ -63,6 +63,10 @@ pub enum OptimizerConfig {
     Muon(Muon),
     /// torch.optim.LBFGS (steps through a closure: [`Optimizer::step_closure`]).
     Lbfgs(Lbfgs),
+    /// nw's genetic algorithm, one generation per step (no torch counterpart).
+    Ga(crate::Ga),
+    /// nw's particle swarm, one sweep per step (no torch counterpart).
+    Pso(crate::Pso),
 }
 
 /// nw's name and torch's class name of every registered optimizer, in order.
@@ -82,6 +86,8 @@ pub const OPTIMIZERS: &[(&str, &str)] = &[
     ("adafactor", "Adafactor"),
     ("muon", "Muon"),
     ("lbfgs", "LBFGS"),
+    ("ga", "GA"),
+    ("pso", "PSO"),
 ];
 
 macro_rules! each {
@@ -102,6 +108,8 @@ macro_rules! each {
             OptimizerConfig::Adafactor($c) => $e,
             OptimizerConfig::Muon($c) => $e,
             OptimizerConfig::Lbfgs($c) => $e,
+            OptimizerConfig::Ga($c) => $e,
+            OptimizerConfig::Pso($c) => $e,
         }
     };
 }
@@ -155,7 +163,21 @@ impl OptimizerConfig {
             OptimizerConfig::Adafactor(_) => 12,
             OptimizerConfig::Muon(_) => 13,
             OptimizerConfig::Lbfgs(_) => 14,
+            OptimizerConfig::Ga(_) => 15,
+            OptimizerConfig::Pso(_) => 16,
         }
+    }
+
+    /// Whether the optimizer steps through a closure that re-evaluates the
+    /// step's whole batch (LBFGS, GA, PSO): such a step cannot be split into
+    /// micro-batches or ranks.
+    pub fn steps_through_closure(&self) -> bool {
+        matches!(self, OptimizerConfig::Lbfgs(_) | OptimizerConfig::Ga(_) | OptimizerConfig::Pso(_))
+    }
+
+    /// Whether the optimizer searches without gradients (GA, PSO).
+    pub fn is_gradient_free(&self) -> bool {
+        matches!(self, OptimizerConfig::Ga(_) | OptimizerConfig::Pso(_))
     }
 
     /// The default learning rate.

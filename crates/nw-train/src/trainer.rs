@@ -279,7 +279,19 @@ impl Trainer {
         let params = self.trainable();
         let (model, loss, reg, named, frozen) =
             (&self.model, &self.loss, &self.reg, &self.named, &self.frozen);
+        let loss_only = self.optimizer.wants_loss_only();
         let eval = || -> Result<(f64, Grads)> {
+            if loss_only {
+                // The gradient-free searches read the objective only: no graph.
+                return no_grad(|| -> Result<(f64, Grads)> {
+                    let out = model.forward(&Var::constant(x.clone()))?;
+                    let mut l = loss.compute(&out, y)?;
+                    if let Some(p) = &reg.penalties {
+                        l = l.add(&p.loss()?)?;
+                    }
+                    Ok((l.value().item()? as f64, Grads::default()))
+                });
+            }
             let out = model.forward(&Var::constant(x.clone()))?;
             let mut l = loss.compute(&out, y)?;
             if let Some(p) = &reg.penalties {
@@ -397,7 +409,20 @@ impl Trainer {
             optimizer: Some(self.optimizer.as_ref()),
         };
         self.monitor.after_step(step, self.epoch, &self.named, &grads, &acts, &ctx);
+        // The warnings that read an update's size as a learning-rate problem
+        // do not apply to a gradient-free search (GA, PSO): it keeps the
+        // weights when no candidate is better, and its moves are not lr x grad.
+        let search = self.optimizer.wants_loss_only();
         for w in self.monitor.take_warnings() {
+            use crate::monitor::Warning;
+            if search
+                && matches!(
+                    w,
+                    Warning::UpdateTooLarge { .. } | Warning::UpdateTooSmall { .. } | Warning::Frozen { .. }
+                )
+            {
+                continue;
+            }
             // Each kind of warning about each tensor is logged once per run;
             // all of them stay in `self.warnings`.
             if self.warned.insert((std::mem::discriminant(&w), w.tensor().to_string())) {

@@ -1,7 +1,8 @@
 //! The trainer's closure path (optimizers that re-evaluate the loss, LBFGS):
 //! a step evaluates the batch as often as the optimizer asks, the first
 //! evaluation is the one the step reports, training converges on digits, and
-//! the bits do not depend on the thread count.
+//! the bits do not depend on the thread count. The gradient-free GA and PSO
+//! step through the same hook.
 
 use nw_nn::Module;
 use nw_optim::{Lbfgs, LineSearch, OptimizerConfig};
@@ -55,4 +56,65 @@ fn closure_steps_give_the_same_bits_on_1_and_2_threads() {
         rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(move || run(&config, 3))
     };
     assert_eq!(go(1), go(2));
+}
+
+/// GA and PSO through the same hook: the loss on a fixed batch never rises
+/// (the fittest is kept and re-evaluated on the same batch), falls clearly
+/// over the steps, and the bits do not depend on the thread count.
+#[test]
+fn ga_and_pso_train_digits_through_the_closure_hook_on_any_thread_count() {
+    for name in ["ga", "pso"] {
+        let config = OptimizerConfig::default_for(name).unwrap();
+        let go = |threads| {
+            let config = config.clone();
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(move || run(&config, 40))
+        };
+        let (losses, bits) = go(1);
+        for w in losses.windows(2) {
+            assert!(w[1] <= w[0], "{name}: the loss rose: {losses:?}");
+        }
+        assert!(losses[39] < 0.95 * losses[0], "{name}: {losses:?}");
+        assert_eq!(go(2), (losses, bits), "{name}");
+    }
+}
+
+/// `nw train --optimizer ga|pso` end to end: a run resumed from a checkpoint
+/// ends with the same model bytes as one that never stopped (the population,
+/// swarm and random stream are checkpoint state).
+#[test]
+fn ga_and_pso_runs_resume_byte_identically() {
+    use nw_train::session::{self, Quiet, files};
+    for name in ["ga", "pso"] {
+        let mut c =
+            nw_train::RunConfig { optim: OptimizerConfig::default_for(name).unwrap(), ..Default::default() };
+        c.model.hidden = vec![8];
+        c.train.epochs = 3;
+        c.train.batch = nw_train::config::BatchMode::Mini(256);
+        c.train.checkpoint_every = 1;
+        let dir = |s: &str| {
+            let d = std::env::temp_dir().join(format!("nw-gf-{name}-{s}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            d
+        };
+        let (a, b) = (dir("a"), dir("b"));
+        let mut run = nw_train::build_run(&c).unwrap();
+        session::fit(&mut run, &c, Some(&a), &mut Quiet).unwrap();
+        let first = run.trainer.history[0].train_loss;
+        let last = run.trainer.history[2].train_loss;
+        assert!(last < first, "{name}: epoch losses {first} -> {last}");
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::copy(a.join("checkpoint-epoch1.nwck"), b.join(files::CHECKPOINT)).unwrap();
+        let (cfg, mut resumed) = session::resume_run(&b).unwrap();
+        session::fit(&mut resumed, &cfg, Some(&b), &mut Quiet).unwrap();
+        assert_eq!(
+            std::fs::read(a.join(files::MODEL)).unwrap(),
+            std::fs::read(b.join(files::MODEL)).unwrap(),
+            "{name}"
+        );
+        let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
+    }
 }

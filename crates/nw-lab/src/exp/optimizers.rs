@@ -1,4 +1,4 @@
-//! `optimizers`: every optimizer nw has, each at its own (torch) default,
+//! `optimizers`: every gradient optimizer nw has (GA and PSO are in `algorithms`), each at its own (torch) default,
 //! plus SGD at the lab's base rate; steps to the target.
 
 use std::path::Path;
@@ -20,6 +20,10 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     for (name, _) in nw_optim::OPTIMIZERS {
         let mut c = cfg.clone();
         set(&mut c, "optim.name", name)?;
+        if c.optim.is_gradient_free() {
+            // GA and PSO are compared with backprop in the `algorithms` experiment.
+            continue;
+        }
         let label = format!("{name} (lr {})", c.optim.lr());
         runs.push(run_config(&label, &seeds, &limits, &c)?);
     }

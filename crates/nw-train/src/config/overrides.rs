@@ -239,10 +239,11 @@ pub(super) fn validate(c: &RunConfig) -> Result<()> {
     if t.ema.is_some() && t.swa_start.is_some() {
         return Err(cfg_err("train.ema and train.swa_start both set: keep one weight average".to_string()));
     }
-    if matches!(c.optim, OptimizerConfig::Lbfgs(_)) && (t.accumulate > 1 || t.distributed) {
-        return Err(cfg_err(
-            "optim.name = \"lbfgs\" re-evaluates the whole batch inside each step: it needs train.accumulate = 1 and no train.distributed",
-        ));
+    if c.optim.steps_through_closure() && (t.accumulate > 1 || t.distributed) {
+        return Err(cfg_err(format!(
+            "optim.name = \"{}\" re-evaluates the whole batch inside each step: it needs train.accumulate = 1 and no train.distributed",
+            c.optim.name()
+        )));
     }
     // The optimizer checks its own hyper-parameters (names the key and range).
     c.optim.build(Vec::new()).map_err(|e| cfg_err(format!("optim: {e}")))?;
