@@ -149,13 +149,17 @@ fn config(sets: &[(&str, &str)]) -> RunConfig {
     cfg
 }
 
+/// A seed run: file name, overrides, and (for a checkpoint inside an
+/// epoch) the batches of the second epoch before it stops.
+type SeedRun = (&'static str, Vec<(&'static str, &'static str)>, Option<usize>);
+
 /// Checkpoints of small real runs (trained on the embedded data sets):
 /// Adam, SGD with momentum and a step schedule with early stopping and
 /// dropout, an EMA stopped inside an epoch, and a layer list with
 /// convolution and batch norm (buffers, an i64 counter).
 pub fn checkpoint_seeds() -> Vec<(String, Vec<u8>)> {
     let quiet = [("train.monitor_every", "0"), ("train.epochs", "2")];
-    let runs: Vec<(&str, Vec<(&str, &str)>, Option<usize>)> = vec![
+    let runs: Vec<SeedRun> = vec![
         ("iris-adam.nwck", vec![("data.dataset", "iris"), ("model.hidden", "[4]")], None),
         (
             "wine-sgd-step.nwck",
