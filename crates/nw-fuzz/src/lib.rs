@@ -3,7 +3,7 @@
 //! The hostile-input harness of nw's readers (see `docs/RELIABILITY.md`):
 //!
 //! - [`Target`]: each reader (IDX raw and gzip, CSV, safetensors and bincode
-//!   model state, fixture files) as a function of bytes that must return
+//!   model state, fixture files, run checkpoints and configurations) as a function of bytes that must return
 //!   `Ok` or a typed error for every input; the coverage-guided fuzz
 //!   binaries in `fuzz/` (run by `cargo xtask fuzz TARGET`) call the same
 //!   functions.
@@ -34,5 +34,6 @@ pub mod alloc;
 pub mod harness;
 pub mod mutate;
 pub mod targets;
+pub mod train;
 
 pub use targets::Target;

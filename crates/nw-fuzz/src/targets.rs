@@ -27,6 +27,16 @@ pub enum Target {
     Bincode,
     /// `nw_parity::FixtureFile::parse`, then every tensor and case field read.
     Fixture,
+    /// `nw_train::Checkpoint::from_bytes`, then what `nw resume` does with it
+    /// (without the data): the stored configuration parsed, the trainer built
+    /// from it ([`nw_train::build_trainer`] on the data set's nominal shape),
+    /// the model, optimizer, schedule and trainer state restored, and one
+    /// evaluation forward pass (through the weight average when there is one).
+    Checkpoint,
+    /// `nw_train::RunConfig::from_toml`, then the run built from it (model,
+    /// optimizer, schedule, regularizers on the data set's nominal shape)
+    /// without reading data files or training.
+    Config,
 }
 
 /// The path named in the readers' errors.
@@ -34,8 +44,16 @@ const INPUT: &str = "fuzz-input";
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 6] =
-        [Target::IdxRaw, Target::IdxGzip, Target::Csv, Target::Safetensors, Target::Bincode, Target::Fixture];
+    pub const ALL: [Target; 8] = [
+        Target::IdxRaw,
+        Target::IdxGzip,
+        Target::Csv,
+        Target::Safetensors,
+        Target::Bincode,
+        Target::Fixture,
+        Target::Checkpoint,
+        Target::Config,
+    ];
 
     /// The target's name (its fuzz binary and corpus directory).
     pub fn name(self) -> &'static str {
@@ -46,6 +64,8 @@ impl Target {
             Target::Safetensors => "safetensors",
             Target::Bincode => "bincode",
             Target::Fixture => "fixture",
+            Target::Checkpoint => "checkpoint",
+            Target::Config => "config",
         }
     }
 
@@ -110,6 +130,15 @@ impl Target {
                 }
                 Ok(())
             }
+            Target::Checkpoint => {
+                let ck = nw_train::Checkpoint::from_bytes(data, path).map_err(|e| e.to_string())?;
+                crate::train::resume(&ck, data.len())
+            }
+            Target::Config => {
+                let text = std::str::from_utf8(data).map_err(|e| format!("{INPUT}: not UTF-8: {e}"))?;
+                let cfg = nw_train::RunConfig::from_toml(text).map_err(|e| e.to_string())?;
+                crate::train::build(cfg, data.len()).map(|_| ())
+            }
         }
     }
 
@@ -146,6 +175,8 @@ impl Target {
                 })
                 .collect(),
             Target::Fixture => fixture_seeds(fixtures_dir),
+            Target::Checkpoint => crate::train::checkpoint_seeds(),
+            Target::Config => crate::train::config_seeds(),
         }
     }
 
@@ -182,13 +213,20 @@ impl Target {
                     seed.sections.extend(json_members(bytes, at));
                 }
             }
+            Target::Checkpoint => crate::train::checkpoint_structure(&mut seed),
+            Target::Config => {
+                seed.fields = digit_fields(bytes, 0..bytes.len());
+                seed.fields.truncate(64);
+                seed.sections = line_sections(bytes);
+            }
         }
         vec![seed]
     }
 
     /// Prepares a mutated input for the reader: `idx_gzip` compresses one
-    /// that is not a gzip stream; `bincode` recomputes the payload checksum
-    /// and `safetensors` the header length for three inputs in four (so the
+    /// that is not a gzip stream; `bincode` recomputes the payload checksum,
+    /// `checkpoint` the payload length and SHA-256, and `safetensors` the
+    /// header length for three inputs in four (so the
     /// mutation reaches past those checks, as an attacker's would), leaving
     /// the fourth as mutated.
     pub fn finish(self, mut bytes: Vec<u8>, index: usize) -> Vec<u8> {
@@ -203,6 +241,7 @@ impl Target {
                 bytes[12..20].copy_from_slice(&sum.to_le_bytes());
                 bytes
             }
+            Target::Checkpoint if !index.is_multiple_of(4) => crate::train::reseal(bytes),
             Target::Safetensors if !index.is_multiple_of(4) && bytes.len() > 8 => {
                 if let Some(end) = json_end(&bytes, 8) {
                     let n = (end - 8) as u64;

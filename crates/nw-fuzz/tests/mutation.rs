@@ -73,3 +73,13 @@ fn bincode() {
 fn fixture() {
     check(Target::Fixture, 0xf1);
 }
+
+#[test]
+fn checkpoint() {
+    check(Target::Checkpoint, 0xc4);
+}
+
+#[test]
+fn config() {
+    check(Target::Config, 0xcf);
+}

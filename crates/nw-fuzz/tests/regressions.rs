@@ -217,3 +217,57 @@ fn huge_layers_are_refused_before_allocating() {
             .is_err()
     );
 }
+
+fn regression_input(name: &str) -> Vec<u8> {
+    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions").join(name))
+        .unwrap()
+}
+
+#[test]
+fn checkpoint_weight_average_with_inconsistent_shape() {
+    // found by the checkpoint mutation test (#15299 of seed 0xc4): a stored
+    // EMA tensor whose shape was set to [] behind a valid SHA-256 panicked
+    // in `WeightAverage::tensors` (`expect("stored with its shape")`)
+    let b = regression_input("checkpoint-average-shape.nwck");
+    assert!(nw_train::Checkpoint::from_bytes(&b, "x".as_ref()).is_ok(), "the checksum is valid");
+    refused(Target::Checkpoint, &b, "weight average");
+}
+
+#[test]
+fn checkpoint_lying_lengths_behind_a_valid_sha256() {
+    // bincode's serde decoder reserved `vec![0; n]` for a string of claimed
+    // length n before reading it: a section name of 2^40 bytes
+    let mut p = encode(1, Enc::Varint);
+    p.extend(encode(1 << 40, Enc::Varint));
+    p.extend_from_slice(b"config");
+    let mut b = nw_train::checkpoint::MAGIC.to_vec();
+    b.extend_from_slice(&nw_train::checkpoint::VERSION.to_le_bytes());
+    b.extend_from_slice(&[0; 40]);
+    b.extend_from_slice(&p);
+    let b = nw_fuzz::train::reseal(b);
+    refused(Target::Checkpoint, &b, "checkpoint payload");
+    // a section count of 2^64-1
+    let mut b2 = b[..52].to_vec();
+    b2.extend(encode(u64::MAX, Enc::Varint));
+    refused(Target::Checkpoint, &nw_fuzz::train::reseal(b2), "checkpoint payload");
+}
+
+#[test]
+fn config_hostile_sizes_are_typed_errors() {
+    // `nw train --hidden 4000000000`
+    refused(Target::Config, b"[model]\nhidden = [4000000000]\n", "model.hidden[0]");
+    // found by the config mutation test (#2427 and #3924 of seed 0xcf): a conv
+    // padding of 2^31-1 made conv2d allocate 549 GB for the shape probe; a
+    // padding of 3538 a 1.8 GB column matrix
+    let layers = |pad: &str| {
+        format!(
+            "[model]\nlayer = [\n  {{ type = \"reshape\", shape = [1, 8, 8] }},\n  {{ type = \"conv2d\", out = 4, kernel = 3, padding = {pad} }},\n  {{ type = \"flatten\" }},\n  {{ type = \"linear\" }},\n]\n"
+        )
+    };
+    refused(Target::Config, layers("2147483647").as_bytes(), "model.layer[1]");
+    refused(Target::Config, layers("3538").as_bytes(), "elements");
+    // the real build (no build limit) refuses the first in nw-tensor's conv geometry
+    let cfg = nw_train::RunConfig::from_toml(&layers("2147483647")).unwrap();
+    let e = nw_train::build_run(&cfg).err().unwrap().to_string();
+    assert!(e.contains("model.layer[1]") && e.contains("conv2d: invalid shape"), "{e}");
+}

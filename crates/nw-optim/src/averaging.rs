@@ -131,6 +131,34 @@ impl WeightAverage {
         Self::tensors(&self.buffers, &self.buffer_shapes)
     }
 
+    /// Checks a restored average (from a checkpoint) before use: its
+    /// averaging settings, one shape per stored tensor, each tensor's
+    /// length against its shape (checked arithmetic), and, once it holds a
+    /// value, parameter shapes equal to `param_shapes` (the model's).
+    pub fn check_restored(&self, param_shapes: &[Vec<usize>]) -> Result<(), OptimError> {
+        let bad = |reason: String| OptimError::State { owner: "AveragedModel", reason };
+        self.averaging.validate()?;
+        for (what, data, shapes) in
+            [("parameter", &self.params, &self.param_shapes), ("buffer", &self.buffers, &self.buffer_shapes)]
+        {
+            if data.len() != shapes.len() {
+                return Err(bad(format!("{} {what} tensors with {} shapes", data.len(), shapes.len())));
+            }
+            for (i, (d, s)) in data.iter().zip(shapes).enumerate() {
+                if nw_tensor::checked_numel(s) != Some(d.len()) {
+                    return Err(bad(format!("{what} {i} holds {} values for shape {s:?}", d.len())));
+                }
+            }
+        }
+        if self.n_averaged > 0 && self.param_shapes != param_shapes {
+            return Err(bad(format!(
+                "parameter shapes {:?} differ from the model's {param_shapes:?}",
+                self.param_shapes
+            )));
+        }
+        Ok(())
+    }
+
     fn tensors(data: &[Vec<f32>], shapes: &[Vec<usize>]) -> Vec<Tensor> {
         data.iter()
             .zip(shapes)

@@ -269,6 +269,11 @@ impl Geom {
             });
         }
         let (oh, ow) = ((hp - ekh) / sh + 1, (wp - ekw) / sw + 1);
+        // The output and an image's column matrix are allocated from these
+        // sizes: a padding from a file that makes them pass the tensor limit
+        // is an error here, before anything is allocated.
+        crate::tensor::numel_within(op, &[n, c_out, oh, ow], crate::MAX_ELEMENTS)?;
+        crate::tensor::numel_within(op, &[c_in, kh, kw, oh, ow], crate::MAX_ELEMENTS)?;
         Ok(Geom { n, c_in, h, w, c_out, kh, kw, oh, ow, groups, sh, sw, ph, pw, dh, dw })
     }
 

@@ -79,6 +79,8 @@ impl Geom {
             out_len(op, shown, shape[2], kernel.0, stride.0, padding.0, ceil_mode)?,
             out_len(op, shown, shape[3], kernel.1, stride.1, padding.1, ceil_mode)?,
         );
+        // a padding from a file must not make the output pass the tensor limit
+        crate::tensor::numel_within(op, &[shape[0], shape[1], oh, ow], crate::MAX_ELEMENTS)?;
         Ok(Geom {
             planes: shape[0] * shape[1],
             h: shape[2],

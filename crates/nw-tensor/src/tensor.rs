@@ -69,7 +69,7 @@ pub fn checked_numel(shape: &[usize]) -> Option<usize> {
 }
 
 /// [`checked_numel`] and `<= limit`, as an error naming `op`.
-fn numel_within(op: &'static str, shape: &[usize], limit: usize) -> Result<usize> {
+pub(crate) fn numel_within(op: &'static str, shape: &[usize], limit: usize) -> Result<usize> {
     match checked_numel(shape) {
         Some(n) if n <= limit => Ok(n),
         Some(n) => Err(TensorError::InvalidShape {

@@ -188,6 +188,7 @@ impl Plan {
                 reason: format!("output size {:?} exceeds {MAX_PLANE} elements per plane", spec.size),
             });
         }
+        crate::tensor::numel_within(op, &[shape[0], shape[1], oh, ow], crate::MAX_ELEMENTS)?;
         let (fh, fw) = match spec.scale_factor {
             Some((a, b)) => (Some(a), Some(b)),
             None => (None, None),

@@ -271,9 +271,10 @@ impl Checkpoint {
         if Sha256::digest(payload).as_slice() != &bytes[20..52] {
             return Err(CheckpointError::Checksum { path });
         }
-        let (ck, used): (Checkpoint, usize) =
-            bincode::serde::decode_from_slice(payload, bincode::config::standard())
-                .map_err(|e| CheckpointError::Codec { path: path.clone(), message: e.to_string() })?;
+        // A valid checksum proves nothing about intent: every length inside
+        // is checked against the bytes that remain before it is reserved.
+        let (ck, used): (Checkpoint, usize) = crate::untrusted::decode(payload)
+            .map_err(|e| CheckpointError::Codec { path: path.clone(), message: e.to_string() })?;
         if used != payload.len() {
             return Err(CheckpointError::Codec { path, message: "trailing bytes after the payload".into() });
         }

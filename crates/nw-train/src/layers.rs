@@ -837,13 +837,149 @@ pub fn build_layers(
     outputs: usize,
     rng: &mut Rng,
 ) -> Result<BuiltModel, TrainError> {
+    build_layers_limited(layers, input, outputs, rng, None)
+}
+
+/// The elements (parameters and buffers) layer `l` holds on examples of
+/// `shape`, counted from the spec without building it (PyTorch's shapes);
+/// `None` when the count overflows `usize`.
+pub fn layer_elements(l: &LayerSpec, shape: &[usize], outputs: usize) -> Option<usize> {
+    let c = shape.first().copied().unwrap_or(0);
+    let mul = |a: usize, b: usize| a.checked_mul(b);
+    Some(match l {
+        LayerSpec::Linear { out, .. } => {
+            let out = out.unwrap_or(outputs);
+            mul(c, out)?.checked_add(out)?
+        }
+        LayerSpec::Conv1d { out, kernel, groups, .. } => {
+            mul(mul(*out, c / (*groups).max(1))?, *kernel)?.checked_add(*out)?
+        }
+        LayerSpec::Conv2d { out, kernel, groups, .. } => {
+            let (kh, kw) = kernel.pair();
+            mul(mul(mul(*out, c / (*groups).max(1))?, kh)?, kw)?.checked_add(*out)?
+        }
+        LayerSpec::ConvTranspose2d { out, kernel, groups, .. } => {
+            let (kh, kw) = kernel.pair();
+            mul(mul(mul(c, *out / (*groups).max(1))?, kh)?, kw)?.checked_add(*out)?
+        }
+        // weight, bias, running mean and variance
+        LayerSpec::BatchNorm { .. } | LayerSpec::GroupNorm { .. } | LayerSpec::InstanceNorm { .. } => {
+            mul(c, 4)?
+        }
+        LayerSpec::LayerNorm { .. } => mul(shape.last().copied().unwrap_or(0), 2)?,
+        LayerSpec::Embedding { num, dim, .. } => mul(*num, *dim)?,
+        LayerSpec::Rnn { hidden, layers, bidirectional, .. }
+        | LayerSpec::Lstm { hidden, layers, bidirectional, .. }
+        | LayerSpec::Gru { hidden, layers, bidirectional, .. } => {
+            let gates = match l {
+                LayerSpec::Lstm { .. } => 4,
+                LayerSpec::Gru { .. } => 3,
+                _ => 1,
+            };
+            let dirs = if *bidirectional { 2 } else { 1 };
+            let features = shape.get(1).copied().unwrap_or(0);
+            let mut total = 0usize;
+            for k in 0..*layers {
+                let input = if k == 0 { features } else { mul(*hidden, dirs)? };
+                // W_ih, W_hh, b_ih, b_hh per direction
+                let per = mul(mul(gates, *hidden)?, input.checked_add(*hidden)?.checked_add(2)?)?;
+                total = total.checked_add(mul(per, dirs)?)?;
+            }
+            total
+        }
+        _ => 0,
+    })
+}
+
+/// An upper bound of the elements of one example's output of `l` on
+/// examples of `shape` (for the layers whose output can grow past their
+/// input: convolutions with padding, transposed convolutions, pooling with
+/// padding, upsampling); `None` when it overflows. Other layers: the input's.
+pub fn output_elements_bound(l: &LayerSpec, shape: &[usize]) -> Option<usize> {
+    let input = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+    let dim = |i: usize| shape.get(i).copied().unwrap_or(0);
+    let padded = |d: usize, p: usize| p.checked_mul(2)?.checked_add(d);
+    let plane = |oh: usize, ow: usize, c: usize| oh.checked_mul(ow)?.checked_mul(c);
+    match l {
+        LayerSpec::Conv1d { out, padding, .. } => padded(dim(1), *padding)?.checked_mul(*out),
+        LayerSpec::Conv2d { out, padding, .. } => {
+            let (ph, pw) = padding.pair();
+            plane(padded(dim(1), ph)?, padded(dim(2), pw)?, *out)
+        }
+        LayerSpec::ConvTranspose2d { out, kernel, stride, output_padding, dilation, .. } => {
+            let len = |d: usize, k: usize, s: usize, op: usize, dl: usize| {
+                d.checked_mul(s)?.checked_add(dl.checked_mul(k)?)?.checked_add(op)
+            };
+            let ((kh, kw), (sh, sw), (oh, ow), (dh, dw)) =
+                (kernel.pair(), stride.pair(), output_padding.pair(), dilation.pair());
+            plane(len(dim(1), kh, sh, oh, dh)?, len(dim(2), kw, sw, ow, dw)?, *out)
+        }
+        LayerSpec::MaxPool2d { padding, .. } | LayerSpec::AvgPool2d { padding, .. } => {
+            let (ph, pw) = padding.pair();
+            plane(padded(dim(1), ph)?.checked_add(1)?, padded(dim(2), pw)?.checked_add(1)?, dim(0))
+        }
+        LayerSpec::AdaptiveAvgPool2d { output } => {
+            let (oh, ow) = output.pair();
+            plane(oh, ow, dim(0))
+        }
+        LayerSpec::Upsample { scale_factor, size, .. } => match (scale_factor, size) {
+            (_, Some(sz)) => {
+                let (h, w) = (*sz).pair();
+                plane(h, w, dim(0))
+            }
+            (Some(f), None) if f.is_finite() && *f >= 0.0 => {
+                let f = f.ceil().min(1025.0) as usize;
+                plane(dim(1).checked_mul(f)?, dim(2).checked_mul(f)?, dim(0))
+            }
+            _ => Some(input),
+        },
+        _ => Some(input),
+    }
+}
+
+/// [`build_layers`], refusing (before building the layer that would pass
+/// it) a model of more than `max_elements` parameters and buffers, counted
+/// by [`layer_elements`]: a typed [`TrainError::Config`] naming the layer,
+/// with nothing of that layer allocated. `None`: no limit but the
+/// per-tensor one of `nw_tensor::MAX_ELEMENTS`.
+pub fn build_layers_limited(
+    layers: &[LayerSpec],
+    input: &[usize],
+    outputs: usize,
+    rng: &mut Rng,
+    max_elements: Option<usize>,
+) -> Result<BuiltModel, TrainError> {
     if layers.is_empty() {
         return Err(TrainError::Config("model.layer is empty: a layer list needs at least one layer".into()));
     }
     let mut model = Sequential::new();
     let mut rngs = Vec::new();
     let mut shape = input.to_vec();
+    let mut total = 0usize;
     for (i, l) in layers.iter().enumerate() {
+        if let Some(max) = max_elements {
+            total =
+                layer_elements(l, &shape, outputs).and_then(|n| total.checked_add(n)).unwrap_or(usize::MAX);
+            if total > max {
+                return Err(layer_err(
+                    i,
+                    l,
+                    &shape,
+                    format!(
+                        "the model would hold more than {max} parameters and buffers (the build's limit)"
+                    ),
+                ));
+            }
+            // the shape probe below runs one example through the layer
+            if output_elements_bound(l, &shape).is_none_or(|n| n > max) {
+                return Err(layer_err(
+                    i,
+                    l,
+                    &shape,
+                    format!("one example's output would pass {max} elements (the build's limit)"),
+                ));
+            }
+        }
         let m = build_one(i, l, &shape, outputs, rng, &mut rngs)?;
         shape = probe(i, l, m.as_ref(), &shape)?;
         model.push(m);

@@ -61,10 +61,11 @@ pub mod spectral;
 pub mod state;
 mod sync_bn;
 mod trainer;
+mod untrusted;
 pub mod update;
 
 pub use checkpoint::{Checkpoint, CheckpointError, NamedTensor, Section};
-pub use config::{Run, RunConfig, build_run};
+pub use config::{Run, RunConfig, build_run, build_trainer};
 pub use error::{Result, TrainError};
 pub use guard::{NonFinite, check_finite};
 pub use metrics::Metrics;

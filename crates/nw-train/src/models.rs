@@ -266,6 +266,18 @@ pub fn build_model(
     build_layers(&spec.layers(input)?, input, outputs, rng)
 }
 
+/// [`build_model`] with a limit on the parameters and buffers, checked
+/// before each layer is built (see [`crate::layers::build_layers_limited`]).
+pub fn build_model_limited(
+    spec: &ModelSpec,
+    input: &[usize],
+    outputs: usize,
+    rng: &mut Rng,
+    max_elements: Option<usize>,
+) -> Result<BuiltModel, TrainError> {
+    crate::layers::build_layers_limited(&spec.layers(input)?, input, outputs, rng, max_elements)
+}
+
 /// Inverted dropout as a module: zeroes each element with probability `p`
 /// in training mode and scales the rest by `1 / (1 - p)`; the identity in
 /// evaluation mode. Masks come from the shared generator it is given.

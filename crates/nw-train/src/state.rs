@@ -157,6 +157,18 @@ impl Stateful for Option<LrPolicy> {
                 if !same_kind {
                     return Err(mismatch("the saved schedule is of another kind than the run's"));
                 }
+                // The saved settings get the checks a configured schedule gets
+                // (a step size of 0 in a file would divide by zero later).
+                let checked = match p {
+                    Some(LrPolicy::PerStep(s) | LrPolicy::PerEpoch(s)) => {
+                        nw_optim::schedule::Scheduler::new(s.schedule().clone(), s.base_lr()).map(|_| ())
+                    }
+                    Some(LrPolicy::Plateau(r)) => {
+                        nw_optim::schedule::ReduceLrOnPlateau::new(r.config().clone(), r.lr()).map(|_| ())
+                    }
+                    None => Ok(()),
+                };
+                checked.map_err(|e| mismatch(format!("the saved schedule: {e}")))?;
                 *self = p.clone();
                 Ok(())
             }
@@ -267,7 +279,7 @@ impl Stateful for Option<crate::averaged::Averaged> {
         }
     }
 
-    fn load_state(&mut self, _: &StateContext, ck: &Checkpoint) -> Result<()> {
+    fn load_state(&mut self, ctx: &StateContext, ck: &Checkpoint) -> Result<()> {
         let Some(a) = self else { return Ok(()) };
         match section(ck, "average")? {
             Section::Average(saved) => {
@@ -277,6 +289,11 @@ impl Stateful for Option<crate::averaged::Averaged> {
                         saved.kind, a.kind
                     )));
                 }
+                let shapes: Vec<Vec<usize>> = ctx.params.iter().map(|(_, p)| p.shape()).collect();
+                saved
+                    .average
+                    .check_restored(&shapes)
+                    .map_err(|e| mismatch(format!("weight average: {e}")))?;
                 *a = saved.clone();
                 Ok(())
             }

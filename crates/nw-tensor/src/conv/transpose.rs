@@ -179,6 +179,7 @@ impl TGeom {
         if oh == 0 || ow == 0 {
             return Err(invalid(op, format!("input {x:?} with padding {padding:?} gives an empty output")));
         }
+        crate::tensor::numel_within(op, &[x[0], c_out, oh, ow], crate::MAX_ELEMENTS)?;
         let extra = (output_padding.0 / stride.0, output_padding.1 / stride.1);
         Ok(TGeom { out: [x[0], c_out, oh, ow], ext: [x[0], x[1], x[2] + extra.0, x[3] + extra.1], extra })
     }

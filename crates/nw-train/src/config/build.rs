@@ -9,7 +9,7 @@ use nw_tensor::Rng;
 
 use super::{DataConfig, DatasetName, InitScheme, ModelConfig, ModelKind, RunConfig};
 use crate::error::{Result, TrainError};
-use crate::models::{Activation, ModelSpec, build_model};
+use crate::models::{Activation, ModelSpec};
 use crate::trainer::{LossKind, Trainer};
 
 /// A run ready to train.
@@ -147,6 +147,64 @@ fn reinit(model: &dyn Module, scheme: InitScheme, rng: &mut Rng) -> Result<()> {
     Ok(())
 }
 
+/// What building a run needs to know of its data: one example's shape, the
+/// outputs, the kind of task and the size of the training split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataShape {
+    /// One example's feature shape (the batch axis left out).
+    pub features: Vec<usize>,
+    /// Classes (classification) or target values per example (regression).
+    pub outputs: usize,
+    /// Whether the targets are class labels.
+    pub classes: bool,
+    /// Examples in the training split.
+    pub train_examples: usize,
+}
+
+impl DataShape {
+    /// The shape of a (training) data set.
+    pub fn of(train: &Dataset) -> DataShape {
+        let (outputs, classes) = match train.n_classes() {
+            Some(k) => (k, true),
+            None => (train.targets().as_values().map_or(1, |v| v.len() / v.shape()[0].max(1)), false),
+        };
+        DataShape { features: train.feature_shape().to_vec(), outputs, classes, train_examples: train.len() }
+    }
+
+    /// The shape `cfg`'s data set has, known without loading it: the
+    /// embedded sets and Fashion-MNIST (whose layout follows the model
+    /// kind, as in [`load_data`]); `None` for a CSV file. The training size
+    /// is nominal (`n` less the rounded validation and test fractions; the
+    /// real split rounds per class), for checks that do not train.
+    pub fn nominal(cfg: &RunConfig) -> Option<DataShape> {
+        let (features, outputs, n, own_test) = match cfg.data.dataset {
+            DatasetName::Digits => (vec![64], 10, 1797usize, false),
+            DatasetName::Iris => (vec![4], 3, 150, false),
+            DatasetName::Wine => (vec![13], 3, 178, false),
+            DatasetName::BreastCancer => (vec![30], 2, 569, false),
+            DatasetName::FashionMnist => {
+                let flat = matches!(cfg.model.kind, ModelKind::Mlp | ModelKind::Sequential);
+                (if flat { vec![784] } else { vec![1, 28, 28] }, 10, 60_000, true)
+            }
+            DatasetName::Csv => return None,
+        };
+        let part = |f: f64| (n as f64 * f).round() as usize;
+        let held = part(cfg.data.validation) + if own_test { 0 } else { part(cfg.data.test) };
+        Some(DataShape { features, outputs, classes: true, train_examples: n.saturating_sub(held) })
+    }
+
+    /// Batches per epoch of the training split in batches of `batch` (as
+    /// [`BatchLoader::batches_per_epoch`] counts them).
+    pub fn batches_per_epoch(&self, batch: nw_data::BatchSize) -> usize {
+        let b = match batch {
+            nw_data::BatchSize::Full => self.train_examples.max(1),
+            nw_data::BatchSize::Online => 1,
+            nw_data::BatchSize::Mini(b) => b.max(1),
+        };
+        self.train_examples.div_ceil(b)
+    }
+}
+
 /// Builds everything a configuration describes: data (split with the run's
 /// seed, scaled on the training split), model, optimizer, schedule,
 /// regularizers, monitor and loader.
@@ -183,12 +241,43 @@ pub fn build_run(cfg: &RunConfig) -> Result<Run> {
         None
     };
     let class_names = data.class_names().map(<[String]>::to_vec);
-    let (outputs, loss) = match data.n_classes() {
-        Some(k) => (k, LossKind::CrossEntropy { label_smoothing: cfg.train.label_smoothing }),
-        None => (data.targets().as_values().map_or(1, |v| v.len() / v.shape()[0].max(1)), LossKind::Mse),
+    let shape = DataShape::of(&train);
+    let loader = BatchLoader::new(
+        train,
+        LoaderConfig { batch_size: cfg.batch_size(), seed: seed ^ 0x5EED_0002, ..Default::default() },
+    )?;
+    let trainer = build_trainer(cfg, &shape, loader.batches_per_epoch(), None)?;
+    Ok(Run { trainer, loader, validation, test, scaler, class_names })
+}
+
+/// The trainer `cfg` describes for data of `shape` with `batches_per_epoch`
+/// batches an epoch: model (initialised from the run's seed, re-initialised
+/// and loaded from `model.init_from` when configured), frozen parameters,
+/// optimizer, weight average, sharding, schedule, monitor and regularizers;
+/// no data is read. `max_elements` limits the model's parameters and
+/// buffers, checked before each layer is built (`None`: only the per-tensor
+/// limit). [`build_run`] is this with the loaded data's shape.
+pub fn build_trainer(
+    cfg: &RunConfig,
+    shape: &DataShape,
+    batches_per_epoch: usize,
+    max_elements: Option<usize>,
+) -> Result<Trainer> {
+    cfg.validate()?;
+    let seed = cfg.train.seed;
+    let loss = if shape.classes {
+        LossKind::CrossEntropy { label_smoothing: cfg.train.label_smoothing }
+    } else {
+        LossKind::Mse
     };
     let mut rng = Rng::new(seed);
-    let built = build_model(&model_spec(&cfg.model)?, train.feature_shape(), outputs, &mut rng)?;
+    let built = crate::models::build_model_limited(
+        &model_spec(&cfg.model)?,
+        &shape.features,
+        shape.outputs,
+        &mut rng,
+        max_elements,
+    )?;
     reinit(&built.model, cfg.model.init, &mut rng)?;
     if let Some(path) = &cfg.model.init_from {
         let r = crate::pretrained::load_weights(&built.model, path, cfg.model.init_from_partial)?;
@@ -206,11 +295,6 @@ pub fn build_run(cfg: &RunConfig) -> Result<Run> {
         .map(|(_, p)| p)
         .collect();
     let optimizer = build_optimizer(&cfg.optim, trainable)?;
-    let batch = cfg.batch_size();
-    let loader = BatchLoader::new(
-        train.clone(),
-        LoaderConfig { batch_size: batch, seed: seed ^ 0x5EED_0002, ..Default::default() },
-    )?;
     let mut trainer = Trainer::new(built.model, optimizer, loss);
     trainer.rngs = built.rngs;
     trainer.frozen = frozen;
@@ -235,7 +319,7 @@ pub fn build_run(cfg: &RunConfig) -> Result<Run> {
         collective: None,
         sync_bn: cfg.train.sync_bn,
     };
-    trainer.lr_policy = cfg.schedule.policy(cfg.optim.lr(), cfg.train.epochs, loader.batches_per_epoch())?;
+    trainer.lr_policy = cfg.schedule.policy(cfg.optim.lr(), cfg.train.epochs, batches_per_epoch)?;
     trainer.sync_momentum()?;
     trainer.monitor = crate::WeightMonitor::new(cfg.train.monitor());
     let r = &cfg.reg;
@@ -249,7 +333,7 @@ pub fn build_run(cfg: &RunConfig) -> Result<Run> {
     if let Some(p) = r.early_stopping {
         trainer.early_stopping = Some(EarlyStopping::new(p, 0.0, Mode::Min)?.restore_best_weights(true));
     }
-    Ok(Run { trainer, loader, validation, test, scaler, class_names })
+    Ok(trainer)
 }
 
 #[cfg(test)]
@@ -285,6 +369,41 @@ mod tests {
         assert!(e.contains("batch"), "{e}");
         let e = RunConfig::from_toml("[data]\ndataset = \"mnist\"\n").unwrap_err().to_string();
         assert!(e.contains("mnist"), "{e}");
+    }
+
+    #[test]
+    fn nominal_shapes_are_the_loaded_ones() {
+        for name in ["digits", "iris", "wine", "breast-cancer"] {
+            let mut cfg = RunConfig::default();
+            cfg.set("data.dataset", name).unwrap();
+            let nominal = DataShape::nominal(&cfg).unwrap();
+            let run = build_run(&cfg).unwrap();
+            let real = DataShape::of(run.loader.dataset());
+            assert_eq!(
+                (&nominal.features, nominal.outputs, nominal.classes),
+                (&real.features, real.outputs, real.classes),
+                "{name}"
+            );
+            assert!(
+                nominal.train_examples.abs_diff(real.train_examples) <= 10,
+                "{name}: {nominal:?} {real:?}"
+            );
+        }
+        let mut cfg = RunConfig::default();
+        cfg.set("data.dataset", "csv").unwrap();
+        assert_eq!(DataShape::nominal(&cfg), None);
+    }
+
+    #[test]
+    fn the_build_limit_is_checked_before_the_layer_is_built() {
+        let mut cfg = RunConfig::default();
+        cfg.set("model.hidden", "[16777216]").unwrap();
+        let shape = DataShape::nominal(&cfg).unwrap();
+        let e = build_trainer(&cfg, &shape, 10, Some(1 << 20)).err().unwrap().to_string();
+        assert!(e.contains("model.layer[0]") && e.contains("more than 1048576 parameters"), "{e}");
+        cfg.set("model.hidden", "[16]").unwrap();
+        let t = build_trainer(&cfg, &shape, 10, Some(64 * 16 + 16 + 16 * 10 + 10)).unwrap();
+        assert_eq!(t.named_parameters().len(), 4);
     }
 
     #[test]

@@ -35,7 +35,9 @@ use std::path::PathBuf;
 pub use nw_optim::OptimizerConfig;
 use serde::{Deserialize, Serialize};
 
-pub use build::{Run, build_optimizer, build_run, load_data, model_layers, model_toml};
+pub use build::{
+    DataShape, Run, build_optimizer, build_run, build_trainer, load_data, model_layers, model_toml,
+};
 pub use overrides::{KeyInfo, MAX_WIDTH, config_keys};
 pub use schedule::{AnnealName, CyclicModeName, SCHEDULES, ScheduleConfig};
 
