@@ -23,6 +23,9 @@ pub struct Args {
     /// Run only this thread count (default: 1 and 2).
     #[arg(long)]
     threads: Option<usize>,
+    /// Run only the MLPs whose name contains this (`digits`, `Fashion`).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 fn trainer(inputs: usize, every: u64) -> Result<Trainer> {
@@ -68,6 +71,9 @@ pub fn run(args: Args) -> Result<()> {
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     let threads: Vec<usize> = args.threads.map_or(vec![1, 2], |t| vec![t]);
     for (name, inputs, batch) in [("digits 64-256-10", 64usize, 32usize), ("Fashion 784-256-10", 784, 64)] {
+        if args.only.as_ref().is_some_and(|o| !name.to_lowercase().contains(&o.to_lowercase())) {
+            continue;
+        }
         for &t in &threads {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
             let (off, on) = pool.install(|| measure(inputs, batch))?;
