@@ -38,6 +38,8 @@ pub struct Param {
     /// The GEMM pack of the value's transpose, for inference through a
     /// linear layer ([`Param::packed_transpose`]); emptied before every write.
     pack: Arc<PackCache>,
+    /// Bumped by every write ([`Param::version`]).
+    version: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Param {
@@ -49,7 +51,12 @@ impl std::fmt::Debug for Param {
 impl Param {
     /// A new parameter holding `value`.
     pub fn new(value: Tensor) -> Self {
-        Param { id: NodeId::fresh(), value: Arc::new(RwLock::new(value)), pack: Arc::default() }
+        Param {
+            id: NodeId::fresh(),
+            value: Arc::new(RwLock::new(value)),
+            pack: Arc::default(),
+            version: Arc::default(),
+        }
     }
 
     /// The parameter's identity.
@@ -60,6 +67,16 @@ impl Param {
     /// The current value (an O(1) copy-on-write handle).
     pub fn value(&self) -> Tensor {
         self.read().clone()
+    }
+
+    /// A counter that every write ([`Param::update`], [`Param::set`]) bumps,
+    /// shared by all handles: two equal readings mean the value did not change
+    /// in between, so a copy taken at the first is still current (the weight
+    /// monitor keeps its previous-weights buffer this way instead of copying
+    /// the weights before every recorded step). It counts writes, not changes:
+    /// a write that stores the same bits still bumps it.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// The shape of the value.
@@ -128,7 +145,29 @@ impl Param {
     /// in-place update does not have to copy it.
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Tensor> {
         let guard = self.value.write().unwrap_or_else(|e| e.into_inner());
+        // Bumped while the lock is held and before the caller can change the
+        // value: whoever reads the old count and then the value (under the
+        // read lock) sees the value of that count or a later one.
+        self.version.fetch_add(1, Ordering::AcqRel);
         self.pack.clear();
         guard
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_write_bumps_the_version_of_every_handle() {
+        let p = Param::new(Tensor::zeros(&[2]));
+        let q = p.clone();
+        let v0 = p.version();
+        let _ = p.value(); // reads do not count
+        assert_eq!(p.version(), v0);
+        q.update(|t| t.as_slice_mut()[0] = 1.0);
+        assert_eq!(p.version(), v0 + 1);
+        p.set(Tensor::ones(&[2])).unwrap();
+        assert_eq!(q.version(), v0 + 2);
     }
 }

@@ -53,6 +53,7 @@ pub mod lrfind;
 pub mod metrics;
 pub mod models;
 pub mod monitor;
+mod monitor_kernel;
 pub mod pretrained;
 pub mod report;
 pub mod session;

@@ -18,20 +18,30 @@
 //! while a schedule anneals to zero is not reported as "the learning rate is
 //! likely too low".
 //!
-//! Cost: statistics are computed in one pass per tensor over fixed 8-wide
-//! lanes combined in a fixed order (deterministic, vectorisable); steps that
-//! are not recorded cost a counter. `cargo xtask bench monitor` measures it.
+//! Cost: the update, weight and change statistics come from one fused pass
+//! per tensor over the weights after the step and a reused buffer holding
+//! them before it, 16 f32 lanes per sub-chunk promoted to f64 in a fixed
+//! order, over fixed blocks combined in block order (the same bits on any
+//! thread count and instruction set; see `monitor_kernel`). The buffer is
+//! refilled by that same pass when the next step is recorded too, and is
+//! only copied from the weights when [`Param::version`] says they were
+//! written since. Gradient and buffer norms are one vectorised pass each;
+//! percentiles use a reused histogram of at most
+//! [`SAMPLE`](crate::monitor::SAMPLE) values. Steps that are not recorded
+//! cost a counter. `cargo xtask bench monitor` measures it (docs/BENCHMARKS.md).
 //!
 //! Records serialise as JSON lines (`monitor.jsonl`); the fields of
 //! [`TensorStats`] are its columns.
 
 use std::collections::{BTreeMap, HashMap};
 
-use nw_autograd::{Grads, Param};
+use nw_autograd::{Grads, NodeId, Param};
 use nw_optim::Optimizer;
 use nw_tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+pub use crate::monitor_kernel::SAMPLE;
+use crate::monitor_kernel::{Histogram, order_stats, sum_squares, update_sums};
 use crate::spectral::{SpectralStats, spectral_stats};
 
 /// Thresholds and interval of the monitor. The ratio thresholds follow the
@@ -72,7 +82,11 @@ impl Default for MonitorConfig {
 
 /// p50, p90 and p99 of a per-parameter quantity. Computed from a histogram
 /// of the f32 bit patterns with 16 bins per octave, so each value is exact
-/// to within 1/32 of itself (relative).
+/// to within 1/32 of itself (relative) for the values counted: every value
+/// of a tensor of at most [`SAMPLE`] elements, and otherwise [`SAMPLE`] of
+/// them at fixed, evenly spread positions (a golden-ratio stride; the same
+/// positions on every run), which adds a sampling error of about
+/// `sqrt(q (1 - q) / 4096)` in rank (±0.16% at p99).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     /// Median.
@@ -276,16 +290,34 @@ pub struct MonitorProgress {
     pub peak_lr: f64,
 }
 
+/// One parameter's weights before the step being recorded, kept across steps.
+#[derive(Debug, Default)]
+struct Before {
+    /// The parameter the values belong to (None: not filled yet).
+    id: Option<NodeId>,
+    /// Its [`Param::version`] when the values were taken.
+    version: u64,
+    /// The values, row-major.
+    values: Vec<f32>,
+}
+
 /// Records [`TensorStats`] around optimizer steps.
 ///
 /// Call [`WeightMonitor::before_step`] before the optimizer step and
 /// [`WeightMonitor::after_step`] after it (after every step: it also counts
-/// clipping and tracks the peak learning rate). The snapshot is taken only
-/// when the coming step will be recorded, so unmonitored steps cost nothing.
+/// clipping and tracks the peak learning rate). The weights before a
+/// recorded step are kept in one reused buffer per parameter (memory: one
+/// copy of the parameters, kept once the first step is recorded); steps that
+/// are not recorded cost a counter.
 #[derive(Debug, Default)]
 pub struct WeightMonitor {
     config: MonitorConfig,
-    before: HashMap<String, Tensor>,
+    /// Per parameter, in the order of `params`.
+    before: Vec<Before>,
+    /// Whether the step between `before_step` and `after_step` is recorded.
+    armed: bool,
+    /// The percentiles' reused histogram.
+    hist: Histogram,
     epoch_end: bool,
     records: Vec<TensorStats>,
     spectra: Vec<SpectralStats>,
@@ -329,14 +361,31 @@ impl WeightMonitor {
         epoch_end || (self.config.every_steps > 0 && step.is_multiple_of(self.config.every_steps))
     }
 
-    /// Snapshots the parameters before step `step` if that step is recorded.
+    /// Makes sure the parameters' values before step `step` are at hand if
+    /// that step is recorded: the buffer kept from the last recorded step
+    /// when the parameter has not been written since (its
+    /// [`Param::version`] is unchanged), a copy of the weights otherwise.
     pub fn before_step(&mut self, step: u64, epoch_end: bool, params: &[(String, Param)]) {
-        self.before.clear();
         self.epoch_end = epoch_end;
-        if self.wants(step, epoch_end) {
-            for (name, p) in params {
-                self.before.insert(name.clone(), p.value());
+        self.armed = self.wants(step, epoch_end) && !params.is_empty();
+        if !self.armed {
+            return;
+        }
+        self.before.resize_with(params.len(), Before::default);
+        for ((_, p), b) in params.iter().zip(&mut self.before) {
+            // The version is read before the value: a write in between
+            // makes the next comparison fail, never pass wrongly.
+            let version = p.version();
+            if b.id == Some(p.id()) && b.version == version {
+                continue;
             }
+            let w = p.value();
+            b.values.clear();
+            match w.as_slice() {
+                Some(s) => b.values.extend_from_slice(s),
+                None => b.values.extend(w.to_vec()),
+            }
+            (b.id, b.version) = (Some(p.id()), version);
         }
     }
 
@@ -359,14 +408,31 @@ impl WeightMonitor {
         if ctx.clip.is_some_and(|c| c.fired()) {
             self.progress.clipped_steps += 1;
         }
-        if self.before.is_empty() {
+        if !std::mem::take(&mut self.armed) {
             return Vec::new();
         }
+        // When the next step is recorded too, the pass leaves the weights
+        // after this step in the buffer: they are the next step's "before".
+        let write_back = self.wants(step + 1, false);
         let mut new = Vec::with_capacity(params.len());
-        for (name, p) in params {
-            let Some(before) = self.before.get(name) else { continue };
-            let w = p.value();
-            let mut stats = tensor_stats(name, step, epoch, before, &w, grads.get(p), activations.get(name));
+        let mut kept = std::mem::take(&mut self.before);
+        for ((name, p), b) in params.iter().zip(&mut kept) {
+            if b.id != Some(p.id()) {
+                continue;
+            }
+            let version = p.version();
+            let w = p.value().contiguous();
+            let w = w.as_slice().expect("contiguous");
+            if w.len() != b.values.len() {
+                b.id = None;
+                continue;
+            }
+            let sums = update_sums(w, &mut b.values, write_back);
+            if write_back {
+                b.version = version;
+            }
+            let mut stats =
+                stats_from_sums(name, step, epoch, &sums, w.len(), grads.get(p), activations.get(name));
             stats.lr = ctx.lr;
             if let Some(c) = ctx.clip {
                 stats.clip_total_norm = Some(c.total_norm);
@@ -376,11 +442,12 @@ impl WeightMonitor {
             }
             stats.clipped_steps = self.progress.clipped_steps;
             if let Some(view) = ctx.optimizer.and_then(|o| o.inspect_param(p)) {
-                add_optimizer_stats(&mut stats, &view);
+                add_optimizer_stats(&mut stats, &view, &mut self.hist);
             }
             self.check(&stats);
             new.push(stats);
         }
+        self.before = kept;
         if self.epoch_end && self.config.spectral {
             for (name, p) in params {
                 if p.shape().len() >= 2 {
@@ -388,7 +455,6 @@ impl WeightMonitor {
                 }
             }
         }
-        self.before.clear();
         self.records.extend(new.iter().cloned());
         new
     }
@@ -451,9 +517,6 @@ impl WeightMonitor {
     }
 }
 
-/// Lane count of the fused reductions (fixed: results do not depend on the machine).
-const LANES: usize = 8;
-
 /// The statistics of one tensor across one update (without the optimizer's
 /// and the loop's fields, which [`WeightMonitor::after_step`] fills in).
 pub fn tensor_stats(
@@ -466,43 +529,28 @@ pub fn tensor_stats(
     activation: Option<&Tensor>,
 ) -> TensorStats {
     let a = after.contiguous();
-    let b = before.contiguous();
-    let (a, b) = (a.as_slice().expect("contiguous"), b.as_slice().expect("contiguous"));
-    let n = a.len().max(1) as f64;
-    // One pass, eight fixed lanes combined in lane order.
-    let mut w2 = [0.0f64; LANES];
-    let mut d2 = [0.0f64; LANES];
-    let mut dabs = [0.0f64; LANES];
-    let mut wmax = [0.0f64; LANES];
-    let mut dmax = [0.0f64; LANES];
-    let mut zeros = [0u64; LANES];
-    let mut changed = [0u64; LANES];
-    let mut lane = |l: usize, x: f32, y: f32| {
-        let (xf, d) = (x as f64, x as f64 - y as f64);
-        w2[l] += xf * xf;
-        d2[l] += d * d;
-        dabs[l] += d.abs();
-        wmax[l] = wmax[l].max(xf.abs());
-        dmax[l] = dmax[l].max(d.abs());
-        zeros[l] += u64::from(x == 0.0);
-        changed[l] += u64::from(x != y);
-    };
-    let split = a.len() - a.len() % LANES;
-    for (ca, cb) in a[..split].chunks_exact(LANES).zip(b[..split].chunks_exact(LANES)) {
-        for l in 0..LANES {
-            lane(l, ca[l], cb[l]);
-        }
-    }
-    for (l, (&x, &y)) in a[split..].iter().zip(&b[split..]).enumerate() {
-        lane(l, x, y);
-    }
-    let sum = |v: &[f64; LANES]| v.iter().sum::<f64>();
-    let max = |v: &[f64; LANES]| v.iter().copied().fold(0.0f64, f64::max);
-    let weight_norm = sum(&w2).sqrt();
-    let update_norm = sum(&d2).sqrt();
-    let grad_norm = grad.map(|g| {
-        let g = g.contiguous();
-        sum_squares(g.as_slice().expect("contiguous")).sqrt()
+    let a = a.as_slice().expect("contiguous");
+    let mut b = before.to_vec();
+    let sums = update_sums(a, &mut b, false);
+    stats_from_sums(name, step, epoch, &sums, a.len(), grad, activation)
+}
+
+/// [`TensorStats`] from the fused pass's sums over `len` elements.
+fn stats_from_sums(
+    name: &str,
+    step: u64,
+    epoch: u64,
+    s: &crate::monitor_kernel::UpdateSums,
+    len: usize,
+    grad: Option<&Tensor>,
+    activation: Option<&Tensor>,
+) -> TensorStats {
+    let n = len.max(1) as f64;
+    let weight_norm = s.w2.sqrt();
+    let update_norm = s.d2.sqrt();
+    let grad_norm = grad.map(|g| match g.as_slice() {
+        Some(v) => sum_squares(v).sqrt(),
+        None => sum_squares(&g.to_vec()).sqrt(),
     });
     TensorStats {
         name: name.to_string(),
@@ -513,13 +561,13 @@ pub fn tensor_stats(
         grad_norm,
         grad_norm_unclipped: grad_norm,
         update_norm,
-        update_rms: (sum(&d2) / n).sqrt(),
-        max_abs_update: max(&dmax),
-        mean_abs_update: sum(&dabs) / n,
+        update_rms: (s.d2 / n).sqrt(),
+        max_abs_update: s.dmax,
+        mean_abs_update: s.dabs / n,
         update_ratio: if weight_norm > 0.0 { update_norm / weight_norm } else { 0.0 },
-        changed_fraction: changed.iter().sum::<u64>() as f64 / n,
-        max_abs_weight: max(&wmax),
-        zero_fraction: zeros.iter().sum::<u64>() as f64 / n,
+        changed_fraction: s.changed as f64 / n,
+        max_abs_weight: s.wmax,
+        zero_fraction: s.zeros as f64 / n,
         dead_fraction: activation.map(dead_fraction),
         moment_norms: BTreeMap::new(),
         effective_step: None,
@@ -528,23 +576,8 @@ pub fn tensor_stats(
     }
 }
 
-/// `sum x^2` in f64 over fixed lanes.
-fn sum_squares(v: &[f32]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let split = v.len() - v.len() % LANES;
-    for c in v[..split].chunks_exact(LANES) {
-        for l in 0..LANES {
-            acc[l] += (c[l] as f64) * (c[l] as f64);
-        }
-    }
-    for (l, &x) in v[split..].iter().enumerate() {
-        acc[l] += (x as f64) * (x as f64);
-    }
-    acc.iter().sum()
-}
-
 /// Fills the optimizer's buffer norms and Adam's effective step percentiles.
-fn add_optimizer_stats(stats: &mut TensorStats, view: &nw_optim::ParamView<'_>) {
+fn add_optimizer_stats(stats: &mut TensorStats, view: &nw_optim::ParamView<'_>, hist: &mut Histogram) {
     for (name, buf) in &view.buffers {
         stats.moment_norms.insert((*name).to_string(), sum_squares(buf).sqrt());
     }
@@ -554,53 +587,23 @@ fn add_optimizer_stats(stats: &mut TensorStats, view: &nw_optim::ParamView<'_>) 
     // its p-th percentile is the step at v's (1 - p)-th percentile.
     let bc2_sqrt = (1.0 - ad.beta2.powf(view.step as f64)).sqrt();
     let step_at = |v: f64| view.lr / (v.max(0.0).sqrt() / bc2_sqrt + ad.eps);
-    // Rank r = ceil(q n) in ascending steps is rank n - r + 1 in ascending v.
-    let n = v.len() as u64;
-    let rank = |q: f64| n + 1 - ((q * n as f64).ceil() as u64).clamp(1, n.max(1));
-    if let Some([v50, v90, v99]) = order_stats(v, [rank(0.5), rank(0.9), rank(0.99)]) {
+    // Rank r = ceil(q n) in ascending steps is rank n - r + 1 in ascending v
+    // (n: the values counted, a sample for large tensors).
+    let ranks = |n: u64| {
+        let rank = |q: f64| n + 1 - ((q * n as f64).ceil() as u64).clamp(1, n.max(1));
+        [rank(0.5), rank(0.9), rank(0.99)]
+    };
+    if let Some([v50, v90, v99]) = order_stats(v, ranks, hist) {
         stats.effective_step = Some(Percentiles { p50: step_at(v50), p90: step_at(v90), p99: step_at(v99) });
     }
 }
 
-/// Bits of an f32 dropped by the histogram: 4 mantissa bits stay (16 bins per octave).
-const HIST_SHIFT: u32 = 19;
-
-/// The `qs`-quantiles of non-negative values from a histogram of their bit
-/// patterns (for non-negative floats the bit order is the value order). Each
-/// answer is the centre of its bin, within 1/32 of the exact order statistic.
-/// `None` for an empty slice.
+/// The `qs`-quantiles of non-negative values (order statistics of rank
+/// `ceil(q n)`), each the centre of its histogram bin: within 1/32 of the
+/// exact value for at most [`SAMPLE`] values, of a fixed sample of them
+/// beyond (see [`Percentiles`]). `None` for an empty slice.
 pub fn percentiles_of<const K: usize>(v: &[f32], qs: [f64; K]) -> Option<[f64; K]> {
-    let n = v.len() as f64;
-    order_stats(v, qs.map(|q| ((q * n).ceil() as u64).max(1)))
-}
-
-/// The order statistics of the given ranks (from 1, ascending) of
-/// non-negative values, each the centre of its histogram bin (see
-/// [`percentiles_of`]). `None` for an empty slice.
-fn order_stats<const K: usize>(v: &[f32], ranks: [u64; K]) -> Option<[f64; K]> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut hist = vec![0u32; (u32::MAX >> HIST_SHIFT) as usize + 1];
-    for &x in v {
-        // Negative values (not expected) and -0 count as 0; NaN as the largest.
-        let bits = if x > 0.0 || x.is_nan() { x.to_bits() & 0x7FFF_FFFF } else { 0 };
-        hist[(bits >> HIST_SHIFT) as usize] += 1;
-    }
-    let mut out = [0.0f64; K];
-    for (o, rank) in out.iter_mut().zip(ranks) {
-        let mut seen = 0u64;
-        for (bin, &c) in hist.iter().enumerate() {
-            seen += c as u64;
-            if seen >= rank {
-                let lo = f32::from_bits((bin as u32) << HIST_SHIFT) as f64;
-                let hi = f32::from_bits(((bin as u32 + 1) << HIST_SHIFT).min(0x7F80_0000)) as f64;
-                *o = if bin == 0 { 0.0 } else { 0.5 * (lo + hi) };
-                break;
-            }
-        }
-    }
-    Some(out)
+    order_stats(v, |n| qs.map(|q| ((q * n as f64).ceil() as u64).max(1)), &mut Histogram::default())
 }
 
 /// Fraction of units (all positions after the batch axis) whose activation

@@ -8,7 +8,7 @@ use nw_optim::schedule::{Schedule, Scheduler};
 use nw_optim::{Adam, Sgd};
 use nw_tensor::Rng;
 use nw_train::models::{Activation, build_model};
-use nw_train::{Checkpoint, LossKind, LrPolicy, ModelSpec, Trainer};
+use nw_train::{Checkpoint, LossKind, LrPolicy, ModelSpec, MonitorConfig, Trainer, WeightMonitor};
 
 fn digits() -> Dataset {
     nw_data::digits()
@@ -72,6 +72,70 @@ fn one_and_two_threads_give_the_same_bits() {
         let two = go(2);
         assert_eq!(one, two, "{spec:?}: weights differ between 1 and 2 threads");
     }
+}
+
+#[test]
+fn the_monitor_changes_no_bit_of_the_run() {
+    // The monitor only reads: weights, losses and correct counts are the same
+    // bits with it off, at every step, and every 3 steps, on 1 and 2 threads
+    // (the 256x256 middle layer takes the monitor's parallel blocks).
+    let data = digits();
+    let spec = ModelSpec::Mlp { hidden: vec![256, 256], activation: Activation::Relu, dropout: 0.1 };
+    let go = |threads: usize, every: u64| {
+        let (data, spec) = (data.clone(), spec.clone());
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(move || {
+            let mut t = trainer(&spec, &data, 11, true);
+            t.monitor = WeightMonitor::new(MonitorConfig { every_steps: every, ..Default::default() });
+            let mut losses = Vec::new();
+            for b in loader(&data, 64, 5).epoch(0).take(7) {
+                let (l, c) = t.train_step(&b.x, &b.y).unwrap();
+                losses.push((l.to_bits(), c));
+            }
+            (bits(&t), losses, t.monitor.records().to_vec())
+        })
+    };
+    let (off, off_losses, none) = go(1, 0);
+    assert!(none.is_empty());
+    let (w1, l1, every1) = go(1, 1);
+    let (w3, l3, every3) = go(1, 3);
+    let (w1b, l1b, every1b) = go(2, 1);
+    assert_eq!((&w1, &l1), (&off, &off_losses), "monitor at every step changed the run");
+    assert_eq!((&w3, &l3), (&off, &off_losses), "monitor every 3 steps changed the run");
+    assert_eq!((&w1b, &l1b), (&off, &off_losses), "monitor at 2 threads changed the run");
+    // The records do not depend on the thread count, nor on whether the
+    // previous weights came from the kept buffer (every step) or a fresh
+    // copy (every 3 steps).
+    assert_eq!(every1b, every1);
+    assert_eq!(every1.len(), 7 * 6);
+    let at =
+        |r: &[nw_train::TensorStats], step| r.iter().filter(|s| s.step == step).cloned().collect::<Vec<_>>();
+    for step in [3, 6] {
+        assert_eq!(at(&every3, step), at(&every1, step), "step {step}");
+    }
+}
+
+#[test]
+fn the_monitor_sees_writes_between_steps() {
+    // A weight changed outside the optimizer between two recorded steps is
+    // not counted as part of the next step's update.
+    let data = digits();
+    let spec = ModelSpec::Mlp { hidden: vec![16], activation: Activation::Relu, dropout: 0.0 };
+    let mut t = trainer(&spec, &data, 2, false);
+    t.monitor = WeightMonitor::new(MonitorConfig { every_steps: 1, ..Default::default() });
+    let mut batches = loader(&data, 32, 1).epoch(0);
+    let b = batches.next().unwrap();
+    t.train_step(&b.x, &b.y).unwrap();
+    let p = t.named_parameters()[0].1.clone();
+    p.update(|w| w.as_slice_mut().iter_mut().for_each(|x| *x += 100.0));
+    let before = p.value().to_vec();
+    let b = batches.next().unwrap();
+    t.train_step(&b.x, &b.y).unwrap();
+    let after = p.value().to_vec();
+    let d2: f64 = after.iter().zip(&before).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    let r = &t.monitor.records()[t.named_parameters().len()];
+    assert_eq!(r.step, 2);
+    assert!((r.update_norm - d2.sqrt()).abs() <= 1e-5 * d2.sqrt(), "{} vs {}", r.update_norm, d2.sqrt());
+    assert!(r.update_norm < 10.0, "the +100 shift leaked into the update: {}", r.update_norm);
 }
 
 #[test]
