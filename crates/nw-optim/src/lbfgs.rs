@@ -640,15 +640,8 @@ impl Optimizer for LbfgsOptim {
         if sd.optimizer != NAME {
             return Err(err(format!("state dict is for {:?}", sd.optimizer)));
         }
-        let scalar = |k: &str| sd.scalar(k).ok_or_else(|| err(format!("missing scalar {k:?}")));
-        let count = |k: &str| -> Result<u64, OptimError> {
-            let v = scalar(k)?;
-            if v >= 0.0 && v.fract() == 0.0 && v < 2f64.powi(53) {
-                Ok(v as u64)
-            } else {
-                Err(err(format!("{k} = {v} is not a count")))
-            }
-        };
+        let scalar = |k: &str| sd.required_scalar(NAME, k);
+        let count = |k: &str| sd.count(NAME, k);
         if count("param_groups.0.params")? != self.groups[0].params.len() as u64 {
             return Err(err("the parameter count differs".into()));
         }

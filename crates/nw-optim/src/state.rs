@@ -93,4 +93,21 @@ impl StateDict {
     pub fn scalar(&self, key: &str) -> Option<f64> {
         self.scalars.get(key).copied()
     }
+
+    /// The scalar under `key`, or [`OptimError::State`](crate::OptimError::State) of `owner` naming it.
+    pub fn required_scalar(&self, owner: &'static str, key: &str) -> Result<f64, crate::OptimError> {
+        self.scalar(key)
+            .ok_or_else(|| crate::OptimError::State { owner, reason: format!("missing scalar {key:?}") })
+    }
+
+    /// The scalar under `key` as a count (a non-negative integer below
+    /// 2^53), or [`OptimError::State`](crate::OptimError::State) of `owner` naming it.
+    pub fn count(&self, owner: &'static str, key: &str) -> Result<u64, crate::OptimError> {
+        let v = self.required_scalar(owner, key)?;
+        if v >= 0.0 && v.fract() == 0.0 && v < 2f64.powi(53) {
+            Ok(v as u64)
+        } else {
+            Err(crate::OptimError::State { owner, reason: format!("{key} = {v} is not a count") })
+        }
+    }
 }
