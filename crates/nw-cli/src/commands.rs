@@ -106,6 +106,7 @@ fn resolve_config(a: &TrainArgs) -> Result<RunConfig> {
     put("data.target_column", a.target_column.map(|v| v.to_string()));
     put("data.header", flag(a.header, a.no_header));
     put("data.standardize", flag(a.standardize, a.no_standardize));
+    put("data.drop_last", flag(a.drop_last, a.no_drop_last));
     put("model.kind", a.model.clone());
     put("model.hidden", list(&a.hidden));
     put("model.activation", a.activation.clone());
@@ -571,10 +572,24 @@ fn fit_distributed(
             cfg.train.epochs
         );
     }
-    let m = if lead {
-        d.fit(cfg, Some(out), &mut Display::new(cfg.train.epochs))?
+    let fitted = if lead {
+        d.fit(cfg, Some(out), &mut Display::new(cfg.train.epochs))
     } else {
-        d.fit(cfg, None, &mut session::Quiet)?
+        d.fit(cfg, None, &mut session::Quiet)
+    };
+    let m = match fitted {
+        Ok(m) => m,
+        Err(e) => {
+            // The other ranks cannot see this error: they would wait in their
+            // next collective until --dist-timeout. Say it here and end the job
+            // with the error's exit code (one rank: return it as usual).
+            let e = anyhow::Error::from(e);
+            if let Some(c) = d.run.trainer.sharding.collective.as_deref().filter(|c| c.size() > 1) {
+                eprintln!("error: rank {}: {}; ending the MPI job", c.rank(), message(&e));
+                c.abort(i32::from(exit_code(&e)));
+            }
+            return Err(e);
+        }
     };
     if lead {
         let sent = d.run.trainer.sharding.collective.as_ref().map_or(0, |c| c.bytes_sent());

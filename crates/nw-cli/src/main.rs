@@ -209,6 +209,12 @@ pub struct TrainArgs {
     /// Do not standardise features.
     #[arg(long, help_heading = "Data")]
     pub no_standardize: bool,
+    /// Skip the short last batch of each epoch (data.drop_last; --no-drop-last to unset).
+    #[arg(long, overrides_with = "no_drop_last", help_heading = "Data")]
+    pub drop_last: bool,
+    /// Keep the short last batch of each epoch.
+    #[arg(long, help_heading = "Data")]
+    pub no_drop_last: bool,
 
     /// Architecture template (model.kind).
     #[arg(long, value_parser = choices::models(), help_heading = "Model")]

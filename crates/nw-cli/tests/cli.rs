@@ -232,6 +232,44 @@ fn per_optimizer_defaults_and_every_schedule_from_the_cli() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Batch norm on `[C]` needs two rows per batch (or micro-shard) in
+/// training: a run whose batches would give it one is refused before its
+/// first step, naming the layer and the fix; `--drop-last` skips the short
+/// last batch; spatial batch norm (`H W >= 2` values per row) is not refused.
+#[test]
+fn a_batch_of_one_row_for_batch_norm_is_refused_up_front() {
+    let out = tmp("bn-rows");
+    let o = out.to_str().unwrap();
+    let bn1d =
+        "model.layer=[{type=\"linear\", out=16}, {type=\"batch_norm\"}, {type=\"relu\"}, {type=\"linear\"}]";
+    let conv = "model.layer=[{type=\"reshape\", shape=[1, 8, 8]}, {type=\"conv2d\", out=4, kernel=3}, \
+                {type=\"batch_norm\"}, {type=\"relu\"}, {type=\"flatten\"}, {type=\"linear\"}]";
+    // The digits' 1,259 training rows: batch 1258 leaves a last batch of 1 row.
+    let r = nw(&["train", "--batch", "1258", "--epochs", "1", "--set", bn1d, "--out", o]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+    let t = text(&r);
+    assert!(t.contains("last batch of each epoch has 1 row") && t.contains("model.layer[1]"), "{t}");
+    assert!(t.contains("--drop-last"), "{t}");
+    assert!(!out.join("metrics.csv").exists(), "refused before the first step");
+    // Batch 96 cut into 6 micro-shards: the last batch's 11 rows give shards of 1.
+    let r = nw(&["train", "--batch", "96", "--accumulate", "6", "--epochs", "1", "--set", bn1d, "--out", o]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+    assert!(text(&r).contains("6 micro-shards (train.accumulate) of as few as 1 row"), "{}", text(&r));
+    // Every batch too small: 8 rows in 8 micro-shards.
+    let r = nw(&["train", "--batch", "8", "--accumulate", "8", "--epochs", "1", "--set", bn1d, "--out", o]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+    assert!(text(&r).contains("a batch has 8 rows"), "{}", text(&r));
+    // --drop-last: one batch an epoch, trains.
+    let r = nw(&["train", "--batch", "1258", "--epochs", "2", "--drop-last", "--set", bn1d, "--out", o]);
+    assert!(r.status.success(), "{}", text(&r));
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 3, "{metrics}");
+    // Spatial batch norm sees 36 values per channel in a 1-row batch: allowed.
+    let r = nw(&["train", "--batch", "1258", "--epochs", "1", "--set", conv, "--out", o]);
+    assert!(r.status.success(), "{}", text(&r));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn a_huge_layer_is_a_configuration_error_not_an_abort() {
     let out = tmp("huge");

@@ -32,6 +32,15 @@ pub trait Collective: Send {
     fn comm_seconds(&self) -> f64 {
         0.0
     }
+    /// Ends every rank of the job with exit status `code`, after this rank
+    /// hit an error the others cannot see (they would otherwise wait in
+    /// their next collective until its timeout). Returns where the ranks
+    /// cannot be ended from here (one process, or ranks as threads, whose
+    /// peers notice the error through the channel closing); the caller then
+    /// returns its error as usual.
+    fn abort(&self, code: i32) {
+        let _ = code;
+    }
 }
 
 /// One process alone: `all_gather` returns its own message.

@@ -99,6 +99,12 @@ impl Collective for MpiRank {
     fn bytes_sent(&self) -> u64 {
         self.sent.get()
     }
+
+    fn abort(&self, code: i32) {
+        if self.world.size() > 1 {
+            self.world.abort(code)
+        }
+    }
 }
 
 impl MpiRank {

@@ -956,7 +956,16 @@ pub fn build_layers_limited(
     let mut rngs = Vec::new();
     let mut shape = input.to_vec();
     let mut total = 0usize;
+    let mut min_rows = (1usize, None);
     for (i, l) in layers.iter().enumerate() {
+        if let LayerSpec::BatchNorm { .. } = l {
+            // values per channel per row: 1 for [C], L for [C, L], H W for [C, H, W]
+            let per_row: usize = shape.iter().skip(1).product();
+            let need = if per_row >= 2 { 1 } else { 2 };
+            if need > min_rows.0 {
+                min_rows = (need, Some(i));
+            }
+        }
         if let Some(max) = max_elements {
             total =
                 layer_elements(l, &shape, outputs).and_then(|n| total.checked_add(n)).unwrap_or(usize::MAX);
@@ -991,7 +1000,7 @@ pub fn build_layers_limited(
             layers[layers.len() - 1].type_name()
         )));
     }
-    Ok(BuiltModel { model, rngs })
+    Ok(BuiltModel { model, rngs, min_rows })
 }
 
 /// A list as TOML `[[model.layer]]`-style inline tables, one per line (what

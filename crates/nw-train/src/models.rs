@@ -253,6 +253,11 @@ pub struct BuiltModel {
     pub model: Sequential,
     /// One generator per dropout layer, in layer order.
     pub rngs: Vec<Arc<Mutex<Rng>>>,
+    /// The fewest rows a training batch (or micro-shard, which batch norm
+    /// treats as its batch) may have, and the layer that sets it: batch norm
+    /// needs two values per channel in training, so one row is too few for
+    /// `BatchNorm1d` on `[C]`. `(1, None)` when no layer limits it.
+    pub min_rows: (usize, Option<usize>),
 }
 
 /// Builds `spec` for examples of shape `input` and `outputs` output units,

@@ -155,6 +155,10 @@ pub struct Trainer {
     pub monitor: WeightMonitor,
     /// Generators of the model's stochastic layers (saved in checkpoints).
     pub rngs: Vec<Arc<Mutex<Rng>>>,
+    /// The fewest rows a training batch or micro-shard may hold, and the
+    /// layer that needs them ([`crate::models::BuiltModel::min_rows`]);
+    /// checked against the loader's batches when a run is built.
+    pub min_rows: (usize, Option<usize>),
     /// Completed epochs.
     pub epoch: u64,
     /// Optimizer steps taken.
@@ -207,6 +211,7 @@ impl Trainer {
             early_stopping: None,
             monitor: WeightMonitor::default(),
             rngs: Vec::new(),
+            min_rows: (1, None),
             epoch: 0,
             step: 0,
             history: Vec::new(),

@@ -45,6 +45,7 @@ const CASES: &[Case] = &[
     // [data]
     with("data.csv", "", &[("data.dataset", "\"csv\"")], "\"/nonexistent/nw.csv\"", &["/nonexistent/nw.csv"]),
     case("data.dataset", "", "\"mnist\"", &["data.dataset", "unknown variant", "digits", "fashion-mnist"]),
+    case("data.drop_last", "", "1", &["data.drop_last", "expected a boolean"]),
     case("data.header", "", "\"yes\"", &["data.header", "expected a boolean"]),
     case("data.standardize", "", "2", &["data.standardize", "expected a boolean"]),
     case("data.target_column", "", "-1", &["data.target_column", "expected usize"]),

@@ -244,10 +244,68 @@ pub fn build_run(cfg: &RunConfig) -> Result<Run> {
     let shape = DataShape::of(&train);
     let loader = BatchLoader::new(
         train,
-        LoaderConfig { batch_size: cfg.batch_size(), seed: seed ^ 0x5EED_0002, ..Default::default() },
+        LoaderConfig {
+            batch_size: cfg.batch_size(),
+            seed: seed ^ 0x5EED_0002,
+            drop_last: cfg.data.drop_last,
+            ..Default::default()
+        },
     )?;
     let trainer = build_trainer(cfg, &shape, loader.batches_per_epoch(), None)?;
+    check_batch_rows(cfg, &trainer, &loader)?;
     Ok(Run { trainer, loader, validation, test, scaler, class_names })
+}
+
+/// Refuses, before the first step, a run whose batches (or micro-shards)
+/// would be too small for the model in training: batch norm on `[C]` needs
+/// two rows, and a short last batch of one row, or a batch cut into
+/// micro-shards of one row, would otherwise fail in the middle of the first
+/// epoch (on one rank of a distributed run, which the others then wait on).
+fn check_batch_rows(cfg: &RunConfig, trainer: &Trainer, loader: &BatchLoader) -> Result<()> {
+    let (need, layer) = trainer.min_rows;
+    let n = loader.dataset().len();
+    if need <= 1 || n == 0 {
+        return Ok(());
+    }
+    let b = loader.batch_size().clamp(1, n);
+    let short = n % b;
+    let sizes = [(b, false), (short, true)];
+    for (rows, last) in sizes.into_iter().filter(|&(r, last)| r > 0 && !(last && cfg.data.drop_last)) {
+        // sync_bn normalises over the whole batch; otherwise each micro-shard is a batch
+        let shards = if trainer.sharding.is_sharded() && !cfg.train.sync_bn {
+            trainer.sharding.shards(rows)
+        } else {
+            1
+        };
+        let fewest = rows / shards;
+        if fewest >= need {
+            continue;
+        }
+        let what = if last {
+            format!("the last batch of each epoch has {} ({n} training rows, batch {b})", rows_text(rows))
+        } else {
+            format!("a batch has {}", rows_text(rows))
+        };
+        let cut = if shards > 1 {
+            format!(", cut into {shards} micro-shards (train.accumulate) of as few as {}", rows_text(fewest))
+        } else {
+            String::new()
+        };
+        let at = layer.map_or_else(String::new, |i| format!(" (model.layer[{i}])"));
+        let fix = if last {
+            "set data.drop_last = true (--drop-last) to skip it, or choose a batch size that leaves a longer last batch"
+        } else {
+            "use a larger batch or a smaller train.accumulate"
+        };
+        return Err(TrainError::Config(format!(
+            "{what}{cut}; batch norm{at} needs at least {need} rows per batch in training (two values per channel): {fix}"
+        )));
+    }
+    Ok(())
+}
+
+fn rows_text(n: usize) -> String {
+    if n == 1 { "1 row".into() } else { format!("{n} rows") }
 }
 
 /// The trainer `cfg` describes for data of `shape` with `batches_per_epoch`
@@ -297,6 +355,7 @@ pub fn build_trainer(
     let optimizer = build_optimizer(&cfg.optim, trainable)?;
     let mut trainer = Trainer::new(built.model, optimizer, loss);
     trainer.rngs = built.rngs;
+    trainer.min_rows = built.min_rows;
     trainer.frozen = frozen;
     let kind = match (cfg.train.ema, cfg.train.swa_start) {
         (Some(decay), _) => Some(crate::averaged::AverageKind::Ema { decay }),

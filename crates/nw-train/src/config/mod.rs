@@ -102,6 +102,12 @@ pub struct DataConfig {
     pub test: f64,
     /// Standardise features with the training split's mean and std.
     pub standardize: bool,
+    /// Skip the short last batch of each epoch when the batch size does not
+    /// divide the training rows (torch `DataLoader(drop_last=True)`). Batch
+    /// norm in training needs two values per channel, so a last batch (or
+    /// micro-shard) of one row is refused at the start of a run unless it is
+    /// dropped.
+    pub drop_last: bool,
 }
 
 impl Default for DataConfig {
@@ -114,6 +120,7 @@ impl Default for DataConfig {
             validation: 0.15,
             test: 0.15,
             standardize: true,
+            drop_last: false,
         }
     }
 }
