@@ -31,7 +31,7 @@ fn add(mut a: Vec<f32>, b: &[f32]) -> Vec<f32> {
     a
 }
 
-fn node(m: usize, lo: usize, size: usize, leaf: &dyn Fn(usize) -> Vec<f32>) -> Option<Vec<f32>> {
+fn node(m: usize, lo: usize, size: usize, leaf: &mut dyn FnMut(usize) -> Vec<f32>) -> Option<Vec<f32>> {
     if lo >= m {
         return None;
     }
@@ -49,7 +49,7 @@ fn node(m: usize, lo: usize, size: usize, leaf: &dyn Fn(usize) -> Vec<f32>) -> O
 /// The tree sum of all `leaves` (one process, no exchange); empty input gives an empty vector.
 pub fn tree_sum(leaves: &[Vec<f32>]) -> Vec<f32> {
     let m = leaves.len();
-    node(m, 0, root(m), &|i| leaves[i].clone()).unwrap_or_default()
+    node(m, 0, root(m), &mut |i| leaves[i].clone()).unwrap_or_default()
 }
 
 fn node_with<T: Clone>(
@@ -102,15 +102,32 @@ pub fn split_runs(m: usize, n: usize) -> Vec<(usize, usize)> {
 /// The canonical blocks covering run `[a, b)` of `m` micro-shards, computed
 /// from that run's leaves (`run_leaves[i - a]` is leaf `i`), in index order.
 pub fn run_blocks(m: usize, a: usize, b: usize, run_leaves: &[Vec<f32>]) -> Vec<Block> {
+    run_blocks_owned(m, a, b, run_leaves.to_vec())
+}
+
+/// [`run_blocks`] taking the run's leaves by value: each leaf becomes (or is
+/// summed into) its block without a copy.
+pub fn run_blocks_owned(m: usize, a: usize, b: usize, run_leaves: Vec<Vec<f32>>) -> Vec<Block> {
     let mut out = Vec::new();
     let b = b.min(m);
-    fn walk(m: usize, a: usize, b: usize, lo: usize, size: usize, leaves: &[Vec<f32>], out: &mut Vec<Block>) {
+    let mut leaves: Vec<Option<Vec<f32>>> = run_leaves.into_iter().map(Some).collect();
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        m: usize,
+        a: usize,
+        b: usize,
+        lo: usize,
+        size: usize,
+        leaves: &mut [Option<Vec<f32>>],
+        out: &mut Vec<Block>,
+    ) {
         let hi = (lo + size).min(m);
         if lo >= hi || hi <= a || lo >= b {
             return;
         }
         if a <= lo && hi <= b {
-            if let Some(values) = node(m, lo, size, &|i| leaves[i - a].clone()) {
+            let mut take = |i: usize| leaves.get_mut(i - a).and_then(Option::take).unwrap_or_default();
+            if let Some(values) = node(m, lo, size, &mut take) {
                 out.push(Block { lo, size, values });
             }
             return;
@@ -119,7 +136,7 @@ pub fn run_blocks(m: usize, a: usize, b: usize, run_leaves: &[Vec<f32>]) -> Vec<
         walk(m, a, b, lo + size / 2, size / 2, leaves, out);
     }
     if a < b {
-        walk(m, a, b, 0, root(m), run_leaves, &mut out);
+        walk(m, a, b, 0, root(m), &mut leaves, &mut out);
     }
     out
 }
@@ -139,18 +156,26 @@ impl std::error::Error for MissingShard {}
 /// Finishes the tree of `m` micro-shards from canonical `blocks` (all
 /// ranks' [`run_blocks`], any order); equals [`tree_sum`] over the leaves bit for bit.
 pub fn finish(m: usize, blocks: &[Block]) -> Result<Vec<f32>, MissingShard> {
-    let map: HashMap<(usize, usize), &Block> = blocks.iter().map(|b| ((b.lo, b.size), b)).collect();
+    finish_owned(m, blocks.to_vec())
+}
+
+/// [`finish`] taking the blocks by value: a block is summed in place (the
+/// left operand of each addition), never copied.
+pub fn finish_owned(m: usize, blocks: Vec<Block>) -> Result<Vec<f32>, MissingShard> {
+    let mut map: HashMap<(usize, usize), Vec<f32>> =
+        blocks.into_iter().map(|b| ((b.lo, b.size), b.values)).collect();
     fn walk(
         m: usize,
         lo: usize,
         size: usize,
-        map: &HashMap<(usize, usize), &Block>,
+        map: &mut HashMap<(usize, usize), Vec<f32>>,
     ) -> Result<Option<Vec<f32>>, MissingShard> {
         if lo >= m {
             return Ok(None);
         }
-        if let Some(b) = map.get(&(lo, size)) {
-            return Ok(Some(b.values.clone()));
+        // each node is visited once: its block can be moved out
+        if let Some(v) = map.remove(&(lo, size)) {
+            return Ok(Some(v));
         }
         if size == 1 {
             return Err(MissingShard(lo));
@@ -162,7 +187,7 @@ pub fn finish(m: usize, blocks: &[Block]) -> Result<Vec<f32>, MissingShard> {
             None => left,
         }))
     }
-    Ok(walk(m, 0, root(m), &map)?.unwrap_or_default())
+    Ok(walk(m, 0, root(m), &mut map)?.unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -74,11 +74,34 @@ pub fn check_finite(
     params: &[(String, Param)],
     grads: &Grads,
 ) -> Result<(), NonFinite> {
+    check_finite_parts(step, loss, params, grads, true)
+}
+
+/// [`check_finite`] without the weights: the loss and the gradients, before
+/// an update. The trainer checks the weights once per step, after the
+/// update (a weight that was non-finite before it is still non-finite
+/// after, so it is reported the same step), instead of scanning them twice.
+pub fn check_finite_gradients(
+    step: u64,
+    loss: f32,
+    params: &[(String, Param)],
+    grads: &Grads,
+) -> Result<(), NonFinite> {
+    check_finite_parts(step, loss, params, grads, false)
+}
+
+fn check_finite_parts(
+    step: u64,
+    loss: f32,
+    params: &[(String, Param)],
+    grads: &Grads,
+    weights: bool,
+) -> Result<(), NonFinite> {
     if !loss.is_finite() {
         let (name, index) = first_bad_gradient(params, grads).unwrap_or_else(|| (LOSS.into(), 0));
         return Err(NonFinite { step, name, what: "loss", index, value: loss, first_op: first_op() });
     }
-    for (what, use_grad) in [("gradient", true), ("weight", false)] {
+    for (what, use_grad) in [("gradient", true), ("weight", false)].into_iter().filter(|w| weights || w.1) {
         for (name, p) in params {
             let t = if use_grad {
                 match grads.get(p) {

@@ -184,7 +184,10 @@ pub(crate) fn leaf(
     for (p, &n) in params.iter().zip(numels) {
         match g.get(p) {
             Some(t) => {
-                leaf.extend(t.to_vec());
+                match t.as_slice() {
+                    Some(v) => leaf.extend_from_slice(v),
+                    None => leaf.extend(t.to_vec()),
+                }
                 present.push(1.0);
             }
             None => {
@@ -266,8 +269,7 @@ pub(crate) fn compute(
         _ => Vec::new(),
     };
     let coll = trainer.sharding.collective.as_deref();
-    let (sum, sides) = reduce(coll, m, width, &leaves, side)?;
-    drop(leaves);
+    let (sum, sides) = reduce(coll, m, width, leaves, side)?;
     if !buffers.is_empty() {
         let values = match after_first {
             Some(v) => v,

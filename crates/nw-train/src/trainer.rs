@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::averaged::AverageKind;
 use crate::checkpoint::{Checkpoint, MonitorState, PartialEpoch, Progress, Section};
 use crate::error::{Result, TrainError};
-use crate::guard::check_finite;
+use crate::guard::{check_finite, check_finite_gradients};
 use crate::metrics::{ClassTally, Metrics};
 use crate::monitor::WeightMonitor;
 use crate::state::{StateContext, Stateful};
@@ -381,7 +381,7 @@ impl Trainer {
             let total_norm = nw_optim::clip::clip_grad_norm(&params, &mut grads, max, 2.0, false)?;
             clip = Some(crate::monitor::ClipInfo { total_norm, max_norm: max });
         }
-        check_finite(step, data_loss, &self.named, &grads)?;
+        check_finite_gradients(step, data_loss, &self.named, &grads)?;
         self.monitor.before_step(step, epoch_end, &self.named);
         if self.optimizer.wants_closure() {
             let Some((x, y)) = batch.filter(|_| !self.sharding.is_sharded()) else {
