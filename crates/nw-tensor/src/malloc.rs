@@ -10,12 +10,25 @@
 //! and a kernel-side zeroing per 4 KiB, which measured 20-25% of an LSTM
 //! training step (docs/BENCHMARKS.md, "LSTM training step").
 //!
-//! [`tune_for_training`] fixes both thresholds once at start-up, as the
-//! environment variables `MALLOC_MMAP_THRESHOLD_=33554432` and
-//! `MALLOC_TRIM_THRESHOLD_=1073741824` would: blocks under 32 MiB come from
-//! the heap and freed memory stays mapped for the next step. The price is
-//! that the resident set stays at its high-water mark (which the peak RSS
-//! already counts). It changes no result, only where memory comes from.
+//! A third way back to the kernel bypasses both thresholds: a thread other
+//! than the main one (every rayon worker, and training runs inside a rayon
+//! pool) allocates from its own arena, made of 64 MiB heaps that glibc grows
+//! with `mprotect` and unmaps as soon as one is entirely free. A training
+//! step that frees everything it allocated empties its heap, so the next
+//! step starts on fresh pages again: 816,807 page faults in 200 CNN steps
+//! at one thread, 738,392 at two, where the read-then-write of a zero page
+//! (max-pool's scatter into a fresh gradient) also costs a TLB shootdown
+//! of the other CPU; about 37% of the step at two threads (perf,
+//! docs/BENCHMARKS.md "Page faults in rayon threads").
+//!
+//! [`tune_for_training`] fixes the thresholds and the arena count once at
+//! start-up, as the environment variables `MALLOC_MMAP_THRESHOLD_=33554432`,
+//! `MALLOC_TRIM_THRESHOLD_=1073741824` and `MALLOC_ARENA_MAX=1` would: blocks
+//! under 32 MiB come from the one main heap, whichever thread asks, and
+//! freed memory stays mapped for the next step (small blocks still come
+//! from each thread's own cache without a lock). The price is that the
+//! resident set stays at its high-water mark (which the peak RSS already
+//! counts). It changes no result, only where memory comes from.
 //! The `nw` binary and `cargo xtask` call it first thing; a library user
 //! may call it too (it is process-wide, so a library never does on its own).
 
@@ -26,12 +39,16 @@ pub const MMAP_THRESHOLD: usize = 32 << 20;
 /// Free memory at the top of a heap is kept up to this many bytes.
 pub const TRIM_THRESHOLD: usize = 1 << 30;
 
+/// Arenas glibc may create: one, so that no thread's allocations live in a
+/// secondary heap that is unmapped whenever it empties.
+pub const ARENA_MAX: i32 = 1;
+
 /// What [`tune_for_training`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MallocTuning {
     /// Both thresholds were set.
     Applied,
-    /// `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_` is set in the
+    /// `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_` or `MALLOC_ARENA_MAX` is set in the
     /// environment: the user's choice is left alone.
     LeftToEnvironment,
     /// Not glibc (or `mallopt` refused): nothing changed.
@@ -50,6 +67,7 @@ pub enum MallocTuning {
 pub fn tune_for_training() -> MallocTuning {
     if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
         || std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some()
+        || std::env::var_os("MALLOC_ARENA_MAX").is_some()
     {
         return MallocTuning::LeftToEnvironment;
     }
@@ -63,7 +81,9 @@ fn apply() -> MallocTuning {
     // SAFETY: mallopt only changes allocator parameters (under the
     // allocator's own lock); both values are in glibc's accepted ranges.
     let ok = unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, mmap) == 1 && libc::mallopt(libc::M_TRIM_THRESHOLD, trim) == 1
+        libc::mallopt(libc::M_MMAP_THRESHOLD, mmap) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, trim) == 1
+            && libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX) == 1
     };
     if ok { MallocTuning::Applied } else { MallocTuning::Unsupported }
 }
