@@ -891,6 +891,60 @@ pub fn layer_elements(l: &LayerSpec, shape: &[usize], outputs: usize) -> Option<
     })
 }
 
+/// The per-example output shape of `l` on examples of `shape`, worked out
+/// from the spec alone for the layers whose rule is plain arithmetic
+/// (linear on a vector, flatten, reshape, and the layers that keep their
+/// input's shape); `None` for the others, whose shape comes from building
+/// them. Used to count a model's elements before anything is allocated.
+pub fn planned_output_shape(l: &LayerSpec, shape: &[usize], outputs: usize) -> Option<Vec<usize>> {
+    match l {
+        LayerSpec::Linear { out, .. } if shape.len() == 1 => Some(vec![out.unwrap_or(outputs)]),
+        LayerSpec::Flatten => Some(vec![shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?]),
+        LayerSpec::Reshape { shape: to } => Some(to.clone()),
+        LayerSpec::Dropout { .. }
+        | LayerSpec::BatchNorm { .. }
+        | LayerSpec::LayerNorm { .. }
+        | LayerSpec::GroupNorm { .. }
+        | LayerSpec::InstanceNorm { .. }
+        | LayerSpec::Relu
+        | LayerSpec::Tanh
+        | LayerSpec::Sigmoid
+        | LayerSpec::Gelu { .. }
+        | LayerSpec::Silu
+        | LayerSpec::LeakyRelu { .. }
+        | LayerSpec::Elu { .. }
+        | LayerSpec::Softplus { .. }
+        | LayerSpec::Softmax { .. }
+        | LayerSpec::LogSoftmax { .. } => Some(shape.to_vec()),
+        _ => None,
+    }
+}
+
+/// The parameters and buffers of `layers` counted before anything is
+/// built, as far as [`planned_output_shape`] reaches: for each layer whose
+/// input shape is known, the running total ([`layer_elements`]) after it,
+/// with the layer's index and input shape. The first layer whose output
+/// shape is not plain arithmetic is the last one counted; `usize::MAX`
+/// stands for an overflow.
+pub fn planned_elements(
+    layers: &[LayerSpec],
+    input: &[usize],
+    outputs: usize,
+) -> Vec<(usize, usize, Vec<usize>)> {
+    let mut out = Vec::new();
+    let mut shape = input.to_vec();
+    let mut total = 0usize;
+    for (i, l) in layers.iter().enumerate() {
+        total = layer_elements(l, &shape, outputs).and_then(|n| total.checked_add(n)).unwrap_or(usize::MAX);
+        out.push((i, total, shape.clone()));
+        match planned_output_shape(l, &shape, outputs) {
+            Some(next) => shape = next,
+            None => break,
+        }
+    }
+    out
+}
+
 /// An upper bound of the elements of one example's output of `l` on
 /// examples of `shape` (for the layers whose output can grow past their
 /// input: convolutions with padding, transposed convolutions, pooling with
@@ -957,6 +1011,22 @@ pub fn build_layers_limited(
     let mut shape = input.to_vec();
     let mut total = 0usize;
     let mut min_rows = (1usize, None);
+    if let Some(max) = max_elements {
+        // Refuse before building anything when the layers whose shapes are
+        // plain arithmetic already pass the limit (`--hidden 16777216,16777216`
+        // would otherwise build its 1G-parameter first layer before the
+        // second is refused).
+        if let Some((i, _, at)) = planned_elements(layers, input, outputs).into_iter().find(|p| p.1 > max) {
+            return Err(layer_err(
+                i,
+                &layers[i],
+                &at,
+                format!(
+                    "the model would hold more than {max} parameters and buffers (the build's limit; `nw train` sets it from the memory available)"
+                ),
+            ));
+        }
+    }
     for (i, l) in layers.iter().enumerate() {
         if let LayerSpec::BatchNorm { .. } = l {
             // values per channel per row: 1 for [C], L for [C, L], H W for [C, H, W]
@@ -975,7 +1045,7 @@ pub fn build_layers_limited(
                     l,
                     &shape,
                     format!(
-                        "the model would hold more than {max} parameters and buffers (the build's limit)"
+                        "the model would hold more than {max} parameters and buffers (the build's limit; `nw train` sets it from the memory available)"
                     ),
                 ));
             }
@@ -985,7 +1055,9 @@ pub fn build_layers_limited(
                     i,
                     l,
                     &shape,
-                    format!("one example's output would pass {max} elements (the build's limit)"),
+                    format!(
+                        "one example's output would pass {max} elements (the build's limit; `nw train` sets it from the memory available)"
+                    ),
                 ));
             }
         }

@@ -251,9 +251,51 @@ pub fn build_run(cfg: &RunConfig) -> Result<Run> {
             ..Default::default()
         },
     )?;
-    let trainer = build_trainer(cfg, &shape, loader.batches_per_epoch(), None)?;
+    let limit = memory_element_limit(cfg, &shape)?;
+    let trainer = build_trainer(cfg, &shape, loader.batches_per_epoch(), limit)?;
     check_batch_rows(cfg, &trainer, &loader)?;
     Ok(Run { trainer, loader, validation, test, scaler, class_names })
+}
+
+/// Bytes every parameter or buffer of a training run needs at the least:
+/// its value and its gradient (`f32`), before any optimizer state.
+pub const MIN_TRAINING_BYTES_PER_ELEMENT: u64 = 8;
+
+/// This machine's available memory in bytes (`MemAvailable` in
+/// `/proc/meminfo`); `None` where it cannot be read.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The most parameters and buffers a real run may build: what the
+/// available memory holds at [`MIN_TRAINING_BYTES_PER_ELEMENT`] each. A
+/// model that is over it as far as its shapes can be worked out from the
+/// configuration ([`crate::layers::planned_elements`]) is refused here,
+/// before any layer is allocated, with the memory it would need; the limit
+/// is also handed to the build, which checks it before each later layer.
+/// `None` (no limit beyond the per-tensor one) where the memory is unknown.
+fn memory_element_limit(cfg: &RunConfig, shape: &DataShape) -> Result<Option<usize>> {
+    let Some(avail) = available_memory() else { return Ok(None) };
+    let max = usize::try_from(avail / MIN_TRAINING_BYTES_PER_ELEMENT).unwrap_or(usize::MAX);
+    let layers = model_spec(&cfg.model)?.layers(&shape.features)?;
+    let plan = crate::layers::planned_elements(&layers, &shape.features, shape.outputs);
+    if let Some((i, total, at)) = plan.into_iter().find(|p| p.1 > max) {
+        let gib = |b: f64| b / f64::from(1u32 << 30);
+        let need = if total == usize::MAX {
+            "more than this machine can address".to_string()
+        } else {
+            format!("{:.1} GiB", gib(total as f64 * MIN_TRAINING_BYTES_PER_ELEMENT as f64))
+        };
+        return Err(TrainError::Config(format!(
+            "model.layer[{i}] ({}) receives per-example shape {at:?}: the model would hold more than {max} parameters and buffers; their values and gradients alone take {need} ({MIN_TRAINING_BYTES_PER_ELEMENT} bytes each, before optimizer state), more than the {:.1} GiB this machine has available",
+            layers[i].type_name(),
+            gib(avail as f64)
+        )));
+    }
+    Ok(Some(max))
 }
 
 /// Refuses, before the first step, a run whose batches (or micro-shards)
@@ -463,6 +505,36 @@ mod tests {
         cfg.set("model.hidden", "[16]").unwrap();
         let t = build_trainer(&cfg, &shape, 10, Some(64 * 16 + 16 + 16 * 10 + 10)).unwrap();
         assert_eq!(t.named_parameters().len(), 4);
+    }
+
+    #[test]
+    fn a_model_over_the_limit_is_refused_before_its_first_layer_is_built() {
+        let mut cfg = RunConfig::default();
+        // 64 x 16777216 (first layer, 1G parameters) fits 2^31 elements; the
+        // second, 16777216^2, does not: refused from the plan, so the test
+        // finishes at once instead of allocating 4 GiB for the first layer.
+        cfg.set("model.hidden", "[16777216, 16777216]").unwrap();
+        let shape = DataShape::nominal(&cfg).unwrap();
+        let t = std::time::Instant::now();
+        let e = build_trainer(&cfg, &shape, 10, Some(1 << 31)).err().unwrap().to_string();
+        assert!(e.contains("model.layer[2]") && e.contains("more than 2147483648"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
+        // The plan counts what it can work out from the configuration: the
+        // digits' 64 inputs, linear 64->16, relu, linear 16->10.
+        let layers = model_spec(&cfg.model).unwrap().layers(&shape.features).unwrap();
+        let plan = crate::layers::planned_elements(&layers, &shape.features, shape.outputs);
+        assert_eq!(plan[0], (0, 64 * 16_777_216 + 16_777_216, vec![64]));
+        assert_eq!(plan[2].2, vec![16_777_216]);
+        cfg.set("model.hidden", "[16]").unwrap();
+        let layers = model_spec(&cfg.model).unwrap().layers(&shape.features).unwrap();
+        let plan = crate::layers::planned_elements(&layers, &shape.features, shape.outputs);
+        assert_eq!(plan.last().unwrap().1, 64 * 16 + 16 + 16 * 10 + 10);
+        // A convolution's output shape is not planned: the plan stops there,
+        // and the build checks the later layers one by one.
+        cfg.set("model.kind", "\"cnn\"").unwrap();
+        let layers = model_spec(&cfg.model).unwrap().layers(&shape.features).unwrap();
+        let plan = crate::layers::planned_elements(&layers, &shape.features, shape.outputs);
+        assert!(plan.len() < layers.len(), "{plan:?}");
     }
 
     #[test]
