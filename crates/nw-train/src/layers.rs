@@ -891,6 +891,32 @@ pub fn layer_elements(l: &LayerSpec, shape: &[usize], outputs: usize) -> Option<
     })
 }
 
+/// The biases of `layers` that a batch norm right after their layer
+/// cancels, as parameter names (`"{index}.bias"`), each with one warning:
+/// in training, batch norm subtracts each channel's batch mean, so a
+/// per-channel bias added just before it has no effect and a zero gradient.
+fn cancelled_biases(layers: &[LayerSpec]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, pair) in layers.windows(2).enumerate() {
+        let biased = matches!(
+            pair[0],
+            LayerSpec::Linear { bias: true, .. }
+                | LayerSpec::Conv1d { bias: true, .. }
+                | LayerSpec::Conv2d { bias: true, .. }
+                | LayerSpec::ConvTranspose2d { bias: true, .. }
+        );
+        if biased && matches!(pair[1], LayerSpec::BatchNorm { .. }) {
+            tracing::warn!(
+                "model.layer[{i}] ({}): its bias is cancelled by the batch norm after it (model.layer[{}]) and gets no gradient; set bias = false",
+                pair[0].type_name(),
+                i + 1
+            );
+            out.push(format!("{i}.bias"));
+        }
+    }
+    out
+}
+
 /// The per-example output shape of `l` on examples of `shape`, worked out
 /// from the spec alone for the layers whose rule is plain arithmetic
 /// (linear on a vector, flatten, reshape, and the layers that keep their
@@ -1072,7 +1098,8 @@ pub fn build_layers_limited(
             layers[layers.len() - 1].type_name()
         )));
     }
-    Ok(BuiltModel { model, rngs, min_rows })
+    let cancelled_biases = cancelled_biases(layers);
+    Ok(BuiltModel { model, rngs, min_rows, cancelled_biases })
 }
 
 /// A list as TOML `[[model.layer]]`-style inline tables, one per line (what

@@ -258,6 +258,11 @@ pub struct BuiltModel {
     /// needs two values per channel in training, so one row is too few for
     /// `BatchNorm1d` on `[C]`. `(1, None)` when no layer limits it.
     pub min_rows: (usize, Option<usize>),
+    /// Parameter names of biases that the batch norm right after their
+    /// layer cancels (it subtracts each channel's batch mean, bias
+    /// included): their gradient is zero up to rounding, so the weight
+    /// monitor does not call it vanishing (the build warns once instead).
+    pub cancelled_biases: Vec<String>,
 }
 
 /// Builds `spec` for examples of shape `input` and `outputs` output units,

@@ -323,6 +323,8 @@ pub struct WeightMonitor {
     spectra: Vec<SpectralStats>,
     progress: MonitorProgress,
     warnings: Vec<Warning>,
+    /// Biases a following batch norm cancels: no vanishing-gradient warning.
+    cancelled: Vec<String>,
 }
 
 impl WeightMonitor {
@@ -334,6 +336,14 @@ impl WeightMonitor {
     /// The configuration.
     pub fn config(&self) -> &MonitorConfig {
         &self.config
+    }
+
+    /// Names the parameters whose gradient is zero by construction (a bias
+    /// that the batch norm after its layer cancels,
+    /// [`crate::models::BuiltModel::cancelled_biases`]): they are never
+    /// reported as vanishing gradients.
+    pub fn set_cancelled(&mut self, names: Vec<String>) {
+        self.cancelled = names;
     }
 
     /// Replaces the record history (restoring a checkpoint).
@@ -478,7 +488,7 @@ impl WeightMonitor {
             self.warnings.push(Warning::Frozen { name: name.clone(), lr: s.lr });
         }
         if let Some(g) = s.grad_norm {
-            if g < c.grad_vanish {
+            if g < c.grad_vanish && !self.cancelled.contains(&name) {
                 self.warnings.push(Warning::VanishingGradient { name, norm: g });
             } else if g > c.grad_explode {
                 self.warnings.push(Warning::ExplodingGradient { name, norm: g });

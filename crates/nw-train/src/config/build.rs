@@ -398,6 +398,7 @@ pub fn build_trainer(
     let mut trainer = Trainer::new(built.model, optimizer, loss);
     trainer.rngs = built.rngs;
     trainer.min_rows = built.min_rows;
+    let cancelled = built.cancelled_biases;
     trainer.frozen = frozen;
     let kind = match (cfg.train.ema, cfg.train.swa_start) {
         (Some(decay), _) => Some(crate::averaged::AverageKind::Ema { decay }),
@@ -423,6 +424,7 @@ pub fn build_trainer(
     trainer.lr_policy = cfg.schedule.policy(cfg.optim.lr(), cfg.train.epochs, batches_per_epoch)?;
     trainer.sync_momentum()?;
     trainer.monitor = crate::WeightMonitor::new(cfg.train.monitor());
+    trainer.monitor.set_cancelled(cancelled);
     let r = &cfg.reg;
     if r.l1 != 0.0 || r.l2 != 0.0 {
         let params: Vec<nw_autograd::Param> =
@@ -535,6 +537,40 @@ mod tests {
         let layers = model_spec(&cfg.model).unwrap().layers(&shape.features).unwrap();
         let plan = crate::layers::planned_elements(&layers, &shape.features, shape.outputs);
         assert!(plan.len() < layers.len(), "{plan:?}");
+    }
+
+    #[test]
+    fn a_bias_before_batch_norm_is_not_reported_as_vanishing() {
+        let mut cfg = RunConfig::default();
+        cfg.set(
+            "model.layer",
+            "[{type=\"reshape\", shape=[1, 8, 8]}, {type=\"conv2d\", out=4, kernel=3}, {type=\"batch_norm\"}, \
+             {type=\"relu\"}, {type=\"flatten\"}, {type=\"linear\", out=8}, {type=\"relu\"}, {type=\"linear\"}]",
+        )
+        .unwrap();
+        cfg.set("train.monitor_every", "1").unwrap();
+        let mut run = build_run(&cfg).unwrap();
+        let batch = run.loader.epoch(0).next().unwrap();
+        for _ in 0..3 {
+            run.trainer.train_step(&batch.x, &batch.y).unwrap();
+        }
+        let grads = run.trainer.compute_grads(&batch.x, &batch.y, 4, false).unwrap().grads;
+        let named = run.trainer.named_parameters();
+        let bias = &named.iter().find(|(n, _)| n == "1.bias").unwrap().1;
+        // the bias's gradient is zero up to rounding...
+        let g = grads.get(bias).unwrap().to_vec();
+        assert!(g.iter().all(|v| v.abs() < 1e-5), "{g:?}");
+        // ...and is not called vanishing; the other layers' biases are monitored as before
+        let w = &run.trainer.warnings;
+        assert!(
+            !w.iter().any(
+                |w| matches!(w, crate::monitor::Warning::VanishingGradient { name, .. } if name == "1.bias")
+            ),
+            "{w:?}"
+        );
+        let layers = model_spec(&cfg.model).unwrap().layers(&[64]).unwrap();
+        let built = crate::layers::build_layers(&layers, &[64], 10, &mut Rng::new(1)).unwrap();
+        assert_eq!(built.cancelled_biases, vec!["1.bias".to_string()]);
     }
 
     #[test]
