@@ -396,7 +396,14 @@ fn main() -> ExitCode {
     // large step-lived buffers from the heap, not fresh mmaps (nw_tensor::malloc)
     nw_tensor::malloc::tune_for_training();
     let cli = Cli::parse();
+    // Under mpirun every rank builds and trains the same model and would print
+    // the same warnings: ranks other than 0 print errors only (unless -v).
+    let other_rank = ["OMPI_COMM_WORLD_RANK", "PMI_RANK"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok())
+        .is_some_and(|r| r.trim() != "0");
     let filter = match cli.verbose {
+        0 if other_rank => "error",
         0 => "warn",
         1 => "info",
         _ => "debug",
