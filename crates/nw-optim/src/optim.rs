@@ -555,7 +555,11 @@ fn update_rows<R: Rule>(
             dst[r * width..(r + 1) * width].copy_from_slice(&s[..width]);
         }
     };
-    let mut sub = ParamState { step: st.step, buffers: st.buffers.iter().map(|b| gather(b)).collect(), cache: st.cache };
+    let mut sub = ParamState {
+        step: st.step,
+        buffers: st.buffers.iter().map(|b| gather(b)).collect(),
+        cache: st.cache,
+    };
     let mut ps = gather(p);
     config.update(h, &mut sub, &mut ps, &gather(g));
     scatter(p, &ps);

@@ -468,10 +468,16 @@ mod tests {
         let c = parse(r#"{"name":"sparse_adam"}"#).unwrap();
         assert_eq!(c, OptimizerConfig::SparseAdam(SparseAdam::default()));
         assert_eq!(OptimizerConfig::default_for("SparseAdam").unwrap(), c);
-        let c = parse(r#"{"name":"sparse_adam","lr":0.01,"betas":[0.5,0.9],"eps":1e-6,"maximize":true}"#).unwrap();
+        let c = parse(r#"{"name":"sparse_adam","lr":0.01,"betas":[0.5,0.9],"eps":1e-6,"maximize":true}"#)
+            .unwrap();
         assert_eq!(
             c,
-            OptimizerConfig::SparseAdam(SparseAdam { lr: 0.01, betas: (0.5, 0.9), eps: 1e-6, maximize: true })
+            OptimizerConfig::SparseAdam(SparseAdam {
+                lr: 0.01,
+                betas: (0.5, 0.9),
+                eps: 1e-6,
+                maximize: true
+            })
         );
         // torch's SparseAdam has no weight_decay, amsgrad, ...
         for key in ["weight_decay", "amsgrad", "momentum"] {
