@@ -17,7 +17,8 @@ use crate::module::Module;
 /// gradient is row-sparse: the same dense tensor, plus the rows the batch
 /// looked up ([`nw_autograd::Grads::rows`]: sorted, each once, without
 /// `padding_idx`, as torch's coalesced sparse gradient), which row-sparse
-/// optimizers (SparseAdam) update alone.
+/// optimizers (SparseAdam) update alone. Other optimizers read the dense
+/// tensor as without it (where torch's Adam would refuse a sparse gradient).
 ///
 /// ```
 /// use nw_nn::{Embedding, Module};
