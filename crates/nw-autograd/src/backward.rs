@@ -37,6 +37,10 @@ pub(crate) enum InputGrad {
     Full(Tensor),
     /// `grad` belongs at `start..start + len` along `axis`; zero elsewhere.
     Slice { axis: usize, start: usize, grad: Tensor },
+    /// A gradient of the input's full shape that is zero outside the axis-0
+    /// `rows` (sorted, unique): a sparse embedding lookup's, reported in
+    /// [`crate::Grads::rows`] when the input is a leaf.
+    Rows { grad: Tensor, rows: Vec<usize> },
 }
 
 /// Gradients of the inputs of `op`.
@@ -48,8 +52,40 @@ pub(crate) fn backward_op(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, I
         Op::Narrow(a, axis, start) => {
             Ok(vec![(a.clone(), InputGrad::Slice { axis: *axis, start: *start, grad: g.clone() })])
         }
+        // sparse embedding: the dense dW of `embedding_backward` plus the rows
+        // it touches, torch's coalesced sparse indices: every looked-up row
+        // once, sorted, without padding_idx (also rows whose dW came out zero)
+        Op::EmbeddingRows { weight, indices, padding_idx, sparse: true } => {
+            let grad = embedding_backward(weight, indices, *padding_idx, g)?;
+            let mut rows: Vec<usize> = indices.iter().copied().filter(|&r| Some(r) != *padding_idx).collect();
+            rows.sort_unstable();
+            rows.dedup();
+            Ok(vec![(weight.clone(), InputGrad::Rows { grad, rows })])
+        }
         _ => Ok(dense(op, y, g)?.into_iter().map(|(v, t)| (v, InputGrad::Full(t))).collect()),
     }
+}
+
+/// The embedding lookup's table gradient: `dW[r] = sum of g[k] over the
+/// positions k that read row r` (in position order, from zero), zero for
+/// `r = padding_idx`.
+fn embedding_backward(
+    weight: &Var,
+    indices: &[usize],
+    padding_idx: Option<usize>,
+    g: &Tensor,
+) -> Result<Tensor> {
+    let dim = weight.shape()[1];
+    let gc = g.contiguous();
+    let gs = gc.as_slice().expect("contiguous");
+    let mut dw = vec![0.0f32; weight.value().len()];
+    for (k, &r) in indices.iter().enumerate() {
+        if Some(r) != padding_idx {
+            let row = &mut dw[r * dim..(r + 1) * dim];
+            row.iter_mut().zip(&gs[k * dim..(k + 1) * dim]).for_each(|(d, &v)| *d += v);
+        }
+    }
+    Ok(Tensor::from_vec(dw, weight.shape())?)
 }
 
 /// Gradients of the inputs of every op whose gradients are whole tensors.
@@ -233,18 +269,9 @@ fn dense(op: &Op, y: &Tensor, g: &Tensor) -> Result<Vec<(Var, Tensor)>> {
         // embedding: dW[r] += g[k] for every position k that read row r,
         // except r = padding_idx, whose gradient is zero (its value is read
         // as stored, as torch's padding_idx)
-        EmbeddingRows { weight, indices, padding_idx } => {
-            let dim = weight.shape()[1];
-            let gc = g.contiguous();
-            let gs = gc.as_slice().expect("contiguous");
-            let mut dw = vec![0.0f32; weight.value().len()];
-            for (k, &r) in indices.iter().enumerate() {
-                if Some(r) != *padding_idx {
-                    let row = &mut dw[r * dim..(r + 1) * dim];
-                    row.iter_mut().zip(&gs[k * dim..(k + 1) * dim]).for_each(|(d, &v)| *d += v);
-                }
-            }
-            one(weight, Tensor::from_vec(dw, weight.shape())?)
+        // (sparse lookups: see backward_op, which adds the touched rows)
+        EmbeddingRows { weight, indices, padding_idx, .. } => {
+            one(weight, embedding_backward(weight, indices, *padding_idx, g)?)
         }
         // gather: scatter-add g back to the gathered positions
         Gather(a, axis, idx) => {

@@ -5,7 +5,8 @@
 //! the graph once, in iterative reverse topological order, and returns the
 //! gradients as a value: a [`Grads`] store keyed by leaf and [`Param`] ids.
 //!
-//! Main types: [`Var`], [`Param`] (a shared trainable tensor), [`Grads`],
+//! Main types: [`Var`], [`Param`] (a shared trainable tensor), [`Grads`]
+//! (dense gradients, plus the touched rows of row-sparse ones: [`Grads::rows`]),
 //! [`no_grad`] scopes, [`gradcheck`] (central differences). Besides the
 //! elementwise, linear-algebra, reduction and layout operations, `Var` has
 //! the fused network operations that nw-nn's layers use: elementwise losses

@@ -53,11 +53,13 @@ pub(crate) enum Op {
     Narrow(Var, usize, usize),
     Concat(Vec<Var>, usize),
     IndexSelect(Var, usize, Vec<usize>),
-    /// Rows `indices` of a `[num, dim]` table; the row `padding_idx` gets no gradient.
+    /// Rows `indices` of a `[num, dim]` table; the row `padding_idx` gets no
+    /// gradient. `sparse`: the table's gradient also reports the touched rows.
     EmbeddingRows {
         weight: Var,
         indices: Vec<usize>,
         padding_idx: Option<usize>,
+        sparse: bool,
     },
     Gather(Var, usize, Vec<usize>),
     // ----- normalisers -----

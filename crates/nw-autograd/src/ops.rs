@@ -274,6 +274,29 @@ impl Var {
     /// gradients that read it, except for row `padding_idx`, which is read as
     /// stored and gets a zero gradient (torch's `padding_idx`).
     pub fn embedding_rows(&self, indices: &[usize], padding_idx: Option<usize>) -> Result<Var> {
+        self.embedding_lookup(indices, padding_idx, false)
+    }
+
+    /// [`Var::embedding_rows`] with a row-sparse gradient (torch's
+    /// `nn.Embedding(sparse=True)`): the same values and the same dense
+    /// gradient tensor, and when `self` is a leaf, [`crate::Grads::rows`]
+    /// lists the rows looked up (sorted, each once, without `padding_idx`),
+    /// for row-sparse optimizers such as SparseAdam.
+    ///
+    /// ```
+    /// use nw_autograd::{Param, Var};
+    /// use nw_tensor::Tensor;
+    /// let w = Param::new(Tensor::ones(&[5, 2]));
+    /// let y = Var::param(&w).sparse_embedding_rows(&[3, 0, 3, 1], Some(1)).unwrap();
+    /// let g = y.sum().backward().unwrap();
+    /// assert_eq!(g.rows(&w), Some(&[0, 3][..]));
+    /// assert_eq!(g.get(&w).unwrap().to_vec(), vec![1., 1., 0., 0., 0., 0., 2., 2., 0., 0.]);
+    /// ```
+    pub fn sparse_embedding_rows(&self, indices: &[usize], padding_idx: Option<usize>) -> Result<Var> {
+        self.embedding_lookup(indices, padding_idx, true)
+    }
+
+    fn embedding_lookup(&self, indices: &[usize], padding_idx: Option<usize>, sparse: bool) -> Result<Var> {
         if self.shape().len() != 2 {
             return Err(TensorError::InvalidShape {
                 op: "embedding",
@@ -293,7 +316,7 @@ impl Var {
         let v = self.value().index_select(0, indices)?;
         Ok(Var::from_op(
             v,
-            Op::EmbeddingRows { weight: self.clone(), indices: indices.to_vec(), padding_idx },
+            Op::EmbeddingRows { weight: self.clone(), indices: indices.to_vec(), padding_idx, sparse },
         ))
     }
 

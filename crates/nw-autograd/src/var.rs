@@ -216,6 +216,11 @@ impl Var {
         }
         let mut order = self.topological_order()?;
         let mut pending: HashMap<NodeId, Tensor> = HashMap::new();
+        // Touched rows of the nodes that row-sparse gradients (sparse embedding
+        // lookups) reach: `Some(rows)` while every contribution so far was
+        // row-sparse, `None` once a dense one arrived. Empty (and never looked
+        // at) in graphs without sparse lookups.
+        let mut sparse_rows: HashMap<NodeId, Option<Vec<usize>>> = HashMap::new();
         pending.insert(self.id(), grad);
         // Reverse topological order: every node is processed after all its consumers.
         while let Some(node) = order.pop() {
@@ -224,7 +229,14 @@ impl Var {
             };
             let op = node.0.op.borrow_mut().take();
             match op {
-                None => out.accumulate(node.id(), g),
+                None => match sparse_rows.remove(&node.id()).flatten() {
+                    Some(mut rows) => {
+                        rows.sort_unstable();
+                        rows.dedup();
+                        out.accumulate_rows(node.id(), g, rows)
+                    }
+                    None => out.accumulate(node.id(), g),
+                },
                 Some(op) => {
                     let anomaly = crate::anomaly::is_anomaly_enabled();
                     for (input, (parent, pg)) in backward_op(&op, &node.0.value, &g)?.into_iter().enumerate()
@@ -233,10 +245,34 @@ impl Var {
                             continue;
                         }
                         if anomaly {
-                            let (InputGrad::Full(t) | InputGrad::Slice { grad: t, .. }) = &pg;
+                            let (InputGrad::Full(t)
+                            | InputGrad::Slice { grad: t, .. }
+                            | InputGrad::Rows { grad: t, .. }) = &pg;
                             crate::anomaly::check(t, op.name(), crate::anomaly::Pass::Backward, input);
                         }
+                        if !sparse_rows.is_empty()
+                            && !matches!(pg, InputGrad::Rows { .. })
+                            && let Some(r) = sparse_rows.get_mut(&parent.id())
+                        {
+                            *r = None; // a dense contribution: the gradient is dense
+                        }
                         match pg {
+                            InputGrad::Rows { grad, rows } => {
+                                // row-sparse unless a dense contribution came first
+                                let dense_before = pending.contains_key(&parent.id());
+                                let entry = sparse_rows
+                                    .entry(parent.id())
+                                    .or_insert_with(|| (!dense_before).then(Vec::new));
+                                if let Some(have) = entry {
+                                    have.extend(rows);
+                                }
+                                match pending.get_mut(&parent.id()) {
+                                    Some(acc) => acc.add_assign(&grad)?,
+                                    None => {
+                                        pending.insert(parent.id(), grad);
+                                    }
+                                }
+                            }
                             InputGrad::Full(pg) => match pending.get_mut(&parent.id()) {
                                 Some(acc) => acc.add_assign(&pg)?,
                                 None => {

@@ -313,6 +313,20 @@ fn help_and_readme_list_exactly_the_registry() {
 }
 
 #[test]
+fn sparse_adam_on_a_dense_model_is_a_configuration_error_naming_the_parameter() {
+    // torch's SparseAdam raises on the first dense gradient; nw refuses the run up front
+    let dir = tmp("sparse-adam");
+    let o = quick_train(&dir.join("o"), &["--optimizer", "sparse_adam"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("sparse_adam") && t.contains("`0.weight`") && t.contains("dense gradient"), "{t}");
+    // torch's own hyper-parameter check: lr must be > 0
+    let o = quick_train(&dir.join("o"), &["--optimizer", "sparse_adam", "--lr", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("lr"), "{}", text(&o));
+}
+
+#[test]
 fn errors_have_distinct_exit_codes_and_clear_messages() {
     // bad config key -> 2, naming the key
     let dir = tmp("bad-config");

@@ -111,7 +111,10 @@ fn optimizers() {
     has_rows(&r, &["Adam vs SGD at its torch default", "Adam vs SGD at lr 0.1"]);
     let gradient_based = nw_optim::OPTIMIZERS
         .iter()
-        .filter(|(n, _)| !nw_optim::OptimizerConfig::default_for(n).unwrap().is_gradient_free())
+        .filter(|(n, _)| {
+            let c = nw_optim::OptimizerConfig::default_for(n).unwrap();
+            !c.is_gradient_free() && !c.needs_sparse_gradients()
+        })
         .count();
     assert_eq!(r.results.rows.len(), gradient_based + 1);
     let adam = cell(&r.results, "adam (lr 0.001)", FINAL_LOSS);

@@ -13,6 +13,13 @@ use crate::module::Module;
 /// of every position that looked it up, except for the row `padding_idx`
 /// (torch's `padding_idx`): it is read as stored and its gradient is zero.
 ///
+/// Built with [`Embedding::with_sparse`] (torch's `sparse=True`), the
+/// gradient is row-sparse: the same dense tensor, plus the rows the batch
+/// looked up ([`nw_autograd::Grads::rows`]: sorted, each once, without
+/// `padding_idx`, as torch's coalesced sparse gradient), which row-sparse
+/// optimizers (SparseAdam) update alone. Other optimizers read the dense
+/// tensor as without it (where torch's Adam would refuse a sparse gradient).
+///
 /// ```
 /// use nw_nn::{Embedding, Module};
 /// use nw_tensor::Rng;
@@ -26,6 +33,8 @@ pub struct Embedding {
     pub weight: Param,
     /// The row that gets no gradient, if any (set with [`Embedding::with_padding`]).
     padding_idx: Option<usize>,
+    /// Whether the gradient reports its touched rows ([`Embedding::with_sparse`]).
+    sparse: bool,
 }
 
 impl Embedding {
@@ -53,7 +62,7 @@ impl Embedding {
         let (mean, std) = (0.0f64, 1.0f64);
         let w = Tensor::try_from_fn(&[num_embeddings, embedding_dim], || (mean + std * rng.normal()) as f32)
             .map_err(|e| NnError::config("Embedding", e.to_string()))?;
-        Ok(Embedding { weight: Param::new(w), padding_idx: None })
+        Ok(Embedding { weight: Param::new(w), padding_idx: None, sparse: false })
     }
 
     /// A table drawn from `N(0, 1)` whose row `padding_idx` is then set to
@@ -97,6 +106,29 @@ impl Embedding {
         self.padding_idx
     }
 
+    /// The same table with a row-sparse gradient when `sparse` (torch's
+    /// `nn.Embedding(sparse=True)`): the values and the dense gradient are
+    /// unchanged, and the gradient also lists the rows looked up
+    /// ([`nw_autograd::Grads::rows`]).
+    ///
+    /// ```
+    /// use nw_nn::{Embedding, Module};
+    /// use nw_tensor::Rng;
+    /// let e = Embedding::new(10, 4, &mut Rng::new(0)).with_sparse(true);
+    /// let g = e.lookup(&[7, 1, 7], &[3]).unwrap().sum().backward().unwrap();
+    /// assert_eq!(g.rows(&e.weight), Some(&[1, 7][..]));
+    /// assert_eq!(e.sparse_parameters(), ["weight"]);
+    /// ```
+    pub fn with_sparse(mut self, sparse: bool) -> Self {
+        self.sparse = sparse;
+        self
+    }
+
+    /// Whether the gradient is row-sparse ([`Embedding::with_sparse`]).
+    pub fn is_sparse(&self) -> bool {
+        self.sparse
+    }
+
     /// A table with the given values (`[num, dim]`).
     pub fn from_tensor(weight: Tensor) -> Result<Self> {
         if weight.ndim() != 2 {
@@ -105,7 +137,7 @@ impl Embedding {
                 format!("weight must be [num, dim], got {:?}", weight.shape()),
             ));
         }
-        Ok(Embedding { weight: Param::new(weight), padding_idx: None })
+        Ok(Embedding { weight: Param::new(weight), padding_idx: None, sparse: false })
     }
 
     /// Looks up `indices` (row-major, of shape `shape`).
@@ -117,7 +149,11 @@ impl Embedding {
             ));
         }
         let wshape = self.weight.shape();
-        let rows = Var::param(&self.weight).embedding_rows(indices, self.padding_idx)?;
+        let table = Var::param(&self.weight);
+        let rows = match self.sparse {
+            true => table.sparse_embedding_rows(indices, self.padding_idx)?,
+            false => table.embedding_rows(indices, self.padding_idx)?,
+        };
         let mut out = shape.to_vec();
         out.push(wshape[1]);
         Ok(rows.reshape(&out)?)
@@ -150,12 +186,15 @@ impl Module for Embedding {
         vec![("weight".into(), self.weight.clone())]
     }
 
+    fn sparse_parameters(&self) -> Vec<String> {
+        if self.sparse { vec!["weight".into()] } else { Vec::new() }
+    }
+
     fn describe(&self) -> String {
         let s = self.weight.shape();
-        match self.padding_idx {
-            Some(p) => format!("Embedding({}, {}, padding_idx={p})", s[0], s[1]),
-            None => format!("Embedding({}, {})", s[0], s[1]),
-        }
+        let pad = self.padding_idx.map(|p| format!(", padding_idx={p}")).unwrap_or_default();
+        let sparse = if self.sparse { ", sparse=True" } else { "" };
+        format!("Embedding({}, {}{pad}{sparse})", s[0], s[1])
     }
 }
 
@@ -201,5 +240,59 @@ mod tests {
         assert!(e.describe().contains("padding_idx=2"));
         assert!(Embedding::with_padding_idx(4, 3, 4, &mut Rng::new(0)).is_err());
         assert!(Embedding::from_tensor(Tensor::ones(&[3, 2])).unwrap().with_padding(3).is_err());
+    }
+
+    #[test]
+    fn sparse_gradient_is_the_dense_one_plus_the_looked_up_rows() {
+        // torch 2.15, nn.Embedding(5, 2, sparse=True, padding_idx=1) on
+        // [[3, 1, 3], [0, 1, 4]] with the output gradient of position (1, 2)
+        // zero: coalesce().indices() = [0, 3, 4] (row 4 listed with zero
+        // values, padding row 1 left out); without padding_idx: [0, 1, 3, 4]
+        let t = Tensor::from_vec((0..10).map(|v| v as f32).collect(), &[5, 2]).unwrap();
+        let idx = [3, 1, 3, 0, 1, 4];
+        let mut go = vec![1.0f32; 12];
+        go[10..].fill(0.0);
+        let go = Tensor::from_vec(go, &[2, 3, 2]).unwrap();
+        for (pad, want_rows) in [(Some(1), vec![0, 3, 4]), (None, vec![0, 1, 3, 4])] {
+            let mut dense = Embedding::from_tensor(t.clone()).unwrap();
+            if let Some(p) = pad {
+                dense = dense.with_padding(p).unwrap();
+            }
+            let sparse = dense.clone().with_sparse(true);
+            assert!(sparse.is_sparse() && !dense.is_sparse());
+            let gd = dense.lookup(&idx, &[2, 3]).unwrap().backward_with(go.clone()).unwrap();
+            let gs = sparse.lookup(&idx, &[2, 3]).unwrap().backward_with(go.clone()).unwrap();
+            assert_eq!(gd.rows(&dense.weight), None);
+            assert_eq!(gs.rows(&sparse.weight), Some(want_rows.as_slice()));
+            let bits = |g: &nw_autograd::Grads| g.get(&sparse.weight).unwrap().to_vec();
+            assert_eq!(bits(&gd), bits(&gs));
+        }
+        let e = Embedding::from_tensor(t).unwrap().with_padding(1).unwrap().with_sparse(true);
+        assert_eq!(e.describe(), "Embedding(5, 2, padding_idx=1, sparse=True)");
+        assert_eq!(e.sparse_parameters(), ["weight"]);
+        assert!(e.clone().with_sparse(false).sparse_parameters().is_empty());
+    }
+
+    #[test]
+    fn a_dense_use_of_the_same_table_makes_the_gradient_dense() {
+        // weight tying: the sparse lookup's rows no longer cover the gradient
+        let e = Embedding::from_tensor(Tensor::ones(&[3, 2])).unwrap().with_sparse(true);
+        let looked = e.lookup(&[2], &[1]).unwrap().sum();
+        let g = looked.add(&Var::param(&e.weight).sum()).unwrap().backward().unwrap();
+        assert_eq!(g.rows(&e.weight), None);
+        assert_eq!(g.get(&e.weight).unwrap().to_vec(), vec![1.0, 1.0, 1.0, 1.0, 2.0, 2.0]);
+        // dense first, then sparse (the other order in the sweep)
+        let g = Var::param(&e.weight)
+            .sum()
+            .add(&e.lookup(&[2], &[1]).unwrap().sum())
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert_eq!(g.rows(&e.weight), None);
+        // two sparse lookups: rows united
+        let a = e.lookup(&[2], &[1]).unwrap().sum();
+        let b = e.lookup(&[0, 2], &[2]).unwrap().sum();
+        let g = a.add(&b).unwrap().backward().unwrap();
+        assert_eq!(g.rows(&e.weight), Some(&[0, 2][..]));
     }
 }

@@ -42,6 +42,14 @@ pub trait Module: Send + Sync {
         Vec::new()
     }
 
+    /// The names (as in [`Module::named_parameters`]) of the parameters whose
+    /// gradient is row-sparse (an [`crate::Embedding`] built with
+    /// `with_sparse(true)`): what a row-sparse optimizer such as SparseAdam
+    /// can take. The default has none; containers forward to their children.
+    fn sparse_parameters(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Switches training (`true`) or evaluation mode, for this module and
     /// all of its children. The default does nothing (no mode-dependent
     /// behaviour).
@@ -318,6 +326,14 @@ impl Module for Sequential {
         let mut out = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
             out.extend(prefixed(&i.to_string(), l.named_buffers()));
+        }
+        out
+    }
+
+    fn sparse_parameters(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            out.extend(l.sparse_parameters().into_iter().map(|n| format!("{i}.{n}")));
         }
         out
     }

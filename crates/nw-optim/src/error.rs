@@ -62,6 +62,22 @@ pub enum OptimError {
         /// The total norm found.
         norm: f64,
     },
+    /// A row-sparse optimizer (SparseAdam) was given a dense gradient: one
+    /// without touched rows ([`nw_autograd::Grads::rows`]), as torch raises
+    /// for a dense `grad`. Nothing was updated.
+    #[error(
+        "{optimizer} does not support dense gradients: parameter {param} (group {group}, position {index}) has one; only row-sparse gradients (an Embedding built with sparse = true) can be stepped, use Adam for dense parameters"
+    )]
+    DenseGrad {
+        /// The optimizer.
+        optimizer: &'static str,
+        /// The parameter, as `Param#id[shape]`.
+        param: String,
+        /// Group index of the parameter.
+        group: usize,
+        /// Position of the parameter in its group.
+        index: usize,
+    },
     /// A parameter's shape is one the optimizer cannot take (Muon: not 2-D).
     #[error("{optimizer}: cannot optimize a parameter of shape {shape:?}: {reason}")]
     ParamShape {
@@ -149,6 +165,15 @@ pub(crate) fn check_closed(
         Ok(())
     } else {
         Err(OptimError::InvalidHyper { owner, name, value, reason })
+    }
+}
+
+/// Checks `0 < value` and finite (torch's `if not 0.0 < lr` of SparseAdam).
+pub(crate) fn check_positive(owner: &'static str, name: &'static str, value: f64) -> Result<(), OptimError> {
+    if value > 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(OptimError::InvalidHyper { owner, name, value, reason: "must be finite and > 0" })
     }
 }
 

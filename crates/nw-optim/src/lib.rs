@@ -6,7 +6,7 @@
 //!
 //! Main types: the [`Optimizer`] trait; the config structs [`Sgd`], [`Adam`],
 //! [`AdamW`], [`Adagrad`], [`RmsProp`], [`Adadelta`], [`Adamax`], [`NAdam`],
-//! [`RAdam`], [`Rprop`], [`Lion`], [`Asgd`], [`Adafactor`], [`Muon`] (each with torch's hyper-parameter names and
+//! [`RAdam`], [`Rprop`], [`Lion`], [`Asgd`], [`Adafactor`], [`Muon`], [`SparseAdam`] (row-sparse gradients only) (each with torch's hyper-parameter names and
 //! defaults in `Default`, and `build(params)` / `build_groups(groups)`
 //! returning an [`Optim`]); [`Lbfgs`] (closure-driven, returning an
 //! [`LbfgsOptim`]: [`Optimizer::step_closure`]); the gradient-free [`Ga`] and [`Pso`] (closure-driven too, returning a [`GradientFree`]); [`ParamGroup`]; [`WeightDecay`] (coupled L2 or
@@ -89,6 +89,7 @@ mod rmsprop;
 mod rprop;
 pub mod schedule;
 mod sgd;
+mod sparse_adam;
 mod state;
 
 pub use adadelta::Adadelta;
@@ -111,4 +112,5 @@ pub use registry::{AdamRepr, NAdamRepr, OPTIMIZERS, OptimizerConfig, RAdamRepr};
 pub use rmsprop::RmsProp;
 pub use rprop::Rprop;
 pub use sgd::Sgd;
+pub use sparse_adam::SparseAdam;
 pub use state::{ParamState, StateDict};

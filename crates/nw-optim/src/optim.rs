@@ -69,6 +69,19 @@ pub trait Rule: Clone + std::fmt::Debug + Send + Sync + 'static {
         self.update(h, st, p, g)
     }
 
+    /// Whether the rule updates only the rows a row-sparse gradient touches
+    /// ([`nw_autograd::Grads::rows`]; SparseAdam). Default false. When true,
+    /// [`Optim`] refuses a dense gradient ([`OptimError::DenseGrad`]) and a
+    /// group weight decay other than 0 (it would move every row), and at each
+    /// step gathers the touched rows of the parameter, the gradient and every
+    /// buffer (which must all have the parameter's shape) into contiguous
+    /// slices, runs [`Rule::update`] on them and writes them back: the other
+    /// rows keep their bits. `st.step` counts every step with a gradient, also
+    /// one that touches no row (then `update` is not called), as torch.
+    fn row_sparse(&self) -> bool {
+        false
+    }
+
     /// Recomputes [`ParamState::cache`] from `st.step` after a load.
     fn restore(&self, _st: &mut ParamState) {}
 
@@ -243,6 +256,14 @@ impl<R: Rule> Optim<R> {
             check_lr(R::NAME, lr)?;
             let c = g.weight_decay.unwrap_or(wd.coefficient());
             wd.with_coefficient(c).validate(R::NAME)?;
+            if config.row_sparse() && c != 0.0 {
+                return Err(OptimError::InvalidHyper {
+                    owner: R::NAME,
+                    name: "weight_decay",
+                    value: c,
+                    reason: "a row-sparse optimizer has no weight decay (it would move every row)",
+                });
+            }
             for (i, p) in g.params.iter().enumerate() {
                 config.buffer_layout(&p.shape())?;
                 if !seen.insert(p.id()) {
@@ -284,15 +305,22 @@ impl<R: Rule> Optim<R> {
         for (gi, group) in self.groups.iter().enumerate() {
             check_lr(R::NAME, group.lr.expect("resolved"))?;
             for (i, p) in group.params.iter().enumerate() {
-                if let Some(g) = grads.get(p)
-                    && !p.update(|t| t.shape() == g.shape())
-                {
+                let Some(g) = grads.get(p) else { continue };
+                if !p.update(|t| t.shape() == g.shape()) {
                     return Err(OptimError::GradShape {
                         optimizer: R::NAME,
                         group: gi,
                         index: i,
                         param: p.shape(),
                         grad: g.shape().to_vec(),
+                    });
+                }
+                if self.config.row_sparse() && grads.rows(p).is_none() {
+                    return Err(OptimError::DenseGrad {
+                        optimizer: R::NAME,
+                        param: format!("{p:?}"),
+                        group: gi,
+                        index: i,
                     });
                 }
             }
@@ -335,7 +363,15 @@ impl<R: Rule> Optimizer for Optim<R> {
                 }
                 let Some(st) = slot.as_mut() else { continue };
                 st.step += 1;
-                p.update(|t| config.update_shaped(&h, st, &shape, t.as_slice_mut(), gs));
+                match grads.rows(p) {
+                    // checked: a row-sparse rule has rows for every gradient
+                    Some(rows) if config.row_sparse() => {
+                        if !rows.is_empty() {
+                            p.update(|t| update_rows(config, &h, st, &shape, t.as_slice_mut(), gs, rows));
+                        }
+                    }
+                    _ => p.update(|t| config.update_shaped(&h, st, &shape, t.as_slice_mut(), gs)),
+                }
             }
         }
         Ok(())
@@ -490,6 +526,47 @@ impl<R: Rule> Optimizer for Optim<R> {
         self.lr = lr;
         Ok(())
     }
+}
+
+/// A row-sparse rule's step ([`Rule::row_sparse`]): the axis-0 `rows` of
+/// `p`, `g` and every buffer (each of the parameter's shape `shape`) gathered
+/// into contiguous slices, [`Rule::update`] on them, and `p` and the buffers
+/// written back; the other rows are not touched. `rows` are sorted, unique
+/// and below `shape[0]` (a [`Grads`] guarantees it).
+fn update_rows<R: Rule>(
+    config: &R,
+    h: &GroupHyper,
+    st: &mut ParamState,
+    shape: &[usize],
+    p: &mut [f32],
+    g: &[f32],
+    rows: &[usize],
+) {
+    let width: usize = shape.iter().skip(1).product();
+    let gather = |src: &[f32]| {
+        let mut out = Vec::with_capacity(rows.len() * width);
+        for &r in rows {
+            out.extend_from_slice(&src[r * width..(r + 1) * width]);
+        }
+        out
+    };
+    let scatter = |dst: &mut [f32], src: &[f32]| {
+        for (&r, s) in rows.iter().zip(src.chunks_exact(width.max(1))) {
+            dst[r * width..(r + 1) * width].copy_from_slice(&s[..width]);
+        }
+    };
+    let mut sub = ParamState {
+        step: st.step,
+        buffers: st.buffers.iter().map(|b| gather(b)).collect(),
+        cache: st.cache,
+    };
+    let mut ps = gather(p);
+    config.update(h, &mut sub, &mut ps, &gather(g));
+    scatter(p, &ps);
+    for (b, s) in st.buffers.iter_mut().zip(&sub.buffers) {
+        scatter(b, s);
+    }
+    st.cache = sub.cache;
 }
 
 /// Adds `build` and `build_groups` to a rule's config struct.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Adadelta, Adafactor, Adagrad, Adam, AdamW, Adamax, Asgd, Lbfgs, Lion, Muon, NAdam, OptimError, Optimizer,
-    RAdam, RmsProp, Rprop, Sgd, WeightDecay,
+    RAdam, RmsProp, Rprop, Sgd, SparseAdam, WeightDecay,
 };
 
 /// Every optimizer nw has, tagged by `name` (nw's lower-case name; torch's
@@ -61,6 +61,9 @@ pub enum OptimizerConfig {
     Adafactor(Adafactor),
     /// torch.optim.Muon (2-D parameters only).
     Muon(Muon),
+    /// torch.optim.SparseAdam (row-sparse gradients only: sparse embeddings).
+    #[serde(rename = "sparse_adam")]
+    SparseAdam(SparseAdam),
     /// torch.optim.LBFGS (steps through a closure: [`Optimizer::step_closure`]).
     Lbfgs(Lbfgs),
     /// nw's genetic algorithm, one generation per step (no torch counterpart).
@@ -85,6 +88,7 @@ pub const OPTIMIZERS: &[(&str, &str)] = &[
     ("asgd", "ASGD"),
     ("adafactor", "Adafactor"),
     ("muon", "Muon"),
+    ("sparse_adam", "SparseAdam"),
     ("lbfgs", "LBFGS"),
     ("ga", "GA"),
     ("pso", "PSO"),
@@ -107,6 +111,7 @@ macro_rules! each {
             OptimizerConfig::Asgd($c) => $e,
             OptimizerConfig::Adafactor($c) => $e,
             OptimizerConfig::Muon($c) => $e,
+            OptimizerConfig::SparseAdam($c) => $e,
             OptimizerConfig::Lbfgs($c) => $e,
             OptimizerConfig::Ga($c) => $e,
             OptimizerConfig::Pso($c) => $e,
@@ -162,9 +167,10 @@ impl OptimizerConfig {
             OptimizerConfig::Asgd(_) => 11,
             OptimizerConfig::Adafactor(_) => 12,
             OptimizerConfig::Muon(_) => 13,
-            OptimizerConfig::Lbfgs(_) => 14,
-            OptimizerConfig::Ga(_) => 15,
-            OptimizerConfig::Pso(_) => 16,
+            OptimizerConfig::SparseAdam(_) => 14,
+            OptimizerConfig::Lbfgs(_) => 15,
+            OptimizerConfig::Ga(_) => 16,
+            OptimizerConfig::Pso(_) => 17,
         }
     }
 
@@ -173,6 +179,12 @@ impl OptimizerConfig {
     /// micro-batches or ranks.
     pub fn steps_through_closure(&self) -> bool {
         matches!(self, OptimizerConfig::Lbfgs(_) | OptimizerConfig::Ga(_) | OptimizerConfig::Pso(_))
+    }
+
+    /// Whether the optimizer takes row-sparse gradients only (SparseAdam):
+    /// every parameter it is given must be a sparse embedding's table.
+    pub fn needs_sparse_gradients(&self) -> bool {
+        matches!(self, OptimizerConfig::SparseAdam(_))
     }
 
     /// Whether the optimizer searches without gradients (GA, PSO).
@@ -411,6 +423,8 @@ mod tests {
             let v = serde_json::to_value(&c).unwrap();
             assert_eq!(v["eps"], 0.125, "{name}");
         }
+        let c = parse(r#"{"name":"sparse_adam","eps":0.125}"#).unwrap();
+        assert_eq!(serde_json::to_value(&c).unwrap()["eps"], 0.125);
         for name in ["sgd", "rprop", "lion", "asgd", "lbfgs"] {
             let e = parse(&format!(r#"{{"name":"{name}","eps":0.125}}"#)).unwrap_err();
             assert!(e.to_string().contains("eps"), "{name}: {e}");
@@ -442,9 +456,33 @@ mod tests {
             assert_eq!(OptimizerConfig::default_for(t).unwrap(), c);
             let w = Param::new(nw_tensor::Tensor::zeros(&[2, 2]));
             assert_eq!(c.build(vec![w]).unwrap().name(), *t);
+            assert_eq!(c.needs_sparse_gradients(), *n == "sparse_adam");
             let back: OptimizerConfig = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
             assert_eq!(back, c);
         }
         assert!(OptimizerConfig::default_for("adamm").is_none());
+    }
+
+    #[test]
+    fn sparse_adam_has_torchs_keywords_and_defaults() {
+        let c = parse(r#"{"name":"sparse_adam"}"#).unwrap();
+        assert_eq!(c, OptimizerConfig::SparseAdam(SparseAdam::default()));
+        assert_eq!(OptimizerConfig::default_for("SparseAdam").unwrap(), c);
+        let c = parse(r#"{"name":"sparse_adam","lr":0.01,"betas":[0.5,0.9],"eps":1e-6,"maximize":true}"#)
+            .unwrap();
+        assert_eq!(
+            c,
+            OptimizerConfig::SparseAdam(SparseAdam {
+                lr: 0.01,
+                betas: (0.5, 0.9),
+                eps: 1e-6,
+                maximize: true
+            })
+        );
+        // torch's SparseAdam has no weight_decay, amsgrad, ...
+        for key in ["weight_decay", "amsgrad", "momentum"] {
+            let e = parse(&format!(r#"{{"name":"sparse_adam","{key}":0.0}}"#)).unwrap_err();
+            assert!(e.to_string().contains(key), "{key}: {e}");
+        }
     }
 }

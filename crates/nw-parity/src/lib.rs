@@ -28,6 +28,7 @@ mod layer_rnn;
 pub mod optimizer;
 pub mod prune;
 pub mod schedule;
+pub mod sparse_optimizer;
 pub mod train;
 
 use std::path::{Path, PathBuf};
@@ -149,6 +150,7 @@ pub const RUNNERS: &[(&str, Runner)] = &[
     ("clip_prune", clip_prune::run),
     ("train", train::run),
     ("averaging", averaging::run),
+    ("sparse_optimizer", sparse_optimizer::run),
 ];
 
 /// Runs one case of the given kind, returning the filled checker.

@@ -338,6 +338,12 @@ pub enum LayerSpec {
         /// The row that reads as zeros at start and gets no gradient.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         padding_idx: Option<usize>,
+        /// Row-sparse gradient (torch's `sparse=True`, default false): the
+        /// gradient also lists the rows each batch looked up, which
+        /// `optim.name = "sparse_adam"` needs and updates alone; other
+        /// optimizers read the same dense gradient as without it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sparse: bool,
     },
     /// `nn.RNN` (batch first) on `[T, F]` -> `[T, hidden x directions]`
     /// (follow it with `last_step` to classify from the last step).
@@ -731,14 +737,15 @@ fn build_one(
             rngs.push(r.clone());
             Box::new(Dropout::new(*p, r))
         }
-        LayerSpec::Embedding { num, dim, padding_idx } => {
+        LayerSpec::Embedding { num, dim, padding_idx, sparse } => {
             need_rank(i, l, shape, &[1], "[T] indices")?;
             size_ok(i, l, shape, "num", *num)?;
             size_ok(i, l, shape, "dim", *dim)?;
-            match padding_idx {
-                Some(p) => Box::new(Embedding::with_padding_idx(*num, *dim, *p, rng).map_err(nn)?),
-                None => Box::new(Embedding::try_new(*num, *dim, rng).map_err(nn)?),
-            }
+            let e = match padding_idx {
+                Some(p) => Embedding::with_padding_idx(*num, *dim, *p, rng).map_err(nn)?,
+                None => Embedding::try_new(*num, *dim, rng).map_err(nn)?,
+            };
+            Box::new(e.with_sparse(*sparse))
         }
         LayerSpec::Rnn { hidden, layers, bidirectional, .. }
         | LayerSpec::Lstm { hidden, layers, bidirectional, .. }

@@ -754,10 +754,18 @@ fn drop_frozen(
     }
     let mut kept = Grads::new();
     for (n, p) in named {
-        if !frozen.contains(n)
-            && let Some(g) = grads.get(p)
-        {
-            kept.insert(p, g.clone());
+        if frozen.contains(n) {
+            continue;
+        }
+        match (grads.get(p), grads.rows(p)) {
+            // a row-sparse gradient keeps its rows (they are below its first dimension)
+            (Some(g), Some(rows)) => {
+                if kept.insert_sparse(p, g.clone(), rows.to_vec()).is_err() {
+                    kept.insert(p, g.clone());
+                }
+            }
+            (Some(g), None) => kept.insert(p, g.clone()),
+            (None, _) => {}
         }
     }
     kept

@@ -123,6 +123,9 @@ const CASES: &[Case] = &[
     case("optim.eps", "*", "-1.0", &["eps", ">= 0"]),
     case("optim.betas", "*", "[0.9, 1.5]", &["beta", "1.5"]),
     case("optim.betas", "adam", "[1.0, 0.999]", &["betas[0]", "[0, 1)"]),
+    // SparseAdam: torch's `0.0 < lr` and `0.0 < eps` (zero refused too)
+    case("optim.lr", "sparse_adam", "0.0", &["SparseAdam", "lr", "> 0"]),
+    case("optim.eps", "sparse_adam", "0.0", &["SparseAdam", "eps", "> 0"]),
     case("optim.amsgrad", "*", "0", &["optim.amsgrad", "expected a boolean"]),
     case(
         "optim.decoupled_weight_decay",

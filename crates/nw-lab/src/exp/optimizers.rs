@@ -1,4 +1,5 @@
-//! `optimizers`: every gradient optimizer nw has (GA and PSO are in `algorithms`), each at its own (torch) default,
+//! `optimizers`: every gradient optimizer nw has (GA and PSO are in `algorithms`; SparseAdam,
+//! which takes sparse embeddings only, has no place on the lab's dense model), each at its own (torch) default,
 //! plus SGD at the lab's base rate; steps to the target.
 
 use std::path::Path;
@@ -20,8 +21,9 @@ pub fn run(opts: &LabOptions, dir: &Path) -> Result<Report> {
     for (name, _) in nw_optim::OPTIMIZERS {
         let mut c = cfg.clone();
         set(&mut c, "optim.name", name)?;
-        if c.optim.is_gradient_free() {
-            // GA and PSO are compared with backprop in the `algorithms` experiment.
+        if c.optim.is_gradient_free() || c.optim.needs_sparse_gradients() {
+            // GA and PSO are compared with backprop in the `algorithms` experiment;
+            // SparseAdam refuses the dense parameters of the lab's model.
             continue;
         }
         let label = format!("{name} (lr {})", c.optim.lr());

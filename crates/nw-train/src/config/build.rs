@@ -121,6 +121,31 @@ pub fn build_optimizer(
     Ok(o.build(params)?)
 }
 
+/// A row-sparse optimizer (`sparse_adam`, torch's SparseAdam) needs every
+/// trainable parameter to be a sparse embedding's table: torch raises on the
+/// first dense gradient; nw refuses the configuration up front, naming the
+/// first dense parameter.
+fn sparse_only(model: &dyn Module, frozen: &std::collections::BTreeSet<String>, optim: &str) -> Result<()> {
+    let sparse = model.sparse_parameters();
+    let dense: Vec<String> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| !frozen.contains(n) && !sparse.contains(n))
+        .collect();
+    let Some(first) = dense.first() else { return Ok(()) };
+    let more = match dense.len() {
+        1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    Err(TrainError::Config(format!(
+        "optim.name = \"{optim}\" takes row-sparse gradients only (model.layer embeddings with sparse = true), \
+         but parameter `{first}`{more} has a dense gradient. torch pairs SparseAdam for the embeddings with \
+         another optimizer for the rest; an nw run has one optimizer, so freeze the dense parameters \
+         (train.freeze) or choose another optimizer (adam)"
+    )))
+}
+
 fn reinit(model: &dyn Module, scheme: InitScheme, rng: &mut Rng) -> Result<()> {
     if scheme == InitScheme::Default {
         return Ok(());
@@ -394,6 +419,9 @@ pub fn build_trainer(
         .filter(|(n, _)| !frozen.contains(n))
         .map(|(_, p)| p)
         .collect();
+    if cfg.optim.needs_sparse_gradients() {
+        sparse_only(&built.model, &frozen, cfg.optim.name())?;
+    }
     let optimizer = build_optimizer(&cfg.optim, trainable)?;
     let mut trainer = Trainer::new(built.model, optimizer, loss);
     trainer.rngs = built.rngs;
