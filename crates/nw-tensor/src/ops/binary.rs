@@ -2,7 +2,7 @@
 
 use ndarray::{IxDyn, Zip};
 
-use super::zip_slice;
+use super::zip_collect;
 use crate::error::{Result, TensorError};
 use crate::tensor::Tensor;
 
@@ -38,9 +38,7 @@ impl Tensor {
         let shape = broadcast_shape(op, self.shape(), other.shape())?;
         if let (Some(a), Some(b)) = (self.as_slice(), other.as_slice()) {
             if self.shape() == other.shape() {
-                let mut out = vec![0.0f32; a.len()];
-                zip_slice(a, b, &mut out, f);
-                return Tensor::from_vec(out, &shape);
+                return Tensor::from_vec(zip_collect(a, b, f), &shape);
             }
             // b repeats over leading dims of a: out[r, j] = f(a[r, j], b[j]).
             if self.shape() == shape.as_slice() && is_suffix(other.shape(), &shape) && !b.is_empty() {

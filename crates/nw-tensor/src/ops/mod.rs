@@ -33,21 +33,16 @@ pub(crate) fn map_collect(src: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32
     }
 }
 
-/// `dst[i] = f(a[i], b[i])`, in parallel over fixed chunks for large inputs.
-pub(crate) fn zip_slice(a: &[f32], b: &[f32], dst: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+/// `f(a[i], b[i])` as a new vector, written once (never zeroed first), in
+/// parallel over fixed chunks for large inputs; `a` and `b` have one length.
+pub(crate) fn zip_collect(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     use rayon::prelude::*;
-    debug_assert!(a.len() == dst.len() && b.len() == dst.len());
+    debug_assert!(a.len() == b.len());
     if a.len() >= PAR_THRESHOLD {
-        dst.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(
-            |(d, (a, b))| {
-                for i in 0..d.len() {
-                    d[i] = f(a[i], b[i]);
-                }
-            },
-        );
+        let mut out = Vec::new();
+        a.par_iter().zip(b.par_iter()).with_min_len(CHUNK).map(|(&x, &y)| f(x, y)).collect_into_vec(&mut out);
+        out
     } else {
-        for i in 0..dst.len() {
-            dst[i] = f(a[i], b[i]);
-        }
+        a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
     }
 }
