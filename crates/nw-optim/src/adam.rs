@@ -3,7 +3,7 @@
 use crate::error::{OptimError, check_betas, check_eps, check_lr};
 use crate::group::WeightDecay;
 use crate::kernel::{Pre, lerp, nan_max, run3, run4, simd_fn};
-use crate::optim::{AdaptiveStep, GroupHyper, Rule, impl_build};
+use crate::optim::{AdaptiveStep, GroupHyper, Rule, beta1_is_momentum, impl_build};
 use crate::state::ParamState;
 
 /// Adam (Kingma & Ba), exactly as `torch.optim.Adam` computes it:
@@ -202,14 +202,7 @@ simd_fn! {
 impl Rule for Adam {
     const NAME: &'static str = "Adam";
 
-    fn momentum(&self) -> Option<f64> {
-        Some(self.betas.0)
-    }
-
-    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
-        self.betas.0 = momentum;
-        Ok(())
-    }
+    beta1_is_momentum!();
 
     fn lr(&self) -> f64 {
         self.lr
@@ -239,14 +232,7 @@ impl Rule for Adam {
 impl Rule for AdamW {
     const NAME: &'static str = "AdamW";
 
-    fn momentum(&self) -> Option<f64> {
-        Some(self.betas.0)
-    }
-
-    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
-        self.betas.0 = momentum;
-        Ok(())
-    }
+    beta1_is_momentum!();
 
     fn lr(&self) -> f64 {
         self.lr

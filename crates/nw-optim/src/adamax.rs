@@ -3,7 +3,7 @@
 use crate::error::{OptimError, check_betas, check_eps, check_lr};
 use crate::group::WeightDecay;
 use crate::kernel::{Pre, lerp, nan_max, run3, simd_fn};
-use crate::optim::{GroupHyper, Rule, impl_build};
+use crate::optim::{GroupHyper, Rule, beta1_is_momentum, impl_build};
 use crate::state::ParamState;
 
 /// Adamax (Kingma & Ba, the infinity-norm variant of Adam), exactly as
@@ -63,14 +63,7 @@ impl_build!(Adamax);
 impl Rule for Adamax {
     const NAME: &'static str = "Adamax";
 
-    fn momentum(&self) -> Option<f64> {
-        Some(self.betas.0)
-    }
-
-    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
-        self.betas.0 = momentum;
-        Ok(())
-    }
+    beta1_is_momentum!();
 
     fn lr(&self) -> f64 {
         self.lr

@@ -3,7 +3,7 @@
 use crate::error::{OptimError, check_closed, check_lr};
 use crate::group::WeightDecay;
 use crate::kernel::{Pre, run2, sign, simd_fn};
-use crate::optim::{GroupHyper, Rule, impl_build};
+use crate::optim::{GroupHyper, Rule, beta1_is_momentum, impl_build};
 use crate::state::ParamState;
 
 /// Lion ("EvoLved Sign Momentum"), the update rule of Chen et al. 2023,
@@ -54,14 +54,7 @@ impl_build!(Lion);
 impl Rule for Lion {
     const NAME: &'static str = "Lion";
 
-    fn momentum(&self) -> Option<f64> {
-        Some(self.betas.0)
-    }
-
-    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
-        self.betas.0 = momentum;
-        Ok(())
-    }
+    beta1_is_momentum!();
 
     fn lr(&self) -> f64 {
         self.lr

@@ -569,6 +569,22 @@ fn update_rows<R: Rule>(
     st.cache = sub.cache;
 }
 
+/// A [`Rule`]'s `momentum` and `set_momentum` for the Adam family, whose
+/// momentum is `betas.0` (what `cycle_momentum` of CyclicLR and OneCycleLR
+/// cycles, as torch does for optimizers with `betas`).
+macro_rules! beta1_is_momentum {
+    () => {
+        fn momentum(&self) -> Option<f64> {
+            Some(self.betas.0)
+        }
+
+        fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
+            self.betas.0 = momentum;
+            Ok(())
+        }
+    };
+}
+
 /// Adds `build` and `build_groups` to a rule's config struct.
 macro_rules! impl_build {
     ($t:ty) => {
@@ -591,6 +607,7 @@ macro_rules! impl_build {
         }
     };
 }
+pub(crate) use beta1_is_momentum;
 pub(crate) use impl_build;
 
 /// All parameters of an optimizer, in group order (for clipping or penalties).

@@ -3,7 +3,7 @@
 use crate::error::{OptimError, check_betas, check_positive};
 use crate::group::WeightDecay;
 use crate::kernel::{run3, simd_fn};
-use crate::optim::{GroupHyper, Rule, impl_build};
+use crate::optim::{GroupHyper, Rule, beta1_is_momentum, impl_build};
 use crate::state::ParamState;
 
 /// SparseAdam: Adam restricted to the rows a row-sparse gradient touches,
@@ -105,14 +105,7 @@ simd_fn! {
 impl Rule for SparseAdam {
     const NAME: &'static str = "SparseAdam";
 
-    fn momentum(&self) -> Option<f64> {
-        Some(self.betas.0)
-    }
-
-    fn set_momentum(&mut self, momentum: f64) -> Result<(), OptimError> {
-        self.betas.0 = momentum;
-        Ok(())
-    }
+    beta1_is_momentum!();
 
     fn lr(&self) -> f64 {
         self.lr
