@@ -168,12 +168,36 @@ fn decode_buffers(bytes: &[u8], like: &[Buffer]) -> Result<Vec<BufferValue>> {
     Ok(out)
 }
 
+/// The row-sparse parameters (sparse embedding tables, whose gradients
+/// carry their touched rows for SparseAdam) in parameter order: `(index in
+/// params, rows)`. Each has `rows + 1` extra values in a leaf: one flag per
+/// row (1 when the shard's gradient touched it) and a "dense" flag (1 when
+/// the shard's gradient came without rows), so the tree's sum carries the
+/// union of the rows every shard touched, for any rank count.
+pub(crate) fn sparse_layout(trainer: &Trainer, params: &[nw_autograd::Param]) -> Vec<(usize, usize)> {
+    let names = trainer.model.sparse_parameters();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    trainer
+        .named_parameters()
+        .iter()
+        .zip(params)
+        .enumerate()
+        .filter(|(_, ((n, _), _))| names.contains(n))
+        .map(|(i, (_, p))| (i, p.shape().first().copied().unwrap_or(0)))
+        .collect()
+}
+
 /// One micro-shard's leaf: every gradient flattened in parameter order (zeros
-/// where absent), one presence flag per parameter, then the scaled loss, the
+/// where absent), one presence flag per parameter, the row flags of the
+/// row-sparse parameters ([`sparse_layout`]), then the scaled loss, the
 /// correct count and a "counted" flag.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn leaf(
     params: &[nw_autograd::Param],
     numels: &[usize],
+    sparse: &[(usize, usize)],
     width: usize,
     g: &Grads,
     scaled_loss: f32,
@@ -197,6 +221,17 @@ pub(crate) fn leaf(
         }
     }
     leaf.extend(present);
+    for &(i, rows) in sparse {
+        let at = leaf.len();
+        leaf.resize(at + rows + 1, 0.0);
+        match (g.get(&params[i]), g.rows(&params[i])) {
+            (Some(_), Some(touched)) => {
+                touched.iter().filter(|&&r| r < rows).for_each(|&r| leaf[at + r] = 1.0)
+            }
+            (Some(_), None) => leaf[at + rows] = 1.0,
+            (None, _) => {}
+        }
+    }
     leaf.push(scaled_loss);
     leaf.push(correct.unwrap_or(0) as f32);
     leaf.push(if correct.is_some() { 1.0 } else { 0.0 });
@@ -226,8 +261,11 @@ pub(crate) fn compute(
     let numels: Vec<usize> = params.iter().map(|p| p.shape().iter().product()).collect();
     let total: usize = numels.iter().sum();
     // Leaf layout: every gradient flattened in parameter order, one presence
-    // flag per parameter, then scaled loss, correct count, "counted" flag.
-    let width = total + params.len() + 3;
+    // flag per parameter, the sparse parameters' row flags, then scaled loss,
+    // correct count, "counted" flag.
+    let sparse = sparse_layout(trainer, &params);
+    let flags: usize = sparse.iter().map(|&(_, rows)| rows + 1).sum();
+    let width = total + params.len() + flags + 3;
     let sync = trainer.sharding.sync_bn;
     // Synchronised batch norm updates the running statistics on every rank
     // from the same whole-batch numbers: no buffers ride along.
@@ -242,7 +280,7 @@ pub(crate) fn compute(
         let layers = crate::sync_bn::layers(trainer)?;
         let shape = crate::sync_bn::Shards { x, y, b, m, run: (a, e), step, trace };
         (leaves, acts_first) = crate::sync_bn::shard_leaves(trainer, &layers, &shape, |g, l, c| {
-            leaf(&params, &numels, width, g, l, c)
+            leaf(&params, &numels, &sparse, width, g, l, c)
         })?;
     }
     for s in (a..e).filter(|_| !sync) {
@@ -258,7 +296,7 @@ pub(crate) fn compute(
         let loss = l.value().item()?;
         let g = l.mul_scalar(frac).backward()?;
         drop((l, out));
-        leaves.push(leaf(&params, &numels, width, &g, loss * frac, correct));
+        leaves.push(leaf(&params, &numels, &sparse, width, &g, loss * frac, correct));
         if s == 0 {
             after_first = Some(buffers.iter().map(Buffer::value).collect());
             acts_first = acts;
@@ -290,6 +328,22 @@ pub(crate) fn compute(
             grads.insert(p, Tensor::from_vec(sum[at..at + n].to_vec(), &p.shape())?);
         }
         at += n;
+    }
+    // A row-sparse gradient keeps the union of its shards' rows, unless a
+    // shard's came without rows (a dense use of the table): then it is dense,
+    // as in one process.
+    let mut at = total + params.len();
+    for &(i, rows) in &sparse {
+        let p = &params[i];
+        let flags = &sum[at..at + rows + 1];
+        at += rows + 1;
+        if flags[rows] > 0.0 {
+            continue;
+        }
+        if let Some(g) = grads.get(p).cloned() {
+            let touched: Vec<usize> = (0..rows).filter(|&r| flags[r] > 0.0).collect();
+            grads.insert_sparse(p, g, touched).map_err(|e| TrainError::Config(e.to_string()))?;
+        }
     }
     let mut penalty = 0.0;
     if let Some(pen) = &trainer.reg.penalties {

@@ -1,8 +1,10 @@
 //! `optim.name = "sparse_adam"` from the typed configuration: an embedding
 //! with `sparse = true` trains with SparseAdam (its dense head frozen),
 //! resumes from a checkpoint bit for bit, and every configuration torch
-//! would refuse (a dense parameter, a penalty) or nw cannot run yet
-//! (micro-shards) is a configuration error (exit 2) naming what is wrong.
+//! would refuse (a dense parameter, a penalty) is a configuration error
+//! (exit 2) naming what is wrong. Micro-shards (`train.accumulate`,
+//! distributed ranks) carry the union of the rows each shard touched, as
+//! torch's accumulated sparse gradient does once coalesced.
 
 use nw_nn::Module;
 use nw_train::RunConfig;
@@ -119,11 +121,7 @@ fn a_dense_parameter_is_a_configuration_error_naming_it() {
 }
 
 #[test]
-fn micro_shards_and_penalties_are_refused_up_front() {
-    let e = config_error(&config("freeze = [\"2.*\"]\naccumulate = 2", ""));
-    assert!(e.contains("train.accumulate = 1"), "{e}");
-    let e = config_error(&config("freeze = [\"2.*\"]\ndistributed = true", ""));
-    assert!(e.contains("train.distributed"), "{e}");
+fn penalties_and_bad_hyper_parameters_are_refused_up_front() {
     let e = config_error(&config(r#"freeze = ["2.*"]"#, "[reg]\nl2 = 0.01"));
     assert!(e.contains("reg.l1 or reg.l2"), "{e}");
     // torch's hyper-parameter checks, named
@@ -131,4 +129,49 @@ fn micro_shards_and_penalties_are_refused_up_front() {
     assert!(e.contains("lr") && e.contains("> 0"), "{e}");
     let e = config_error(&config(r#"freeze = ["2.*"]"#, "").replace("[0.8, 0.99]", "[0.8, 1.0]"));
     assert!(e.contains("betas[1]"), "{e}");
+}
+
+fn train(cfg: &RunConfig) -> Vec<(String, Vec<u32>)> {
+    let mut run = nw_train::build_run(cfg).unwrap();
+    for _ in 0..cfg.train.epochs {
+        run.trainer.train_epoch(&run.loader, None, &mut |_, _, _| {}).unwrap();
+    }
+    bits(&run.trainer.model)
+}
+
+/// `accumulate = k` cuts each batch into k micro-shards whose touched rows
+/// are united: the same update as one shard up to the summation order of
+/// the gradient values (close, not bitwise); and 1, 2, 3 ranks of the threads
+/// collective give the same bits as one process at the same `accumulate`.
+#[test]
+fn micro_shards_unite_their_rows_on_any_rank_count() {
+    let one = RunConfig::from_toml(&config(r#"freeze = ["2.*"]"#, "")).unwrap();
+    let four = RunConfig::from_toml(&config("freeze = [\"2.*\"]\naccumulate = 4", "")).unwrap();
+    let (a, b) = (train(&one), train(&four));
+    let floats = |v: &[u32]| v.iter().map(|&x| f32::from_bits(x)).collect::<Vec<_>>();
+    let (wa, wb) = (floats(&a[0].1), floats(&b[0].1));
+    let worst = wa.iter().zip(&wb).map(|(x, y)| (x - y).abs() / x.abs().max(1e-3)).fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "accumulate 4 vs 1: worst relative difference {worst}");
+    assert_eq!(&wa[..2], &wb[..2], "the padding row never moves");
+    // in one process, with the distributed arithmetic
+    let mut dist = four.clone();
+    dist.train.distributed = true;
+    let solo = train(&dist);
+    for n in 1..=3 {
+        let ranks = nw_dist::threads::group(n, std::time::Duration::from_secs(60)).unwrap();
+        let hs: Vec<_> = ranks
+            .into_iter()
+            .map(|c| {
+                let cfg = four.clone();
+                std::thread::spawn(move || {
+                    let mut d = nw_train::distributed::Distributed::new(&cfg, Box::new(c)).unwrap();
+                    d.fit(&cfg, None, &mut nw_train::session::Quiet).unwrap();
+                    bits(&d.run.trainer.model)
+                })
+            })
+            .collect();
+        for h in hs {
+            assert_eq!(h.join().unwrap(), solo, "{n} ranks");
+        }
+    }
 }

@@ -245,19 +245,11 @@ pub(super) fn validate(c: &RunConfig) -> Result<()> {
             c.optim.name()
         )));
     }
-    if c.optim.needs_sparse_gradients() {
-        if t.accumulate > 1 || t.distributed {
-            return Err(cfg_err(format!(
-                "optim.name = \"{}\" needs each step's touched embedding rows, which the micro-shard sum does not carry yet: it needs train.accumulate = 1 and no train.distributed",
-                c.optim.name()
-            )));
-        }
-        if c.reg.l1 != 0.0 || c.reg.l2 != 0.0 {
-            return Err(cfg_err(format!(
-                "optim.name = \"{}\" with reg.l1 or reg.l2: a penalty gives every row of the embedding a gradient (torch: SparseAdam then refuses the dense gradient); set them to 0",
-                c.optim.name()
-            )));
-        }
+    if c.optim.needs_sparse_gradients() && (c.reg.l1 != 0.0 || c.reg.l2 != 0.0) {
+        return Err(cfg_err(format!(
+            "optim.name = \"{}\" with reg.l1 or reg.l2: a penalty gives every row of the embedding a gradient (torch: SparseAdam then refuses the dense gradient); set them to 0",
+            c.optim.name()
+        )));
     }
     // The optimizer checks its own hyper-parameters (names the key and range).
     c.optim.build(Vec::new()).map_err(|e| cfg_err(format!("optim: {e}")))?;
