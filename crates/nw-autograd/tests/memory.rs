@@ -70,19 +70,28 @@ fn mlp_step_memory_is_flat() {
     let mut live = Vec::new();
     let mut per_step = Vec::new();
     let mut losses = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..20 {
         let a0 = ALLOCS.load(Ordering::Relaxed);
         losses.push(step(&params, &x, &y));
         per_step.push(ALLOCS.load(Ordering::Relaxed) - a0);
         live.push(LIVE_BYTES.load(Ordering::Relaxed));
     }
     eprintln!("live bytes after each step: {live:?}\nallocations per step: {per_step:?}");
-    // No growth: what is alive after ten more steps is what was alive after the first.
-    let growth = live[9] - live[0];
-    assert!(growth.abs() < 64 * 1024, "live bytes grew by {growth} over 9 steps: {live:?}");
+    // No growth. A worker thread that takes its first share of a product
+    // late (work stealing on a busy machine) allocates its packing buffer
+    // then, once: one jump is allowed, a leak shows at every step. Over the
+    // last ten steps nothing may grow (a leak of 6.4 KiB a step fails).
+    let jumps = live.windows(2).filter(|w| w[1] - w[0] >= 64 * 1024).count();
+    assert!(jumps <= 1, "live bytes grew in {jumps} steps: {live:?}");
+    let growth = live[19] - live[9];
+    assert!(growth.abs() < 64 * 1024, "live bytes grew by {growth} over the last 10 steps: {live:?}");
     // A fixed set of buffers per step. rayon's work queues may allocate a
-    // block now and then on the worker threads, hence the slack of 2.
-    let (lo, hi) = (per_step.iter().min().unwrap(), per_step.iter().max().unwrap());
-    assert!(hi - lo <= 2, "allocations per step vary: {per_step:?}");
-    assert!(losses[9] < losses[0], "training does not reduce the loss: {losses:?}");
+    // block now and then on the worker threads, hence the slack of 2 around
+    // the median; as above, one step (a late first share) may be further off.
+    let mut sorted = per_step.clone();
+    sorted.sort_unstable();
+    let median = sorted[sorted.len() / 2];
+    let off = per_step.iter().filter(|&&n| n.abs_diff(median) > 2).count();
+    assert!(off <= 1, "allocations per step vary: {per_step:?}");
+    assert!(losses[19] < losses[0], "training does not reduce the loss: {losses:?}");
 }
