@@ -143,7 +143,15 @@ fn sigkill_at_twenty_moments_then_resume_is_bit_identical_and_nothing_is_torn() 
         }
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
-        assert!(!status.success(), "killed run reported success");
+        if status.success() {
+            // It exited on its own between `try_wait` and the signal (a
+            // signal to an exited, unreaped child is not delivered): the
+            // run is complete, as in the branch above.
+            finished_early += 1;
+            assert!(finished_early < 20, "the runs keep finishing before the kill");
+            std::fs::remove_dir_all(&cut).unwrap();
+            continue;
+        }
         kills += 1;
         let (_, temps) = all_checkpoints_verify(&cut, &format!("after kill {kills} at {at:?}"));
         torn_writes += temps;
