@@ -311,7 +311,8 @@ fn train(a: TrainArgs) -> Result<()> {
     run.trainer.stop = Some(interrupt_flag());
     let m = session::fit(&mut run, &cfg, Some(&a.out), &mut Display::new(cfg.train.epochs))?;
     if !run.trainer.warnings.is_empty() {
-        eprintln!("weight monitor: {} warning(s) raised during training", run.trainer.warnings.len());
+        let n = run.trainer.warnings.len();
+        eprintln!("weight monitor: {n} kind(s) of warning raised during training (each shown once above)");
     }
     println!("wrote {} ({:.1}s)", a.out.display(), started.elapsed().as_secs_f64());
     print_test(&m);

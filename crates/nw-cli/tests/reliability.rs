@@ -290,25 +290,59 @@ fn nw_with_file_limit(args: &[&str], limit: u64) -> Output {
 
 #[test]
 fn a_full_disk_stops_with_exit_6_and_the_last_checkpoint_stays_loadable() {
-    let run =
-        ["--dataset", "iris", "--batch", "16", "--epochs", "6", "--hidden", "8", "--checkpoint-every", "1"];
-    // Sizes of the checkpoints epoch by epoch (they grow: history, monitor).
+    // The monitor at every step: monitor.jsonl grows past the (constant)
+    // checkpoint size, and the disk fills while it is appended to.
+    let run = [
+        "--dataset",
+        "iris",
+        "--batch",
+        "16",
+        "--epochs",
+        "6",
+        "--hidden",
+        "8",
+        "--checkpoint-every",
+        "1",
+        "--monitor-every",
+        "1",
+    ];
     let free = tmp("full-free");
     let mut args = vec!["train", "--out", free.to_str().unwrap(), "--keep-checkpoints", "0"];
     args.extend_from_slice(&run);
     let o = nw(&args);
     assert!(o.status.success(), "{}", text(&o));
+    // Checkpoints stay the same size: the history is in the log files.
     let size = |e: u64| std::fs::metadata(free.join(format!("checkpoint-epoch{e}.nwck"))).unwrap().len();
-    assert!(size(3) > size(2), "checkpoints do not grow: {} {}", size(2), size(3));
-    // A limit that lets epoch 2's checkpoint through and stops epoch 3's.
-    let limit = (size(2) + size(3)) / 2;
+    let ck_max = (1..=6).map(size).max().unwrap();
+    assert!(size(6) <= size(1) + 64, "checkpoints grow: {} -> {}", size(1), size(6));
+    // monitor.jsonl's length at the end of epochs 2 and 3, from its lines.
+    let metrics = nw_train::report::read_metrics_csv(&free.join(files::METRICS)).unwrap();
+    let monitor = std::fs::read_to_string(free.join(files::MONITOR)).unwrap();
+    let upto = |step: u64| -> u64 {
+        monitor
+            .lines()
+            .filter(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["step"].as_u64().unwrap() <= step
+            })
+            .map(|l| l.len() as u64 + 1)
+            .sum()
+    };
+    let (m2, m3) = (upto(metrics[1].step), upto(metrics[2].step));
+    // A limit that lets everything through up to epoch 2 and stops the
+    // monitor log's append at the end of epoch 3.
+    let limit = (m2 + m3) / 2;
+    assert!(
+        limit > ck_max && m2 > ck_max,
+        "the test needs the log to outgrow the checkpoint: {m2} vs {ck_max}"
+    );
     let full = tmp("full");
     let mut args = vec!["train", "--out", full.to_str().unwrap(), "--keep-checkpoints", "0"];
     args.extend_from_slice(&run);
     let o = nw_with_file_limit(&args, limit);
     let s = text(&o);
     assert_eq!(o.status.code(), Some(6), "{s}");
-    assert!(s.contains("File too large") && s.contains(".nwck"), "{s}");
+    assert!(s.contains("File too large") && s.contains(files::MONITOR), "{s}");
     // The last good checkpoint is intact: epoch 2's, loadable, and equal to
     // the unlimited run's; no temporary file is left.
     let (kept, temps) = all_checkpoints_verify(&full, "after the failed write");
@@ -318,7 +352,10 @@ fn a_full_disk_stops_with_exit_6_and_the_last_checkpoint_stays_loadable() {
     assert_eq!(ck.progress().epoch, 2);
     let good = Checkpoint::load(&free.join("checkpoint-epoch2.nwck")).unwrap();
     assert_eq!(ck.model(), good.model());
-    // With room again, resuming finishes the run as if nothing happened.
+    // The log holds a torn line past the checkpoint's offset.
+    assert!(std::fs::metadata(full.join(files::MONITOR)).unwrap().len() > m2);
+    // With room again, resuming cuts the logs back and finishes the run as
+    // if nothing happened.
     let r = nw(&["resume", full.to_str().unwrap()]);
     assert!(r.status.success(), "{}", text(&r));
     same_outputs(&free, &full, "resume after a full disk");

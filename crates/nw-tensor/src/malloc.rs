@@ -92,3 +92,28 @@ fn apply() -> MallocTuning {
 fn apply() -> MallocTuning {
     MallocTuning::Unsupported
 }
+
+/// Hands memory that is free but kept by the allocator back to the operating
+/// system (glibc's `malloc_trim(0)`): the counterpart of
+/// [`tune_for_training`]'s high trim threshold, for the end of a phase whose
+/// buffers will not be needed again (a run's final evaluation and plots).
+/// Changes no result; whether anything was released. A no-op elsewhere.
+///
+/// ```
+/// let _released: bool = nw_tensor::malloc::release_free_memory();
+/// ```
+pub fn release_free_memory() -> bool {
+    trim()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() -> bool {
+    // SAFETY: malloc_trim only returns free pages to the system, under the
+    // allocator's own lock.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() -> bool {
+    false
+}

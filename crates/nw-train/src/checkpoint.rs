@@ -171,6 +171,10 @@ pub enum Section {
     History(Vec<crate::trainer::EpochRecord>),
     /// The weight average (EMA or SWA) and its kind.
     Average(crate::averaged::Averaged),
+    /// Where the run's log files stood ([`crate::runlog::LogOffsets`]);
+    /// the history and monitor records before that point are in the files,
+    /// not in the checkpoint.
+    Logs(crate::runlog::LogOffsets),
 }
 
 impl Section {
@@ -187,6 +191,7 @@ impl Section {
             Section::Rngs(_) => "random generators",
             Section::History(_) => "history",
             Section::Average(_) => "weight average",
+            Section::Logs(_) => "log offsets",
         }
     }
 }
@@ -194,7 +199,7 @@ impl Section {
 /// Everything needed to continue a run exactly where it stopped: a map of
 /// named, typed [`Section`]s (`progress`, `config`, `model`, `buffers`,
 /// `optimizer`, `schedule`, `rngs`, `history`, `monitor`, and
-/// `early_stopping` / `masks` / `average` when the run has them).
+/// `early_stopping` / `masks` / `average` / `logs` when the run has them).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// The sections by name.

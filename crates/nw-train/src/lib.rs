@@ -56,6 +56,7 @@ pub mod monitor;
 mod monitor_kernel;
 pub mod pretrained;
 pub mod report;
+pub mod runlog;
 pub mod session;
 pub mod shard;
 pub mod spectral;

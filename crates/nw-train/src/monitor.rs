@@ -496,9 +496,20 @@ impl WeightMonitor {
         }
     }
 
-    /// Every record so far, in order.
+    /// Every record so far, in order (since the last [`WeightMonitor::take_records`]).
     pub fn records(&self) -> &[TensorStats] {
         &self.records
+    }
+
+    /// Removes and returns the records kept so far (a run that streams them
+    /// to `monitor.jsonl` keeps none in memory).
+    pub fn take_records(&mut self) -> Vec<TensorStats> {
+        std::mem::take(&mut self.records)
+    }
+
+    /// Removes and returns the spectral summaries kept so far.
+    pub fn take_spectra(&mut self) -> Vec<SpectralStats> {
+        std::mem::take(&mut self.spectra)
     }
 
     /// Every spectral summary so far (with [`MonitorConfig::spectral`]), in order.

@@ -13,6 +13,7 @@ use plotters::prelude::*;
 
 use crate::error::{Result, TrainError};
 use crate::monitor::TensorStats;
+use crate::runlog::{self, RunLog};
 use crate::trainer::EpochRecord;
 
 fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
@@ -21,32 +22,73 @@ fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
 
 /// Writes one CSV line per epoch: `epoch,step,lr,train_loss,train_acc,val_loss,val_acc`.
 /// Only results: the same seed gives the same bytes, also across a resume
-/// (wall times go to [`write_timing_csv`]).
+/// (wall times go to [`write_timing_csv`]). A run streams the same lines
+/// ([`crate::runlog`]).
 pub fn write_metrics_csv(path: &Path, history: &[EpochRecord]) -> Result<()> {
-    let mut s = String::from("epoch,step,lr,train_loss,train_acc,val_loss,val_acc\n");
-    let opt = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
+    let mut s = String::from(RunLog::METRICS_HEADER);
     for r in history {
-        s += &format!(
-            "{},{},{},{},{},{},{}\n",
-            r.epoch,
-            r.step,
-            r.lr,
-            r.train_loss,
-            opt(r.train_accuracy),
-            opt(r.validation.as_ref().map(|m| m.loss)),
-            opt(r.validation.as_ref().and_then(|m| m.accuracy)),
-        );
+        s += &runlog::metrics_line(r);
     }
     Ok(crate::checkpoint::write_atomic(path, s.as_bytes())?)
 }
 
 /// Writes the wall time of each epoch: `epoch,seconds`.
 pub fn write_timing_csv(path: &Path, history: &[EpochRecord]) -> Result<()> {
-    let mut s = String::from("epoch,seconds\n");
+    let mut s = String::from(RunLog::TIMING_HEADER);
     for r in history {
-        s += &format!("{},{:.3}\n", r.epoch, r.seconds);
+        s += &runlog::timing_line(r);
     }
     Ok(crate::checkpoint::write_atomic(path, s.as_bytes())?)
+}
+
+/// Reads a `metrics.csv` back as epoch records (validation metrics hold
+/// only the loss and accuracy; wall times are 0).
+pub fn read_metrics_csv(path: &Path) -> Result<Vec<EpochRecord>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+    let bad =
+        |line: usize, what: &str| TrainError::Mismatch(format!("{}: line {line}: {what}", path.display()));
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 7 {
+            return Err(bad(i + 1, &format!("{} fields, expected 7", f.len())));
+        }
+        let num = |k: usize| -> Result<Option<f64>> {
+            if f[k].is_empty() {
+                Ok(None)
+            } else {
+                f[k].parse().map(Some).map_err(|_| bad(i + 1, &format!("field {} is not a number", k + 1)))
+            }
+        };
+        let int = |k: usize| -> Result<u64> {
+            f[k].parse().map_err(|_| bad(i + 1, &format!("field {} is not an integer", k + 1)))
+        };
+        let val_loss = num(5)?;
+        out.push(EpochRecord {
+            epoch: int(0)?,
+            step: int(1)?,
+            lr: num(2)?.unwrap_or(f64::NAN),
+            train_loss: num(3)?.unwrap_or(f64::NAN),
+            train_accuracy: num(4)?,
+            validation: val_loss
+                .map(|loss| -> Result<crate::metrics::Metrics> {
+                    Ok(crate::metrics::Metrics {
+                        loss,
+                        accuracy: num(6)?,
+                        per_class_accuracy: None,
+                        confusion: None,
+                        examples: 0,
+                    })
+                })
+                .transpose()?,
+            seconds: 0.0,
+        });
+    }
+    Ok(out)
 }
 
 /// Writes the monitor's records as JSON lines.
@@ -199,9 +241,67 @@ pub fn plot(stem: &Path, title: &str, x_label: &str, series: &[Series], log_y: b
     Ok(())
 }
 
+/// Norm curves of one tensor: (step, weight norm) and (step, update norm).
+type TensorCurves = (String, Vec<(f64, f64)>, Vec<(f64, f64)>);
+
 /// The standard plots of a run in `dir`: `loss`, `accuracy` (classification),
 /// `weight_norms` and `update_norms` (per parameter tensor, from the monitor).
 pub fn plot_run(dir: &Path, history: &[EpochRecord], monitor: &[TensorStats]) -> Result<()> {
+    let mut curves: Vec<TensorCurves> = Vec::new();
+    for r in monitor {
+        add_point(&mut curves, &r.name, r.step, r.weight_norm, r.update_norm);
+    }
+    plot_history(dir, history)?;
+    plot_tensors(dir, &curves)
+}
+
+/// [`plot_run`] from the files a run wrote into `dir` (`metrics.csv`,
+/// `monitor.jsonl`), read line by line: the records are not held in memory.
+pub fn plot_run_files(dir: &Path) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Point {
+        name: String,
+        step: u64,
+        weight_norm: f64,
+        update_norm: f64,
+    }
+    let history = read_metrics_csv(&dir.join(crate::session::files::METRICS))?;
+    plot_history(dir, &history)?;
+    drop(history);
+    let path = dir.join(crate::session::files::MONITOR);
+    let mut curves: Vec<TensorCurves> = Vec::new();
+    match std::fs::File::open(&path) {
+        Ok(f) => {
+            use std::io::BufRead;
+            for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+                let line = line.map_err(|source| TrainError::Io { path: path.clone(), source })?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let p: Point = serde_json::from_str(&line)
+                    .map_err(|e| TrainError::Mismatch(format!("{}: line {}: {e}", path.display(), i + 1)))?;
+                add_point(&mut curves, &p.name, p.step, p.weight_norm, p.update_norm);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(TrainError::Io { path, source }),
+    }
+    plot_tensors(dir, &curves)
+}
+
+fn add_point(curves: &mut Vec<TensorCurves>, name: &str, step: u64, weight: f64, update: f64) {
+    let i = match curves.iter().position(|c| c.0 == name) {
+        Some(i) => i,
+        None => {
+            curves.push((name.to_string(), Vec::new(), Vec::new()));
+            curves.len() - 1
+        }
+    };
+    curves[i].1.push((step as f64, weight));
+    curves[i].2.push((step as f64, update));
+}
+
+fn plot_history(dir: &Path, history: &[EpochRecord]) -> Result<()> {
     let ep = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
         history.iter().filter_map(|r| f(r).map(|v| (r.epoch as f64, v))).collect()
     };
@@ -219,26 +319,16 @@ pub fn plot_run(dir: &Path, history: &[EpochRecord], monitor: &[TensorStats]) ->
     if !acc.is_empty() {
         plot(&dir.join("accuracy"), "Accuracy", "epoch", &acc, false)?;
     }
-    let mut names: Vec<&str> = Vec::new();
-    for r in monitor {
-        if !names.contains(&r.name.as_str()) {
-            names.push(&r.name);
-        }
-    }
-    let per = |f: &dyn Fn(&TensorStats) -> f64| -> Vec<Series> {
-        names
-            .iter()
-            .map(|n| {
-                (
-                    n.to_string(),
-                    monitor.iter().filter(|r| r.name == *n).map(|r| (r.step as f64, f(r))).collect(),
-                )
-            })
-            .collect()
-    };
-    if !names.is_empty() {
-        plot(&dir.join("weight_norms"), "Weight norm per tensor", "step", &per(&|r| r.weight_norm), true)?;
-        plot(&dir.join("update_norms"), "Update norm per tensor", "step", &per(&|r| r.update_norm), true)?;
-    }
     Ok(())
+}
+
+fn plot_tensors(dir: &Path, curves: &[TensorCurves]) -> Result<()> {
+    if curves.is_empty() {
+        return Ok(());
+    }
+    let weights: Vec<Series> = curves.iter().map(|c| (c.0.clone(), c.1.clone())).collect();
+    plot(&dir.join("weight_norms"), "Weight norm per tensor", "step", &weights, true)?;
+    drop(weights);
+    let updates: Vec<Series> = curves.iter().map(|c| (c.0.clone(), c.2.clone())).collect();
+    plot(&dir.join("update_norms"), "Update norm per tensor", "step", &updates, true)
 }

@@ -14,6 +14,7 @@ use crate::config::{Run, RunConfig, build_run};
 use crate::error::{Result, TrainError};
 use crate::metrics::Metrics;
 use crate::report;
+use crate::runlog::RunLog;
 use crate::trainer::EpochRecord;
 
 /// File names inside a run's output directory.
@@ -34,6 +35,9 @@ pub mod files {
     pub const TIMING: &str = "timing.csv";
     /// The weight monitor's records.
     pub const MONITOR: &str = "monitor.jsonl";
+    /// Spectral summaries of the weight matrices at epoch ends
+    /// (`train.monitor_spectral`).
+    pub const SPECTRAL: &str = "spectral.jsonl";
     /// The resolved configuration.
     pub const CONFIG: &str = "config.toml";
     /// The lock file a run holds (flock) while it writes into the directory.
@@ -241,16 +245,25 @@ pub fn resume_run_at(path: &Path) -> Result<(RunConfig, Run, PathBuf)> {
         .map_err(|e| TrainError::Mismatch(format!("{}: the checkpoint's {e}", path.display())))?;
     let mut run = build_run(&cfg)?;
     run.trainer.restore(&ck)?;
+    run.trainer.logs_dir = path
+        .parent()
+        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(Path::to_path_buf);
     Ok((cfg, run, path))
 }
 
 /// Trains `run` from its current epoch to `cfg.train.epochs` (or until early
 /// stopping), writing into `out` when given; returns the test metrics.
 ///
-/// With `out`, the run holds `out`'s lock ([`DirLock`]) throughout, and
-/// every file it writes is written atomically (temporary file, fsync,
-/// rename, directory fsync): a crash at any moment leaves each file either
-/// as it was or complete. Checkpoints go to `checkpoint.nwck` at the end, at
+/// With `out`, the run holds `out`'s lock ([`DirLock`]) throughout; the
+/// model, configuration, checkpoints and plots are written atomically
+/// (temporary file, fsync, rename, directory fsync): a crash at any moment
+/// leaves each either as it was or complete. The epoch records and monitor
+/// records are appended to `metrics.csv`, `timing.csv` and `monitor.jsonl`
+/// as the run goes ([`crate::runlog`]) and leave memory: after `fit`,
+/// `run.trainer.history` and the monitor's records are empty; each
+/// checkpoint holds where those files stood, and a resumed run cuts them
+/// back to it. Checkpoints go to `checkpoint.nwck` at the end, at
 /// an interruption, and every `train.checkpoint_every` epochs and
 /// `train.checkpoint_every_steps` steps, those also as
 /// `checkpoint-epoch<N>.nwck` / `checkpoint-step<N>.nwck` (the newest
@@ -290,19 +303,27 @@ fn fit_locked(
     pause: &AtomicBool,
 ) -> Result<Metrics> {
     let config_toml = cfg.to_toml();
-    let mut store = match out {
+    let (mut store, mut log) = match out {
         Some(dir) => {
             write_atomic(&dir.join(files::CONFIG), config_toml.as_bytes())?;
-            Some(Store::open(dir, cfg.train.keep_checkpoints)?)
+            let store = Store::open(dir, cfg.train.keep_checkpoints)?;
+            let t = &run.trainer;
+            let log = RunLog::open(dir, t.logs, t.logs_dir.as_deref(), cfg.train.monitor_spectral)?;
+            (Some(store), Some(log))
         }
-        None => None,
+        None => (None, None),
     };
-    let mut write_checkpoint = |run: &Run, name: Option<String>| -> Result<()> {
-        if let Some(store) = &mut store {
-            store.write(&run.trainer.checkpoint(&config_toml)?, name)?;
-        }
-        Ok(())
-    };
+    // The logs first (fsynced), then the checkpoint that points at them.
+    let mut write_checkpoint =
+        |run: &mut Run, log: &mut Option<RunLog>, name: Option<String>| -> Result<()> {
+            if let Some(log) = log {
+                log.flush(&mut run.trainer, true)?;
+            }
+            if let Some(store) = &mut store {
+                store.write(&run.trainer.checkpoint(&config_toml)?, name)?;
+            }
+            Ok(())
+        };
     let interrupted = || user.is_some_and(|f| f.load(Ordering::SeqCst));
     let every_steps = if out.is_some() { cfg.train.checkpoint_every_steps } else { 0 };
     let mut epoch_started = false;
@@ -338,28 +359,39 @@ fn fit_locked(
                 if interrupted() {
                     // Stopped at a step boundary: save everything, including
                     // the position inside the epoch, and say where.
-                    write_checkpoint(run, None)?;
+                    write_checkpoint(run, &mut log, None)?;
                     let checkpoint = out.map(|d| d.join(files::CHECKPOINT)).unwrap_or_default();
                     return Err(TrainError::Interrupted { step, checkpoint });
                 }
                 // A step checkpoint is due: write it and continue the epoch.
-                write_checkpoint(run, Some(format!("checkpoint-step{step}.nwck")))?;
+                write_checkpoint(run, &mut log, Some(format!("checkpoint-step{step}.nwck")))?;
                 continue;
             }
-            r => r?,
+            Err(e) => {
+                // What the run recorded up to the failure (a divergence,
+                // say) stays readable in the logs.
+                if let Some(log) = &mut log {
+                    let _ = log.flush(&mut run.trainer, true);
+                }
+                return Err(e);
+            }
+            Ok(r) => r,
         };
         epoch_started = false;
         progress.epoch_end(&record);
         // Decide on early stopping before the checkpoint, so that the
         // checkpoint holds the decision (and the restored best weights).
         let stop = run.trainer.should_stop()?;
+        if let Some(log) = &mut log {
+            log.flush(&mut run.trainer, false)?;
+        }
         let every = cfg.train.checkpoint_every;
         let step_due = pause.load(Ordering::SeqCst) && !interrupted();
         if every > 0 && run.trainer.epoch.is_multiple_of(every) {
-            write_checkpoint(run, Some(format!("checkpoint-epoch{}.nwck", run.trainer.epoch)))?;
+            write_checkpoint(run, &mut log, Some(format!("checkpoint-epoch{}.nwck", run.trainer.epoch)))?;
         } else if step_due {
             // The epoch's last step was a step checkpoint's.
-            write_checkpoint(run, Some(format!("checkpoint-step{}.nwck", run.trainer.step)))?;
+            write_checkpoint(run, &mut log, Some(format!("checkpoint-step{}.nwck", run.trainer.step)))?;
         }
         if step_due {
             pause.store(false, Ordering::SeqCst);
@@ -376,16 +408,18 @@ fn fit_locked(
         Ok((m, bytes))
     })?;
     if let Some(dir) = out {
-        write_checkpoint(run, None)?;
+        write_checkpoint(run, &mut log, None)?;
         let raw = to_safetensors(&run.trainer.model)?;
         if run.trainer.average.is_some() {
             write_atomic(&dir.join(files::MODEL_RAW), &raw)?;
         }
         write_atomic(&dir.join(files::MODEL), averaged.as_deref().unwrap_or(&raw))?;
-        report::write_metrics_csv(&dir.join(files::METRICS), &run.trainer.history)?;
-        report::write_timing_csv(&dir.join(files::TIMING), &run.trainer.history)?;
-        report::write_monitor_jsonl(&dir.join(files::MONITOR), run.trainer.monitor.records())?;
-        report::plot_run(dir, &run.trainer.history, run.trainer.monitor.records())?;
+        drop(log);
+        report::plot_run_files(dir)?;
+        // The plots' bitmaps and the final evaluation's buffers are not
+        // needed again: give the pages back (training keeps freed memory
+        // resident on purpose, nw_tensor::malloc).
+        nw_tensor::malloc::release_free_memory();
     }
     Ok(test)
 }

@@ -165,8 +165,20 @@ pub struct Trainer {
     pub step: u64,
     /// One record per completed epoch.
     pub history: Vec<EpochRecord>,
-    /// Every warning the monitor raised, in order.
+    /// The first warning of each kind about each tensor, in the order
+    /// raised (later ones of the same kind and tensor are not kept: a long
+    /// run would otherwise grow this without bound).
     pub warnings: Vec<crate::monitor::Warning>,
+    /// Where the run's log files stood at their last flush
+    /// ([`crate::runlog::RunLog::flush`]): saved in checkpoints (section
+    /// `logs`), so that a resumed run cuts them back to that point. `None`
+    /// while nothing has been streamed (then `history` and the monitor hold
+    /// the whole run).
+    pub logs: Option<crate::runlog::LogOffsets>,
+    /// The directory of the checkpoint this trainer was restored from (not
+    /// saved): where a run resumed into another directory finds the first
+    /// part of its log files.
+    pub logs_dir: Option<std::path::PathBuf>,
     /// The running sums of an epoch stopped at a step boundary (resumed by the next `train_epoch`).
     pub partial: Option<PartialEpoch>,
     /// When set (e.g. by a SIGINT handler), `train_epoch` stops at the next
@@ -216,6 +228,8 @@ impl Trainer {
             step: 0,
             history: Vec::new(),
             warnings: Vec::new(),
+            logs: None,
+            logs_dir: None,
             partial: None,
             stop: None,
             sharding: Default::default(),
@@ -428,12 +442,11 @@ impl Trainer {
             {
                 continue;
             }
-            // Each kind of warning about each tensor is logged once per run;
-            // all of them stay in `self.warnings`.
+            // Each kind of warning about each tensor is logged and kept once per run.
             if self.warned.insert((std::mem::discriminant(&w), w.tensor().to_string())) {
                 tracing::warn!("{w}");
+                self.warnings.push(w);
             }
-            self.warnings.push(w);
         }
         if let Some(LrPolicy::PerStep(s)) = &mut self.lr_policy {
             s.step()?;
@@ -682,6 +695,9 @@ impl Trainer {
         self.rngs.save_state(&ctx, &mut ck);
         self.history.save_state(&ctx, &mut ck);
         self.average.save_state(&ctx, &mut ck);
+        if let Some(logs) = self.logs {
+            ck.insert("logs", Section::Logs(logs));
+        }
         ck.insert(
             "monitor",
             Section::Monitor(MonitorState {
@@ -710,6 +726,11 @@ impl Trainer {
         self.rngs.load_state(&ctx, ck)?;
         self.history.load_state(&ctx, ck)?;
         self.average.load_state(&ctx, ck)?;
+        self.logs = match ck.section("logs") {
+            Some(Section::Logs(o)) => Some(*o),
+            Some(s) => return Err(crate::state::mismatch(format!("section `logs` holds {}", s.kind()))),
+            None => None,
+        };
         if let Some(Section::Monitor(m)) = ck.section("monitor") {
             self.monitor.set_records(m.records.clone());
             self.monitor.set_spectra(m.spectra.clone());

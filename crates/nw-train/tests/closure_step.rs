@@ -103,8 +103,9 @@ fn ga_and_pso_runs_resume_byte_identically() {
         let (a, b) = (dir("a"), dir("b"));
         let mut run = nw_train::build_run(&c).unwrap();
         session::fit(&mut run, &c, Some(&a), &mut Quiet).unwrap();
-        let first = run.trainer.history[0].train_loss;
-        let last = run.trainer.history[2].train_loss;
+        let history = nw_train::report::read_metrics_csv(&a.join(files::METRICS)).unwrap();
+        let first = history[0].train_loss;
+        let last = history[2].train_loss;
         assert!(last < first, "{name}: epoch losses {first} -> {last}");
         std::fs::create_dir_all(&b).unwrap();
         std::fs::copy(a.join("checkpoint-epoch1.nwck"), b.join(files::CHECKPOINT)).unwrap();
