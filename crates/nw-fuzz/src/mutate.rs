@@ -189,10 +189,19 @@ pub fn json_members(bytes: &[u8], open: usize) -> Vec<Range<usize>> {
     if !matches!(bytes.get(open), Some(b'{' | b'[')) {
         return Vec::new();
     }
+    json_container(bytes, open).map(|(members, _)| members).unwrap_or_default()
+}
+
+/// One pass over the JSON object or array at the first non-whitespace byte
+/// from `from`: its top-level member ranges (as [`json_members`]) and the
+/// offset just past its closing bracket; `None` when no container starts
+/// there or it does not close. Strings and escapes are skipped, brackets
+/// are not matched by kind (a mutated input may mix them).
+pub fn json_container(bytes: &[u8], from: usize) -> Option<(Vec<Range<usize>>, usize)> {
     let (mut depth, mut in_str, mut esc) = (0usize, false, false);
-    let mut out = Vec::new();
-    let mut start = open + 1;
-    for (i, &b) in bytes.iter().enumerate().skip(open) {
+    let mut members = Vec::new();
+    let mut start = from;
+    for (i, &b) in bytes.iter().enumerate().skip(from) {
         if in_str {
             match (esc, b) {
                 (true, _) => esc = false,
@@ -203,23 +212,30 @@ pub fn json_members(bytes: &[u8], open: usize) -> Vec<Range<usize>> {
             continue;
         }
         match b {
+            _ if depth == 0 && b.is_ascii_whitespace() => {}
+            b'{' | b'[' => {
+                if depth == 0 {
+                    start = i + 1;
+                }
+                depth += 1;
+            }
+            _ if depth == 0 => return None,
             b'"' => in_str = true,
-            b'{' | b'[' => depth += 1,
             b'}' | b']' => {
                 depth -= 1;
                 if depth == 0 {
-                    push_trimmed(bytes, start..i, &mut out);
-                    return out;
+                    push_trimmed(bytes, start..i, &mut members);
+                    return Some((members, i + 1));
                 }
             }
             b',' if depth == 1 => {
-                push_trimmed(bytes, start..i, &mut out);
+                push_trimmed(bytes, start..i, &mut members);
                 start = i + 1;
             }
             _ => {}
         }
     }
-    Vec::new()
+    None
 }
 
 fn push_trimmed(bytes: &[u8], mut r: Range<usize>, out: &mut Vec<Range<usize>>) {
@@ -429,5 +445,19 @@ mod tests {
         // the same seed value gives the same inputs
         let w: Vec<Input> = Mutations::new(&seeds, 10, 1).collect();
         assert!(v.iter().zip(&w).all(|(a, b)| a.bytes == b.bytes));
+    }
+
+    #[test]
+    fn a_container_ends_after_its_bracket_and_anything_else_is_none() {
+        let j = b"12345678  {\"a\": [1, \"]\"], \"b\": {}} tail";
+        let (members, end) = json_container(j, 8).unwrap();
+        assert_eq!(&j[..end], &b"12345678  {\"a\": [1, \"]\"], \"b\": {}}"[..]);
+        let m: Vec<&[u8]> = members.iter().map(|r| &j[r.clone()]).collect();
+        assert_eq!(m, [&b"\"a\": [1, \"]\"]"[..], &b"\"b\": {}"[..]]);
+        assert_eq!(json_container(b"  x{}", 0), None);
+        assert_eq!(json_container(b"{\"open", 0), None);
+        assert_eq!(json_container(b"}", 0), None);
+        // json_members wants the bracket at the offset itself
+        assert!(json_members(b" {}", 0).is_empty());
     }
 }

@@ -10,7 +10,7 @@ use nw_nn::{BatchNorm1d, Linear, Sequential};
 use nw_tensor::Rng;
 use serde_json::Value;
 
-use crate::mutate::{Enc, Field, Seed, digit_fields, json_members, line_sections};
+use crate::mutate::{Enc, Field, Seed, digit_fields, json_container, json_members, line_sections};
 
 /// A reader that takes hostile bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,7 +243,7 @@ impl Target {
             }
             Target::Checkpoint if !index.is_multiple_of(4) => crate::train::reseal(bytes),
             Target::Safetensors if !index.is_multiple_of(4) && bytes.len() > 8 => {
-                if let Some(end) = json_end(&bytes, 8) {
+                if let Some((_, end)) = json_container(&bytes, 8) {
                     let n = (end - 8) as u64;
                     bytes[..8].copy_from_slice(&n.to_le_bytes());
                 }
@@ -340,35 +340,6 @@ pub fn gzip_stored(bytes: &[u8]) -> Vec<u8> {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The offset just past the JSON object that opens at `open`.
-fn json_end(bytes: &[u8], open: usize) -> Option<usize> {
-    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
-    for (i, &b) in bytes.iter().enumerate().skip(open) {
-        if in_str {
-            match (esc, b) {
-                (true, _) => esc = false,
-                (false, b'\\') => esc = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ if depth == 0 && !b.is_ascii_whitespace() => return None,
-            _ => {}
-        }
-    }
-    None
 }
 
 fn idx(magic: u32, dims: &[u32], fill: impl Fn(usize) -> u8) -> Vec<u8> {
