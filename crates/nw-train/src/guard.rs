@@ -166,14 +166,9 @@ pub const PAR_MIN: usize = 1 << 16;
 /// Elements per parallel scan chunk.
 pub const PAR_CHUNK: usize = 1 << 15;
 
-/// [`first_non_finite`] on the calling thread.
+/// [`first_non_finite`] on the calling thread (a blocked, vectorised scan).
 fn first_non_finite_serial(s: &[f32]) -> Option<usize> {
-    const BLOCK: usize = 256;
-    const EXP: u32 = 0x7f80_0000;
-    s.chunks(BLOCK).enumerate().find_map(|(b, chunk)| {
-        let bad = chunk.iter().fold(0u32, |acc, v| acc | u32::from(v.to_bits() & EXP == EXP));
-        (bad != 0).then(|| b * BLOCK + chunk.iter().position(|v| !v.is_finite()).expect("the block has one"))
-    })
+    nw_autograd::anomaly::first_non_finite(s)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 mod accuracy;
 pub mod alloc;
+mod anomaly;
 mod conv;
 mod distributed;
 mod gemm;
@@ -48,6 +49,8 @@ pub enum Target {
     Distributed(distributed::Args),
     /// The weight monitor's cost: MLP training steps with the monitor off vs every step.
     Monitor(monitor::Args),
+    /// What `--detect-anomaly` costs: training steps with anomaly detection off vs on.
+    Anomaly(anomaly::Args),
     /// The measured single-core FMA peak (AVX-512 and AVX2).
     Peak(peak::Args),
     /// 100,000 digits-MLP steps with a checkpoint every 1,000: memory, file handles and temporary files must not accumulate.
@@ -68,6 +71,7 @@ pub fn run(target: Target) -> Result<()> {
         Target::Accuracy(args) => accuracy::run(args),
         Target::Train(args) => train::run(args),
         Target::Monitor(args) => monitor::run(args),
+        Target::Anomaly(args) => anomaly::run(args),
         Target::Peak(args) => peak::run(args),
         Target::Soak(args) => soak::run(args),
         Target::Distributed(args) => distributed::run(args),
