@@ -135,7 +135,8 @@ impl Distributed {
     }
 
     /// [`crate::session::fit`] on every rank: rank 0 writes into `out` and
-    /// reports to `progress`; the others write nothing and report nothing.
+    /// reports to `progress`; the others write nothing, report nothing and
+    /// keep no history ([`crate::Trainer::discard_logs`]).
     pub fn fit(
         &mut self,
         cfg: &RunConfig,
@@ -147,6 +148,8 @@ impl Distributed {
         if self.rank == 0 {
             fit(&mut self.run, &cfg, out, progress)
         } else {
+            // Nothing reads this rank's history: keep its memory flat.
+            self.run.trainer.discard_logs = true;
             fit(&mut self.run, &cfg, None, &mut Quiet)
         }
     }

@@ -384,6 +384,9 @@ fn fit_locked(
         let stop = run.trainer.should_stop()?;
         if let Some(log) = &mut log {
             log.flush(&mut run.trainer, false)?;
+        } else if run.trainer.discard_logs {
+            run.trainer.history.clear();
+            drop((run.trainer.monitor.take_records(), run.trainer.monitor.take_spectra()));
         }
         let every = cfg.train.checkpoint_every;
         let step_due = pause.load(Ordering::SeqCst) && !interrupted();

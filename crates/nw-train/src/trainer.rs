@@ -179,6 +179,10 @@ pub struct Trainer {
     /// saved): where a run resumed into another directory finds the first
     /// part of its log files.
     pub logs_dir: Option<std::path::PathBuf>,
+    /// Drop each epoch's record and the monitor's records once the epoch is
+    /// done instead of keeping them, in a run that writes no files (the
+    /// ranks other than 0 of a distributed run): memory stays flat.
+    pub discard_logs: bool,
     /// The running sums of an epoch stopped at a step boundary (resumed by the next `train_epoch`).
     pub partial: Option<PartialEpoch>,
     /// When set (e.g. by a SIGINT handler), `train_epoch` stops at the next
@@ -230,6 +234,7 @@ impl Trainer {
             warnings: Vec::new(),
             logs: None,
             logs_dir: None,
+            discard_logs: false,
             partial: None,
             stop: None,
             sharding: Default::default(),
