@@ -979,19 +979,29 @@ pub fn planned_elements(
 }
 
 /// An upper bound of the elements of one example's output of `l` on
-/// examples of `shape` (for the layers whose output can grow past their
-/// input: convolutions with padding, transposed convolutions, pooling with
-/// padding, upsampling); `None` when it overflows. Other layers: the input's.
+/// examples of `shape`, and for convolutions of their column buffer too
+/// (im2col: input channels x kernel area per output position; the
+/// transposed convolution's col2im: output channels x kernel area per input
+/// position), for the layers whose output or working memory can grow past
+/// their input: convolutions with padding, transposed convolutions, pooling
+/// with padding, upsampling; `None` when it overflows. Other layers: the
+/// input's.
 pub fn output_elements_bound(l: &LayerSpec, shape: &[usize]) -> Option<usize> {
     let input = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
     let dim = |i: usize| shape.get(i).copied().unwrap_or(0);
     let padded = |d: usize, p: usize| p.checked_mul(2)?.checked_add(d);
     let plane = |oh: usize, ow: usize, c: usize| oh.checked_mul(ow)?.checked_mul(c);
     match l {
-        LayerSpec::Conv1d { out, padding, .. } => padded(dim(1), *padding)?.checked_mul(*out),
-        LayerSpec::Conv2d { out, padding, .. } => {
-            let (ph, pw) = padding.pair();
-            plane(padded(dim(1), ph)?, padded(dim(2), pw)?, *out)
+        LayerSpec::Conv1d { out, kernel, padding, .. } => {
+            let positions = padded(dim(1), *padding)?;
+            let columns = positions.checked_mul(dim(0))?.checked_mul(*kernel)?;
+            Some(positions.checked_mul(*out)?.max(columns))
+        }
+        LayerSpec::Conv2d { out, kernel, padding, .. } => {
+            let ((ph, pw), (kh, kw)) = (padding.pair(), kernel.pair());
+            let positions = plane(padded(dim(1), ph)?, padded(dim(2), pw)?, 1)?;
+            let columns = positions.checked_mul(dim(0))?.checked_mul(kh)?.checked_mul(kw)?;
+            Some(positions.checked_mul(*out)?.max(columns))
         }
         LayerSpec::ConvTranspose2d { out, kernel, stride, output_padding, dilation, .. } => {
             let len = |d: usize, k: usize, s: usize, op: usize, dl: usize| {
@@ -999,7 +1009,9 @@ pub fn output_elements_bound(l: &LayerSpec, shape: &[usize]) -> Option<usize> {
             };
             let ((kh, kw), (sh, sw), (oh, ow), (dh, dw)) =
                 (kernel.pair(), stride.pair(), output_padding.pair(), dilation.pair());
-            plane(len(dim(1), kh, sh, oh, dh)?, len(dim(2), kw, sw, ow, dw)?, *out)
+            let output = plane(len(dim(1), kh, sh, oh, dh)?, len(dim(2), kw, sw, ow, dw)?, *out)?;
+            let columns = plane(dim(1), dim(2), *out)?.checked_mul(kh)?.checked_mul(kw)?;
+            Some(output.max(columns))
         }
         LayerSpec::MaxPool2d { padding, .. } | LayerSpec::AvgPool2d { padding, .. } => {
             let (ph, pw) = padding.pair();
