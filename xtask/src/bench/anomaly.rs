@@ -41,26 +41,18 @@ fn measure(spec: &ModelSpec, shape: &[usize], batch: usize) -> Result<(f64, f64)
     let y = Targets::classes((0..batch).map(|i| i % 10).collect(), 10)?;
     let mut off = trainer(spec, shape)?;
     let mut on = trainer(spec, shape)?;
-    let mut t_off = |iters: u64| -> Result<f64> {
-        let prev = nw_autograd::set_detect_anomaly(false);
+    // `iters` steps of `t` with detection set to `on` (restored after).
+    let timed = |t: &mut Trainer, on: bool, iters: u64| -> Result<f64> {
+        let prev = nw_autograd::set_detect_anomaly(on);
         let t0 = std::time::Instant::now();
-        for _ in 0..iters {
-            off.train_step(&x, &y)?;
-        }
+        let r = (0..iters).try_for_each(|_| t.train_step(&x, &y).map(drop));
         let s = t0.elapsed().as_secs_f64();
         nw_autograd::set_detect_anomaly(prev);
+        r?;
         Ok(s)
     };
-    let mut t_on = |iters: u64| -> Result<f64> {
-        let prev = nw_autograd::set_detect_anomaly(true);
-        let t0 = std::time::Instant::now();
-        for _ in 0..iters {
-            on.train_step(&x, &y)?;
-        }
-        let s = t0.elapsed().as_secs_f64();
-        nw_autograd::set_detect_anomaly(prev);
-        Ok(s)
-    };
+    let mut t_off = |iters: u64| timed(&mut off, false, iters);
+    let mut t_on = |iters: u64| timed(&mut on, true, iters);
     let i_off = calibrate(&mut t_off)?;
     let i_on = calibrate(&mut t_on)?;
     let timers: &mut [&mut Timer<'_>] = &mut [&mut t_off, &mut t_on];
