@@ -1,6 +1,6 @@
 //! Muon (torch.optim.Muon): momentum orthogonalised by a Newton–Schulz iteration.
 
-use nw_tensor::gemm::{MatRef, gemm_slices};
+use nw_tensor::gemm::{MatRef, gemm_slices, syrk_slices};
 use rayon::prelude::*;
 
 use crate::error::{OptimError, check_lr, check_min};
@@ -236,13 +236,11 @@ pub fn newton_schulz(
     let mut upd = vec![0f32; m * m];
     let mut next = vec![0f32; m * n];
     for _ in 0..steps {
-        // A ← X Xᵀ
-        gemm_slices(1.0, MatRef::row_major(&x, m, n), MatRef::transposed(&x, n, m), 0.0, &mut gram)
-            .expect("shapes agree by construction");
-        // M ← c A A + b A
+        // A ← X Xᵀ, symmetric: only its upper triangle is computed.
+        syrk_slices(1.0, MatRef::row_major(&x, m, n), 0.0, &mut gram).expect("shapes agree by construction");
+        // M ← c A A + b A; A is exactly symmetric, so A A = A Aᵀ, bit for bit.
         upd.copy_from_slice(&gram);
-        gemm_slices(c, MatRef::row_major(&gram, m, m), MatRef::row_major(&gram, m, m), b, &mut upd)
-            .expect("shapes agree by construction");
+        syrk_slices(c, MatRef::row_major(&gram, m, m), b, &mut upd).expect("shapes agree by construction");
         // X ← M X + a X
         next.copy_from_slice(&x);
         gemm_slices(1.0, MatRef::row_major(&upd, m, m), MatRef::row_major(&x, m, n), a, &mut next)

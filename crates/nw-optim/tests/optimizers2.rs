@@ -159,6 +159,46 @@ fn newton_schulz_orthogonalises() {
     }
 }
 
+/// The textbook iteration with three general products from the normalised
+/// `x0`, for comparison.
+fn newton_schulz_three_gemms(
+    x0: &[f32],
+    m: usize,
+    n: usize,
+    (a, b, c): (f32, f32, f32),
+    steps: usize,
+) -> Vec<f32> {
+    use nw_tensor::gemm::{MatRef, gemm_slices};
+    let mut x = x0.to_vec();
+    let (mut gram, mut upd, mut next) = (vec![0f32; m * m], vec![0f32; m * m], vec![0f32; m * n]);
+    for _ in 0..steps {
+        gemm_slices(1.0, MatRef::row_major(&x, m, n), MatRef::transposed(&x, n, m), 0.0, &mut gram).unwrap();
+        upd.copy_from_slice(&gram);
+        gemm_slices(c, MatRef::row_major(&gram, m, m), MatRef::row_major(&gram, m, m), b, &mut upd).unwrap();
+        next.copy_from_slice(&x);
+        gemm_slices(1.0, MatRef::row_major(&upd, m, m), MatRef::row_major(&x, m, n), a, &mut next).unwrap();
+        std::mem::swap(&mut x, &mut next);
+    }
+    x
+}
+
+#[test]
+fn newton_schulz_has_the_bits_of_three_general_products() {
+    // The symmetric products (X Xᵀ and A A on the upper triangle only) must
+    // not change a bit, on one strip and across several.
+    let abc = (3.4445, -4.775, 2.0315);
+    for &(m, n) in &[(6, 11), (130, 200), (300, 301)] {
+        let mut rng = Rng::new(m as u64);
+        let g = Tensor::randn(&[m, n], 0.0, 1.0, &mut rng).to_vec();
+        let got = nw_optim::newton_schulz(&g, m, n, abc, 5, 1e-7);
+        // zero steps: just the normalised X both iterations start from
+        let x0 = nw_optim::newton_schulz(&g, m, n, abc, 0, 1e-7);
+        let want = newton_schulz_three_gemms(&x0, m, n, (abc.0 as f32, abc.1 as f32, abc.2 as f32), 5);
+        let same = got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{m} x {n}");
+    }
+}
+
 /// A least-squares problem as an LBFGS closure, counting evaluations.
 fn least_squares(w: &Param, evals: &mut u64) -> Result<(f64, Grads), OptimError> {
     *evals += 1;

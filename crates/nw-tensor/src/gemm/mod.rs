@@ -80,6 +80,7 @@ mod pack;
 mod packed;
 mod prepacked;
 mod slices;
+mod syrk;
 #[cfg(test)]
 mod tests;
 
@@ -88,6 +89,7 @@ pub use naive::sgemm_naive;
 pub use packed::gemm_packed_serial;
 pub use prepacked::{PackCache, PackedB, PackedMatrix, gemm_packed};
 pub use slices::{MatRef, gemm_slices};
+pub use syrk::{STRIP as SYRK_STRIP, syrk_slices, syrk_with};
 
 use rayon::prelude::*;
 

@@ -189,6 +189,11 @@ impl PackedB {
         &self.buf[self.off..self.off + self.k * self.npad]
     }
 
+    /// Columns of B rounded up to whole `NR` panels (the panel row length).
+    pub(super) fn npad(&self) -> usize {
+        self.npad
+    }
+
     /// Bytes held by the packed copy.
     pub fn bytes(&self) -> usize {
         self.buf.len() * std::mem::size_of::<f32>()
