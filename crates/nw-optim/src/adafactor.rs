@@ -4,9 +4,9 @@ use rayon::prelude::*;
 
 use crate::error::{OptimError, check_lr, check_min};
 use crate::group::WeightDecay;
-use crate::kernel::lerp;
+use crate::kernel::{lerp, simd_fn, simd_fn_ret};
 use crate::optim::{GroupHyper, Rule, impl_build};
-use crate::reduce::{norm2, sum_sq};
+use crate::reduce::{lanes_sum, norm2, sum_sq};
 use crate::state::ParamState;
 
 /// Adafactor (Shazeer & Stern), exactly as `torch.optim.Adafactor` computes
@@ -210,29 +210,30 @@ impl Rule for Adafactor {
                     })
                     .collect();
                 let (rv, cv) = (&*rv, &*cv);
-                let u = |row: usize, j: usize, gv: f32| -> f32 {
+                let k = UCoef { floor, sign, step: 0.0 };
+                // the row's factors: R[row], its C and its mean
+                let at = |row: usize| {
                     let bi = row / r;
-                    let v = (rv[row] * cv[bi * c + j]) / means[bi];
-                    (1.0 / v.max(floor).sqrt()) * (sign * gv)
+                    (rv[row], &cv[bi * c..(bi + 1) * c], means[bi])
                 };
-                let rows_n = b * r;
-                // ‖U‖² by rows, combined in row order
-                let parts: Vec<f64> = (0..rows_n)
-                    .into_par_iter()
-                    .with_min_len(64)
-                    .map(|row| {
-                        let gr = &g[row * c..(row + 1) * c];
-                        gr.iter().enumerate().map(|(j, &gv)| (u(row, j, gv) as f64).powi(2)).sum::<f64>()
-                    })
-                    .collect();
-                let unorm = parts.iter().sum::<f64>().sqrt();
-                let step = (-alpha / (unorm / (numel.sqrt() * self.d)).max(1.0)) as f32;
                 if c > 0 {
-                    p.par_chunks_mut(c).zip(g.par_chunks(c)).enumerate().with_min_len(64).for_each(
+                    // ‖U‖² by rows, combined in row order
+                    let parts: Vec<f64> = g
+                        .par_chunks(c)
+                        .enumerate()
+                        .with_min_len(16)
+                        .map(|(row, gr)| {
+                            let (rvi, cvb, mean) = at(row);
+                            u_sum_sq(gr, cvb, rvi, mean, k)
+                        })
+                        .collect();
+                    let unorm = parts.iter().sum::<f64>().sqrt();
+                    let step = (-alpha / (unorm / (numel.sqrt() * self.d)).max(1.0)) as f32;
+                    let k = UCoef { step, ..k };
+                    p.par_chunks_mut(c).zip(g.par_chunks(c)).enumerate().with_min_len(16).for_each(
                         |(row, (pr, gr))| {
-                            for (j, (x, &gv)) in pr.iter_mut().zip(gr).enumerate() {
-                                *x += step * u(row, j, gv);
-                            }
+                            let (rvi, cvb, mean) = at(row);
+                            u_apply(pr, gr, cvb, rvi, mean, k);
                         },
                     );
                 }
@@ -249,6 +250,41 @@ impl Rule for Adafactor {
     }
 }
 
+/// The constants of the update `U = (1 / √max(R C / mean, ε₁²)) (±G)`.
+#[derive(Clone, Copy)]
+struct UCoef {
+    floor: f32,
+    sign: f32,
+    step: f32,
+}
+
+/// One element of U, in torch's order of operations: `var = (R·C) / mean`,
+/// clamped at ε₁², `rsqrt` as `1 / √`, times the (signed) gradient.
+#[inline(always)]
+fn u_elem(g: f32, cv: f32, rv: f32, mean: f32, k: UCoef) -> f32 {
+    let v = (rv * cv) / mean;
+    (1.0 / v.max(k.floor).sqrt()) * (k.sign * g)
+}
+
+simd_fn_ret! {
+    /// `Σ_j U[row, j]²` of one row in f64 ([`lanes_sum`]).
+    fn u_sum_sq(g: &[f32], cv: &[f32], rv: f32, mean: f32, k: UCoef) -> f64 {
+        lanes_sum(g, cv, |gv, c| {
+            let u = u_elem(gv, c, rv, mean, k) as f64;
+            u * u
+        })
+    }
+}
+
+simd_fn! {
+    /// `θ[row, j] += step · U[row, j]` over one row.
+    fn u_apply(p: &mut [f32], g: &[f32], cv: &[f32], rv: f32, mean: f32, k: UCoef) {
+        for ((x, &gv), &c) in p.iter_mut().zip(g).zip(cv) {
+            *x += k.step * u_elem(gv, c, rv, mean, k);
+        }
+    }
+}
+
 /// `cv[j] ← lerp(cv[j], mean_i G[i, j]², w)` for the row-major `r × c`
 /// matrix `g`: columns in fixed blocks (in parallel), each summed over the
 /// rows in order, in f64.
@@ -259,9 +295,7 @@ fn col_means(g: &[f32], r: usize, c: usize, cv: &mut [f32], w: f32) {
         let mut acc = vec![0f64; out.len()];
         for i in 0..r {
             let row = &g[i * c + j0..i * c + j0 + out.len()];
-            for (a, &x) in acc.iter_mut().zip(row) {
-                *a += (x as f64) * (x as f64);
-            }
+            add_sq(&mut acc, row);
         }
         for (o, a) in out.iter_mut().zip(acc) {
             *o = lerp(*o, (a / r as f64) as f32, w);
@@ -298,5 +332,14 @@ mod eps_pair {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(Option<f64>, f64), D::Error> {
         let (first, second) = <(First, f64)>::deserialize(d)?;
         Ok((if let First::Value(v) = first { Some(v) } else { None }, second))
+    }
+}
+
+simd_fn! {
+    /// `acc[j] += x[j]²` in f64.
+    fn add_sq(acc: &mut [f64], x: &[f32]) {
+        for (a, &v) in acc.iter_mut().zip(x) {
+            *a += (v as f64) * (v as f64);
+        }
     }
 }

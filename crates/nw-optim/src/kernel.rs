@@ -114,6 +114,38 @@ macro_rules! simd_fn {
 }
 pub(crate) use simd_fn;
 
+/// [`simd_fn`] for a loop that returns a value (a reduction): the same three
+/// variants, the same dispatch.
+macro_rules! simd_fn_ret {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        $(#[$m])*
+        fn $name($($arg: $ty),*) -> $ret {
+            #[inline(always)]
+            fn body($($arg: $ty),*) -> $ret $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) -> $ret {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) -> $ret {
+                    body($($arg),*)
+                }
+                match $crate::kernel::isa() {
+                    // SAFETY: `isa()` detected the feature on this CPU.
+                    $crate::kernel::Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::kernel::Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::kernel::Isa::Baseline => {}
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_fn_ret;
+
 /// Elements before `p` reaches a 64-byte boundary. Large allocations from the
 /// system allocator start 16 bytes past a page, so without this peel every
 /// 64-byte vector load would straddle two cache lines; parameters, gradients

@@ -266,3 +266,31 @@ fn adafactor_eps_reads_null_and_writes_toml_friendly() {
     let c2: OptimizerConfig = serde_json::from_str(r#"{"name":"adafactor","eps":[1e-6,0.01]}"#).unwrap();
     assert_eq!(serde_json::to_value(&c2).unwrap()["eps"], serde_json::json!([1e-6, 0.01]));
 }
+
+#[test]
+fn adafactor_simd_variants_match_the_baseline_bit_for_bit() {
+    // the row norms of U, the row and column sums and the update loop run
+    // AVX-512 or AVX2 code when the CPU has it; 16-lane f64 sums in a fixed
+    // order and the same f32 operations must give the baseline's bits. Shapes:
+    // a tail after the 16-lane blocks (111 columns), a batched 3-D tensor, a
+    // parameter longer than one reduction chunk, a vector.
+    let run = |baseline: bool| {
+        nw_optim::kernel::force_baseline(baseline);
+        let ps = params(&[&[37, 111], &[2, 3, 50], &[130, 170], &[7]], 31);
+        let mut opt = Adafactor { lr: 0.05, d: 1.0, ..Adafactor::default() }.build(ps.clone()).unwrap();
+        for k in 0..3 {
+            opt.step(&grads_for(&ps, 40 + k)).unwrap();
+        }
+        nw_optim::kernel::force_baseline(false);
+        bits(&ps)
+    };
+    println!("dispatched ISA on this machine: {:?}", nw_optim::kernel::isa());
+    let fast = run(false);
+    let base = run(true);
+    assert_eq!(fast, base);
+    // and the steps moved every parameter
+    let start = bits(&params(&[&[37, 111], &[2, 3, 50], &[130, 170], &[7]], 31));
+    for (a, b) in fast.iter().zip(&start) {
+        assert!(a.iter().zip(b).filter(|(x, y)| x != y).count() > a.len() / 2);
+    }
+}
