@@ -103,7 +103,7 @@ pub use gradient_free::{CrossoverName, Ga, GradientFree, Pso, Search};
 pub use group::{ParamGroup, WeightDecay};
 pub use lbfgs::{Lbfgs, LbfgsOptim, LineSearch};
 pub use lion::Lion;
-pub use muon::{AdjustLr, Muon, newton_schulz};
+pub use muon::{AdjustLr, Muon, NsDtype, newton_schulz, newton_schulz_bf16};
 pub use muon_aux::{MuonWithAdamW, NonMatrix};
 pub use nadam::NAdam;
 pub use optim::{AdaptiveStep, GroupHyper, Optim, Optimizer, ParamView, Rule, all_params};

@@ -1,6 +1,6 @@
 //! Muon (torch.optim.Muon): momentum orthogonalised by a Newton–Schulz iteration.
 
-use nw_tensor::gemm::{MatRef, gemm_slices, syrk_slices};
+use nw_tensor::gemm::{BOperand, Bf16, MatRef, Shape, gemm_bf16, gemm_slices, syrk_slices};
 use rayon::prelude::*;
 
 use crate::error::{OptimError, check_lr, check_min};
@@ -37,6 +37,22 @@ impl AdjustLr {
     }
 }
 
+/// The number format Muon's Newton–Schulz iteration runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum NsDtype {
+    /// f32 throughout, on nw-tensor's f32 GEMM (nw's default: closest to the
+    /// exact iteration).
+    #[default]
+    #[serde(rename = "float32", alias = "f32")]
+    F32,
+    /// bfloat16 storage with f32 accumulation, as torch 2.15 runs it
+    /// (`grad.bfloat16()`, every product and sum rounded to bfloat16), on
+    /// [`nw_tensor::gemm::gemm_bf16`]. Twice the f32 rate on CPUs with
+    /// AVX512-BF16; slower than f32 elsewhere (emulated, same bits).
+    #[serde(rename = "bfloat16", alias = "bf16")]
+    Bf16,
+}
+
 /// Muon (Jordan et al.), as `torch.optim.Muon` (2.15) computes it, for 2-D
 /// parameters only:
 ///
@@ -53,7 +69,8 @@ impl AdjustLr {
 /// on nw-tensor's GEMM (`C ← α A B + β C`, so `b A + c A A` and `a X + M X`
 /// are one call each) and are bit-identical for any thread count. torch 2.15
 /// runs the iteration in bfloat16; nw's f32 is closer to the exact iteration
-/// (the reference fixtures compute it in f64).
+/// (the reference fixtures compute it in f64). `ns_dtype = bfloat16` runs it
+/// in torch's precision instead ([`NsDtype::Bf16`], [`newton_schulz_bf16`]).
 ///
 /// Defaults (torch): `lr` 1e-3, `weight_decay` 0.1, `momentum` 0.95,
 /// `nesterov` true, `ns_coefficients` (3.4445, −4.775, 2.0315), `eps` 1e-7,
@@ -108,6 +125,9 @@ pub struct Muon {
     /// torch's `use_addmm` (default false): torch's two ways of writing the
     /// same products; nw always uses GEMM's `α A B + β C`, so it changes nothing.
     pub use_addmm: bool,
+    /// nw: the Newton–Schulz number format (default [`NsDtype::F32`];
+    /// `bfloat16` is torch's).
+    pub ns_dtype: NsDtype,
     /// nw: what the registry's `muon` does with parameters that are not 2-D
     /// (default [`NonMatrix::Adamw`]: AdamW takes them; `error` is torch's
     /// behaviour). `Muon::build` itself always refuses them.
@@ -126,6 +146,7 @@ impl Default for Muon {
             ns_steps: 5,
             adjust_lr_fn: None,
             use_addmm: false,
+            ns_dtype: NsDtype::F32,
             non_matrix: NonMatrix::default(),
         }
     }
@@ -197,13 +218,18 @@ impl Rule for Muon {
         let buf = &mut st.buffers[0];
         // buf.lerp_(grad, 1 − μ); update = grad.lerp(buf, μ) if nesterov else buf
         let w = (1.0 - self.momentum) as f32;
-        buf.iter_mut().zip(g).for_each(|(b, &gv)| *b = lerp(*b, gv, w));
+        buf.par_iter_mut().zip(g.par_iter()).with_min_len(1 << 14).for_each(|(b, &gv)| *b = lerp(*b, gv, w));
         let u: Vec<f32> = if self.nesterov {
-            g.iter().zip(buf.iter()).map(|(&gv, &b)| lerp(gv, b, mu)).collect()
+            g.par_iter().zip(buf.par_iter()).with_min_len(1 << 14).map(|(&gv, &b)| lerp(gv, b, mu)).collect()
         } else {
             buf.clone()
         };
-        let o = newton_schulz(&u, rows, cols, self.ns_coefficients, self.ns_steps, self.eps);
+        let o = match self.ns_dtype {
+            NsDtype::F32 => newton_schulz(&u, rows, cols, self.ns_coefficients, self.ns_steps, self.eps),
+            NsDtype::Bf16 => {
+                newton_schulz_bf16(&u, rows, cols, self.ns_coefficients, self.ns_steps, self.eps)
+            }
+        };
         let adjusted = self.adjust_lr_fn.unwrap_or_default().apply(h.lr, rows, cols);
         let decay = (1.0 - h.lr * h.weight_decay.coefficient()) as f32;
         let step = (-adjusted) as f32;
@@ -248,6 +274,59 @@ pub fn newton_schulz(
         std::mem::swap(&mut x, &mut next);
     }
     if tall { transpose(&x, m, n) } else { x }
+}
+
+/// [`newton_schulz`] in bfloat16, as torch 2.15's `_zeropower_via_newtonschulz`
+/// writes it: `X ← bf16(U)` (transposed if tall), `X ← X / max(‖X‖_F, ε)`
+/// (the norm summed in f64 and rounded to bfloat16, as torch's bfloat16
+/// `norm` returns it), then per step `A ← X Xᵀ`, `M ← b A + c A A`,
+/// `X ← a X + M X`, each product accumulated in f32 and rounded to bfloat16
+/// ([`gemm_bf16`]; `A` and `M` are symmetric, so only their upper triangles
+/// are computed). Returns `X` (row-major `rows × cols`) in f32, exactly.
+/// torch's oneDNN sums the products in its own order, so the bits differ
+/// from torch's; the precision is the same.
+pub fn newton_schulz_bf16(
+    u: &[f32],
+    rows: usize,
+    cols: usize,
+    abc: (f64, f64, f64),
+    steps: usize,
+    eps: f64,
+) -> Vec<f32> {
+    let tall = rows > cols;
+    let (m, n) = if tall { (cols, rows) } else { (rows, cols) };
+    let t;
+    let src = if tall {
+        t = transpose(u, rows, cols);
+        &t
+    } else {
+        u
+    };
+    // grad.bfloat16(), its norm (in f64 over fixed chunks), the division
+    let xf: Vec<f32> = src.par_iter().with_min_len(1 << 14).map(|&v| Bf16::from_f32(v).to_f32()).collect();
+    let norm = Bf16::from_f32(norm2(&xf) as f32).to_f32();
+    let norm = Bf16::from_f32(norm.max(Bf16::from_f32(eps as f32).to_f32())).to_f32();
+    let mut x: Vec<Bf16> = xf.par_iter().with_min_len(1 << 14).map(|&v| Bf16::from_f32(v / norm)).collect();
+    drop(xf);
+    let (a, b, c) = (abc.0 as f32, abc.1 as f32, abc.2 as f32);
+    let mut gram = vec![Bf16::ZERO; m * m];
+    let mut upd = vec![Bf16::ZERO; m * m];
+    let mut next = vec![Bf16::ZERO; m * n];
+    let ok = "shapes agree by construction";
+    for _ in 0..steps {
+        // A ← X Xᵀ
+        let xt = BOperand::Transposed { q: &x, ld: n };
+        gemm_bf16(1.0, &x, n, m, n, xt, m, 0.0, None, &mut gram, m, Shape::Symmetric).expect(ok);
+        // M ← c A A + b A (A symmetric: A A = A Aᵀ)
+        let at = BOperand::Transposed { q: &gram, ld: m };
+        gemm_bf16(c, &gram, m, m, m, at, m, b, Some((&gram, m)), &mut upd, m, Shape::Symmetric).expect(ok);
+        // X ← M X + a X
+        let xr = BOperand::RowMajor { b: &x, ld: n };
+        gemm_bf16(1.0, &upd, m, m, m, xr, n, a, Some((&x, n)), &mut next, n, Shape::General).expect(ok);
+        std::mem::swap(&mut x, &mut next);
+    }
+    let out: Vec<f32> = x.par_iter().with_min_len(1 << 14).map(|v| v.to_f32()).collect();
+    if tall { transpose(&out, m, n) } else { out }
 }
 
 /// The transpose of the row-major `r × c` matrix `x` (row-major `c × r`).

@@ -199,6 +199,71 @@ fn newton_schulz_has_the_bits_of_three_general_products() {
     }
 }
 
+#[test]
+fn newton_schulz_in_bfloat16_tracks_the_f32_iteration() {
+    // torch's precision: every value a bfloat16, every product accumulated
+    // in f32. With the convergent coefficients it orthogonalises to within
+    // bfloat16's resolution; with torch's quintic ones it stays within a few
+    // bfloat16 ulps (2^-8 relative) of the f32 iteration, wide and tall, and
+    // gives the same bits on 1 and 2 threads.
+    let mut rng = Rng::new(5);
+    let g = Tensor::randn(&[20, 45], 0.0, 1.0, &mut rng).to_vec();
+    let o = nw_optim::newton_schulz_bf16(&g, 20, 45, (1.875, -1.25, 0.375), 30, 1e-7);
+    for v in &o {
+        assert_eq!(v.to_bits() & 0xFFFF, 0, "{v} is not a bfloat16");
+    }
+    for i in 0..20 {
+        for j in 0..20 {
+            let d: f32 = (0..45).map(|k| o[i * 45 + k] * o[j * 45 + k]).sum();
+            let want = if i == j { 1.0 } else { 0.0 };
+            assert!((d - want).abs() < 0.05, "({i},{j}) = {d}");
+        }
+    }
+    let abc = (3.4445, -4.775, 2.0315);
+    for &(m, n) in &[(37, 70), (90, 33), (130, 130)] {
+        let g = Tensor::randn(&[m, n], 0.0, 1.0, &mut rng).to_vec();
+        let f = nw_optim::newton_schulz(&g, m, n, abc, 5, 1e-7);
+        let run = |t: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+            pool.install(|| nw_optim::newton_schulz_bf16(&g, m, n, abc, 5, 1e-7))
+        };
+        let b = run(1);
+        assert_eq!(
+            b.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            run(2).iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+        let scale = f.iter().fold(0f32, |a, x| a.max(x.abs()));
+        let worst = f.iter().zip(&b).fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+        // bfloat16 keeps 8 significant bits; five steps of rounding every
+        // product stay within ~10 ulps of the largest entry
+        assert!(worst < scale * 0.04, "{m} x {n}: {worst} vs scale {scale}");
+        assert!(worst > 0.0, "{m} x {n}: bfloat16 cannot equal f32 exactly");
+    }
+}
+
+#[test]
+fn muon_bf16_reads_its_dtype_and_steps() {
+    let toml_cfg: OptimizerConfig =
+        serde_json::from_str(r#"{"name":"muon","ns_dtype":"bfloat16","lr":0.02}"#).unwrap();
+    let OptimizerConfig::Muon(m) = &toml_cfg else { panic!("{toml_cfg:?}") };
+    assert_eq!(m.ns_dtype, nw_optim::NsDtype::Bf16);
+    let short: OptimizerConfig = serde_json::from_str(r#"{"name":"muon","ns_dtype":"bf16"}"#).unwrap();
+    assert_eq!(short, OptimizerConfig::Muon(Muon { ns_dtype: nw_optim::NsDtype::Bf16, ..Muon::default() }));
+    assert!(serde_json::from_str::<OptimizerConfig>(r#"{"name":"muon","ns_dtype":"float16"}"#).is_err());
+    // a step moves the weights close to the f32 rule's step
+    let run = |dtype| {
+        let ps = params(&[&[24, 40]], 12);
+        let mut opt = Muon { lr: 0.02, ns_dtype: dtype, ..Muon::default() }.build(ps.clone()).unwrap();
+        opt.step(&grads_for(&ps, 13)).unwrap();
+        ps[0].value().to_vec()
+    };
+    let (f, b) = (run(nw_optim::NsDtype::F32), run(nw_optim::NsDtype::Bf16));
+    let before = params(&[&[24, 40]], 12)[0].value().to_vec();
+    let step_f: f32 = f.iter().zip(&before).map(|(x, y)| (x - y).abs()).sum();
+    let diff: f32 = f.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum();
+    assert!(step_f > 0.0 && diff < 0.05 * step_f, "step {step_f}, bf16 vs f32 {diff}");
+}
+
 /// A least-squares problem as an LBFGS closure, counting evaluations.
 fn least_squares(w: &Param, evals: &mut u64) -> Result<(f64, Grads), OptimError> {
     *evals += 1;

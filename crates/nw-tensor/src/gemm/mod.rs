@@ -69,6 +69,7 @@
 //! most `(MC + NC) x KC` floats (about 2.4 MiB) and only as large as the
 //! products it has seen need; nothing is allocated per call after that.
 
+pub mod bf16;
 mod driver;
 mod gemv;
 pub mod isa;
@@ -84,6 +85,7 @@ mod syrk;
 #[cfg(test)]
 mod tests;
 
+pub use bf16::{BOperand, Bf16, Shape, gemm_bf16};
 pub use gemv::{CHUNK_N as GEMV_CHUNK_N, GEMV_MAX_M, GEMV_PAR_MIN_FLOPS};
 pub use naive::sgemm_naive;
 pub use packed::gemm_packed_serial;
