@@ -5,7 +5,8 @@
 //! minimum, median and maximum of each stage over the files, in bytes and
 //! in bytes per input byte.
 //!
-//! Stages, each measured on its own with the counting allocator:
+//! Stages, each measured on its own with the counting allocator (outside
+//! [`nw_fuzz::alloc::allowing`], so these are what the code holds):
 //! - `lex`: toml_parser's token vector (`Source::lex().into_vec()`);
 //! - `events`: the tokens and toml_parser's event vector, as `toml` builds
 //!   them before it builds the document (see [`events`]);
@@ -17,8 +18,9 @@
 //! - `validate`, `build`: `RunConfig::validate` and
 //!   `nw_fuzz::train::build` (the trainer on the nominal shape), 0 when
 //!   the configuration did not get that far;
-//! - `target`: the whole `config` target, as the harness compares it with
-//!   `bound` ([`nw_fuzz::harness::alloc_bound`]).
+//! - `target`: the whole `config` target, net of the TOML parser's
+//!   allowance ([`nw_fuzz::harness::toml_allowance`]), as the harness
+//!   compares it with `bound` ([`nw_fuzz::harness::alloc_bound`]).
 
 use std::path::{Path, PathBuf};
 

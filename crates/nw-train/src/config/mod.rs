@@ -532,11 +532,11 @@ fn key_line(text: &str, e: &toml::de::Error) -> Option<usize> {
 /// event (up to three events a token where it recovers from errors) and
 /// about 1.1 KB per table (a B-tree leaf of eleven slots, one for every
 /// header, inline table and dotted-key segment). Measured over the inputs
-/// of `fuzz/regressions/config-toml/` and a search of repeated token
-/// patterns, that is up to about 270 bytes per byte of text (mangled files
-/// from AFL++) and 540 (valid TOML) to 670 (invalid) for the worst
-/// patterns found, so a 64 KiB text is parsed in at most about 45 MB
-/// (`docs/RELIABILITY.md`).
+/// of `fuzz/regressions/config-toml/` and a search of token patterns, that
+/// is up to 272 bytes per byte of text for the mangled files AFL++ found,
+/// 540 for the worst valid TOML found and 1184 for the worst invalid TOML
+/// (a table for every byte), so a 64 KiB text is parsed in at most about
+/// 80 MB (`nw_fuzz::harness::TOML_BYTES_PER_BYTE`, `docs/RELIABILITY.md`).
 pub const MAX_CONFIG_BYTES: usize = 64 << 10;
 
 /// The error for a configuration text of `len` bytes, if it is too long.
