@@ -6,7 +6,9 @@
 //! wraps the code to measure in [`measure`]. Counting is per thread (so
 //! tests running in parallel do not see each other's allocations) and only
 //! while [`measure`] runs; memory freed there that was allocated before is
-//! ignored (the count never goes below zero).
+//! ignored (the count never goes below zero). Inside [`allowing`], the
+//! bytes held are counted net of an allowance (for a third-party parser
+//! whose working memory is measured and granted separately).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -23,6 +25,8 @@ thread_local! {
     static REFUSE_ABOVE: Cell<usize> = const { Cell::new(usize::MAX) };
     /// Whether a request exceeded `REFUSE_ABOVE` or the peak exceeded it.
     static OVER: Cell<usize> = const { Cell::new(0) };
+    /// Bytes not counted towards `PEAK` and `REFUSE_ABOVE` (see [`allowing`]).
+    static ALLOWANCE: Cell<usize> = const { Cell::new(0) };
 }
 
 fn on() -> bool {
@@ -32,11 +36,12 @@ fn on() -> bool {
 /// Counts a new block of `size` bytes; false when it must be refused.
 fn grow(size: usize) -> bool {
     let cur = CURRENT.with(Cell::get).saturating_add(size);
+    let net = cur.saturating_sub(ALLOWANCE.with(Cell::get));
     LARGEST.with(|l| l.set(l.get().max(size)));
-    PEAK.with(|p| p.set(p.get().max(cur)));
+    PEAK.with(|p| p.set(p.get().max(net)));
     let limit = REFUSE_ABOVE.with(Cell::get);
-    if cur > limit {
-        OVER.with(|o| o.set(o.get().max(cur)));
+    if net > limit {
+        OVER.with(|o| o.set(o.get().max(net)));
         return false;
     }
     CURRENT.with(|c| c.set(cur));
@@ -91,7 +96,8 @@ unsafe impl GlobalAlloc for CountingAlloc {
 /// What [`measure`] saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AllocStats {
-    /// The most bytes held at once (counting only blocks allocated inside).
+    /// The most bytes held at once (counting only blocks allocated inside;
+    /// inside [`allowing`], less its allowance).
     pub peak: usize,
     /// The largest single request.
     pub largest: usize,
@@ -111,6 +117,7 @@ pub fn measure<R>(refuse_above: usize, f: impl FnOnce() -> R) -> (R, AllocStats)
     PEAK.with(|c| c.set(0));
     LARGEST.with(|c| c.set(0));
     OVER.with(|c| c.set(0));
+    ALLOWANCE.with(|c| c.set(0));
     REFUSE_ABOVE.with(|c| c.set(refuse_above));
     /// Turns counting off again, even if `f` unwinds.
     struct Off;
@@ -129,4 +136,33 @@ pub fn measure<R>(refuse_above: usize, f: impl FnOnce() -> R) -> (R, AllocStats)
         refused: OVER.with(Cell::get),
     };
     (r, stats)
+}
+
+/// Runs `f` with `extra` more bytes allowed: while it runs, the bytes held
+/// count towards [`AllocStats::peak`] and the refusal limit of [`measure`]
+/// less `extra` (allowances nest and add up). Once `f` returns (or
+/// unwinds), what it still holds counts in full again. Outside [`measure`]
+/// this only runs `f`.
+///
+/// For a step whose working memory is a measured property of a library
+/// rather than of nw, granted on top of the bound everything else is held
+/// to: `nw_fuzz::harness::toml_allowance` for the `toml` crate's parser.
+pub fn allowing<R>(extra: usize, f: impl FnOnce() -> R) -> R {
+    /// Takes the allowance back, even if `f` unwinds, and counts what `f`
+    /// left held in full from then on (in the peak at once: the next
+    /// allocation may be a while).
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ALLOWANCE.with(|a| a.set(self.0));
+            if on() {
+                let net = CURRENT.with(Cell::get).saturating_sub(self.0);
+                PEAK.with(|p| p.set(p.get().max(net)));
+            }
+        }
+    }
+    let before = ALLOWANCE.with(Cell::get);
+    let _restore = Restore(before);
+    ALLOWANCE.with(|a| a.set(before.saturating_add(extra)));
+    f()
 }

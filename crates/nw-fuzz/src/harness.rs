@@ -26,6 +26,8 @@ pub const SLOW: Duration = Duration::from_secs(2);
 /// 1 MiB. A reader may keep the decoded file and a few copies and
 /// conversions of it (f32 from bytes is 4x, a `Vec<i64>` from varints up to
 /// 8x, strings and tensors beside them), never what a length field claims.
+/// The TOML parser of the `config` and `checkpoint` targets has its own
+/// measured allowance on top ([`TOML_BYTES_PER_BYTE`]).
 pub fn alloc_bound(input: &[u8]) -> usize {
     let mut n = input.len();
     if input.len() >= 2 && input[0] == 0x1f && input[1] == 0x8b {
@@ -34,6 +36,51 @@ pub fn alloc_bound(input: &[u8]) -> usize {
         n = n.max(out);
     }
     n.saturating_mul(64).saturating_add(1 << 20)
+}
+
+/// The bytes the `toml` crate's parser may hold per byte of TOML text, on
+/// top of [`alloc_bound`]: the `config` target parses its input, and the
+/// `checkpoint` target its stored configuration, inside
+/// [`crate::alloc::allowing`]`(`[`toml_allowance`]`(len))`, and everything
+/// else they do (serde's typed configuration aside, which is inside too;
+/// validation; the build of the model, optimizer and schedule) is held to
+/// [`alloc_bound`] alone.
+///
+/// Why a separate factor: toml 1.2 (`toml::from_str`, `toml_parser` 1.1)
+/// keeps, while it parses, a token vector (24 bytes a token, reserved at
+/// 2/7 of the length and doubled: 41 bytes per byte at its peak for text
+/// that is all one-byte tokens), an event vector (24 bytes an event,
+/// reserved at the token count and doubled when error recovery emits two
+/// or three events a token), and the document tree, where every table
+/// (header, inline table, dotted-key segment, even an empty key's) is a
+/// B-tree leaf of eleven slots, about 1.1 KB. No nw code runs in between,
+/// and nw cannot make it smaller; `nw_train::config::MAX_CONFIG_BYTES`
+/// (64 KiB) caps the text.
+///
+/// Measured (`cargo run --release -p nw-fuzz --example config_stages`,
+/// peak of `RunConfig::from_toml` over the text's length): the 35 AFL++
+/// findings of `fuzz/regressions/config-toml/` (6 to 34 KB, all invalid
+/// TOML, refused before serde sees them) 98 / 146 / 272 bytes per byte
+/// (min / median / max), of which the tokens are 41 and tokens plus events
+/// 91 / 99 / 170; the config corpus 38 to 71. A random search of repeated
+/// token patterns (4 KB texts, 420,000 patterns) and hand-built ones found
+/// at most 1184 for invalid TOML (`a=[` then `{` + 79 dots + `}` repeated:
+/// a table for every byte, 79 being the deepest dotted key toml builds)
+/// and 540 for valid TOML (`[[y]]` tables with 40-segment dotted keys, a
+/// table for every two bytes), linear in the length (the same at 2, 16 and
+/// 32 KB). The error message (`to_string`, within the allowance) adds at
+/// most 3 bytes per byte: it quotes the offending line.
+///
+/// A table opens at a token of its own, so one table per byte is the most
+/// there can be: about 1.2 KB per byte with its tokens and events, as the
+/// worst pattern shows. 2048 covers that with room, so that the fuzzers
+/// look past the parser for what nw allocates.
+pub const TOML_BYTES_PER_BYTE: usize = 2048;
+
+/// The allowance for parsing `len` bytes of TOML: [`TOML_BYTES_PER_BYTE`]
+/// per byte (at most 128 MiB, for a text of `nw_train::config::MAX_CONFIG_BYTES`).
+pub fn toml_allowance(len: usize) -> usize {
+    len.saturating_mul(TOML_BYTES_PER_BYTE)
 }
 
 /// An input a reader mishandled.

@@ -35,7 +35,9 @@ pub enum Target {
     Checkpoint,
     /// `nw_train::RunConfig::from_toml`, then the run built from it (model,
     /// optimizer, schedule, regularizers on the data set's nominal shape)
-    /// without reading data files or training.
+    /// without reading data files or training. The parse has the TOML
+    /// parser's allowance ([`crate::harness::toml_allowance`]) on top of
+    /// the bound; the build has the bound alone.
     Config,
 }
 
@@ -136,7 +138,7 @@ impl Target {
             }
             Target::Config => {
                 let text = std::str::from_utf8(data).map_err(|e| format!("{INPUT}: not UTF-8: {e}"))?;
-                let cfg = nw_train::RunConfig::from_toml(text).map_err(|e| e.to_string())?;
+                let cfg = crate::train::parse_config(text)?;
                 crate::train::build(cfg, data.len()).map(|_| ())
             }
         }

@@ -31,6 +31,16 @@ pub fn element_budget(len: usize) -> usize {
     len.saturating_mul(64).saturating_add(1 << 20) / 32
 }
 
+/// `RunConfig::from_toml` of `text`, with the TOML parser's allowance
+/// ([`crate::harness::toml_allowance`]) while it runs: the parse and the
+/// deserialisation may hold that much more than the target's bound, what
+/// they return counts in full afterwards. Errors as text.
+pub fn parse_config(text: &str) -> Result<RunConfig, String> {
+    crate::alloc::allowing(crate::harness::toml_allowance(text.len()), || {
+        RunConfig::from_toml(text).map_err(|e| e.to_string())
+    })
+}
+
 /// Builds the trainer `cfg` describes on its data set's nominal shape
 /// (`model.init_from` dropped: no file is read). Returns it with the shape.
 pub fn build(mut cfg: RunConfig, len: usize) -> Result<(Trainer, DataShape), String> {
@@ -44,12 +54,12 @@ pub fn build(mut cfg: RunConfig, len: usize) -> Result<(Trainer, DataShape), Str
 }
 
 /// What `nw resume` does with a verified checkpoint, short of the data:
-/// parse its configuration, build the trainer, restore every section, then
+/// parse its configuration (with [`parse_config`]'s allowance), build the trainer, restore every section, then
 /// one evaluation forward pass of a zero example (through the weight
 /// average when the run keeps one).
 pub fn resume(ck: &Checkpoint, len: usize) -> Result<(), String> {
     let text = ck.config_toml().ok_or("the checkpoint has no configuration")?;
-    let cfg = RunConfig::from_toml(text).map_err(|e| format!("the checkpoint's {e}"))?;
+    let cfg = parse_config(text).map_err(|e| format!("the checkpoint's {e}"))?;
     let (mut t, shape) = build(cfg, len)?;
     t.restore(ck).map_err(|e| e.to_string())?;
     let mut dims = vec![1];

@@ -520,10 +520,42 @@ fn key_line(text: &str, e: &toml::de::Error) -> Option<usize> {
         .map(|(i, _)| i + 1)
 }
 
+/// The longest configuration text [`RunConfig::from_toml`] and
+/// [`RunConfig::from_file`] read, in bytes (64 KiB); a longer one is an
+/// error before it is parsed (and `from_file` reads no more than one byte
+/// past it). The default run with every key stated is under 1 KB, and what
+/// `nw` writes (`config.toml`, a checkpoint's configuration) is that plus a
+/// few dozen bytes per layer of a layer list.
+///
+/// The limit is there because the `toml` crate's parser (1.2) holds far
+/// more than the text while it parses: 24 bytes per token and per parser
+/// event (up to three events a token where it recovers from errors) and
+/// about 1.1 KB per table (a B-tree leaf of eleven slots, one for every
+/// header, inline table and dotted-key segment). Measured over the inputs
+/// of `fuzz/regressions/config-toml/` and a search of token patterns, that
+/// is up to 272 bytes per byte of text for the mangled files AFL++ found,
+/// 540 for the worst valid TOML found and 1184 for the worst invalid TOML
+/// (a table for every byte), so a 64 KiB text is parsed in at most about
+/// 80 MB (`nw_fuzz::harness::TOML_BYTES_PER_BYTE`, `docs/RELIABILITY.md`).
+pub const MAX_CONFIG_BYTES: usize = 64 << 10;
+
+/// The error for a configuration text of `len` bytes, if it is too long.
+fn too_long(len: usize) -> Option<TrainError> {
+    (len > MAX_CONFIG_BYTES).then(|| {
+        TrainError::Config(format!(
+            "the configuration is {len} bytes; a configuration is at most {MAX_CONFIG_BYTES} bytes"
+        ))
+    })
+}
+
 impl RunConfig {
     /// Parses TOML; an unknown key, a bad value or a bad name is an error
-    /// naming the key, its line and column.
+    /// naming the key, its line and column. A text longer than
+    /// [`MAX_CONFIG_BYTES`] is an error before it is parsed.
     pub fn from_toml(text: &str) -> Result<Self> {
+        if let Some(e) = too_long(text.len()) {
+            return Err(e);
+        }
         toml::from_str(text).map(Self::normalized).map_err(|e| TrainError::Config(e.to_string()))
     }
 
@@ -535,10 +567,24 @@ impl RunConfig {
         self
     }
 
-    /// [`RunConfig::from_toml`] of a file; errors name the file.
+    /// [`RunConfig::from_toml`] of a file; errors name the file. At most
+    /// [`MAX_CONFIG_BYTES`] plus one bytes are read: a longer file is an
+    /// error, whatever its length.
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+        use std::io::Read;
+        let io = |source| TrainError::Io { path: path.to_path_buf(), source };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_CONFIG_BYTES as u64 + 1).read_to_end(&mut bytes))
+            .map_err(io)?;
+        if bytes.len() > MAX_CONFIG_BYTES {
+            return Err(TrainError::Config(format!(
+                "{}: longer than {MAX_CONFIG_BYTES} bytes, the most a configuration may be",
+                path.display()
+            )));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         toml::from_str(&text).map(Self::normalized).map_err(|e| {
             TrainError::Config(match key_line(&text, &e) {
                 Some(line) => format!("{}:{line}: {}", path.display(), e.message()),
