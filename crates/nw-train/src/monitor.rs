@@ -27,7 +27,7 @@
 //! only copied from the weights when [`Param::version`] says they were
 //! written since. Gradient and buffer norms are one vectorised pass each;
 //! percentiles use a reused histogram of at most
-//! [`SAMPLE`](crate::monitor::SAMPLE) values. Steps that are not recorded
+//! [`SAMPLE`] values. Steps that are not recorded
 //! cost a counter. `cargo xtask bench monitor` measures it (docs/BENCHMARKS.md).
 //!
 //! Records serialise as JSON lines (`monitor.jsonl`); the fields of

@@ -36,7 +36,7 @@ pub(crate) const PAR_MIN: usize = 1 << 16;
 pub(crate) const TINY: f32 = f32::from_bits((127 - 100) << 23);
 
 /// Largest number of values the order statistics look at: larger tensors
-/// are sampled at this many fixed positions (see [`order_stats`]).
+/// are sampled at this many fixed positions (see `order_stats`).
 pub const SAMPLE: usize = 4096;
 
 /// Bits of an f32 dropped by the histogram: 4 mantissa bits stay (16 bins per octave).
