@@ -238,6 +238,14 @@ pub fn gemm_bf16_with(
     // B packed: panel q holds pairs (kk = 2p, 2p + 1) of columns q*NR .. q*NR + NR
     let mut packed = vec![0u32; panels * kp * NR];
     packed.par_chunks_mut((kp * NR).max(1)).enumerate().for_each(|(q, panel)| pack_panel(b, k, n, q, panel));
+    // the emulation's fast path: no input can be flushed (see `no_flush`)
+    let plain = !hardware && {
+        let b_ok = packed
+            .par_iter()
+            .with_min_len(1 << 14)
+            .all(|&w| no_flush(w as u16) && no_flush((w >> 16) as u16));
+        b_ok && (0..m).into_par_iter().all(|i| a[i * lda..i * lda + k].iter().all(|x| no_flush(x.0)))
+    };
     let packed = &packed;
     let rows_per_task = MR * ROW_TILES_PER_TASK;
     c.par_chunks_mut(rows_per_task * ldc).enumerate().for_each(|(task, cblock)| {
@@ -263,7 +271,7 @@ pub fn gemm_bf16_with(
                     let i = ti + if r < rows { r } else { 0 };
                     &a[i * lda..i * lda + k]
                 });
-                run_tile(hardware, &arows, k, panel, &mut tile);
+                run_tile(hardware, plain, &arows, k, panel, &mut tile);
                 for r in 0..rows {
                     let i = ti + r;
                     let out = &mut cblock[(i - i0) * ldc + j0..(i - i0) * ldc + j0 + cols];
@@ -431,7 +439,14 @@ fn pack_panel(b: BOperand<'_>, k: usize, n: usize, q: usize, panel: &mut [u32]) 
 
 /// One `MR x NR` tile: `tile[r*NR + jj] = Σ A[r] B[:, jj]` in the module's
 /// pair order.
-fn run_tile(hardware: bool, arows: &[&[Bf16]; MR], k: usize, panel: &[u32], tile: &mut [f32; MR * NR]) {
+fn run_tile(
+    hardware: bool,
+    plain: bool,
+    arows: &[&[Bf16]; MR],
+    k: usize,
+    panel: &[u32],
+    tile: &mut [f32; MR * NR],
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if hardware {
@@ -441,20 +456,99 @@ fn run_tile(hardware: bool, arows: &[&[Bf16]; MR], k: usize, panel: &[u32], tile
             unsafe { x86::tile(arows, k, panel, tile) };
             return;
         }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            unsafe { emulated_avx2(arows, k, panel, tile) };
-            return;
+        match (plain, emul_isa()) {
+            // SAFETY (each arm): the features were detected on this CPU.
+            (true, 2) => return unsafe { plain_avx512(arows, k, panel, tile) },
+            (true, 1) => return unsafe { plain_avx2(arows, k, panel, tile) },
+            (false, 1 | 2) => return unsafe { emulated_avx2(arows, k, panel, tile) },
+            _ => {}
         }
     }
     let _ = hardware;
-    emulated(arows, k, panel, tile)
+    if plain { plain_tile::<false>(arows, k, panel, tile) } else { emulated(arows, k, panel, tile) }
+}
+
+/// 2: AVX-512F with FMA, 1: AVX2 with FMA, 0: neither.
+#[cfg(target_arch = "x86_64")]
+fn emul_isa() -> u8 {
+    static ISA: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        let fma = is_x86_feature_detected!("fma");
+        let cap = super::isa::active();
+        if fma && cap == super::Kernel::Avx512 && is_x86_feature_detected!("avx512f") {
+            2
+        } else if fma && cap != super::Kernel::Scalar && is_x86_feature_detected!("avx2") {
+            1
+        } else {
+            0
+        }
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn emulated_avx2(arows: &[&[Bf16]; MR], k: usize, panel: &[u32], tile: &mut [f32; MR * NR]) {
     emulated(arows, k, panel, tile)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn plain_avx2(arows: &[&[Bf16]; MR], k: usize, panel: &[u32], tile: &mut [f32; MR * NR]) {
+    plain_tile::<true>(arows, k, panel, tile)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+fn plain_avx512(arows: &[&[Bf16]; MR], k: usize, panel: &[u32], tile: &mut [f32; MR * NR]) {
+    plain_tile::<true>(arows, k, panel, tile)
+}
+
+/// Whether no input can make the instruction flush anything: every value is
+/// a zero, or finite-or-not with magnitude at least 2^-50 (exponent field >=
+/// 77). Then every product is exact and normal (a multiple of 2^-114 of
+/// magnitude >= 2^-100), and every partial sum, a rounded sum of such
+/// multiples, is again a multiple of 2^-114, so zero or normal: `ftz` and
+/// `daz` change nothing and the tile is plain f32 arithmetic.
+fn no_flush(x: u16) -> bool {
+    x & 0x7FFF == 0 || (x >> 7) & 0xFF >= 77
+}
+
+/// The tile when [`no_flush`] holds for all its inputs: `acc + a b` with an
+/// exact product is `fma(a, b, acc)`, so `FMA` (the CPU has it) gives the
+/// same bits as the separate multiply and add. Computed in 6 x 16 blocks, so
+/// the accumulators fit the vector registers of AVX2.
+#[inline(always)]
+fn plain_tile<const FMA: bool>(arows: &[&[Bf16]; MR], k: usize, panel: &[u32], tile: &mut [f32; MR * NR]) {
+    const BR: usize = 6;
+    const BC: usize = 16;
+    let kp = k.div_ceil(2);
+    let step = |acc: f32, a: f32, b: f32| if FMA { a.mul_add(b, acc) } else { acc + a * b };
+    for r0 in (0..MR).step_by(BR) {
+        for c0 in (0..NR).step_by(BC) {
+            let mut acc = [[0f32; BC]; BR];
+            for p in 0..kp {
+                let bp: &[u32; BC] =
+                    panel[p * NR + c0..p * NR + c0 + BC].try_into().expect("a whole block row");
+                let mut blo = [0f32; BC];
+                let mut bhi = [0f32; BC];
+                for jj in 0..BC {
+                    blo[jj] = f32::from_bits(bp[jj] << 16);
+                    bhi[jj] = f32::from_bits(bp[jj] & 0xFFFF_0000);
+                }
+                for r in 0..BR {
+                    let row = arows[r0 + r];
+                    let lo = row[2 * p].to_f32();
+                    let hi = if 2 * p + 1 < k { row[2 * p + 1].to_f32() } else { 0.0 };
+                    for jj in 0..BC {
+                        acc[r][jj] = step(step(acc[r][jj], hi, bhi[jj]), lo, blo[jj]);
+                    }
+                }
+            }
+            for r in 0..BR {
+                tile[(r0 + r) * NR + c0..(r0 + r) * NR + c0 + BC].copy_from_slice(&acc[r]);
+            }
+        }
+    }
 }
 
 /// Read a bf16 as f32, subnormals as zero.
@@ -754,6 +848,47 @@ mod tests {
         }
         assert_eq!(hw, em);
         println!("avx512bf16 on this CPU: {}", hw_available());
+    }
+
+    #[test]
+    fn the_fast_emulation_equals_the_flushing_one_where_nothing_can_flush() {
+        // magnitudes from 2^-50 (the fast path's floor) to 2^10, random
+        // signs, a few zeros: products down to 2^-100 and sums that cancel
+        let mut r = rng(11);
+        let mut val = || {
+            let u = r();
+            if u.abs() < 0.05 {
+                return Bf16::ZERO;
+            }
+            let e = 77 + ((u.abs() * 1e4) as u32 % 60);
+            let man = ((r().abs() * 127.0) as u16) & 0x7F;
+            Bf16(((u < 0.0) as u16) << 15 | (e as u16) << 7 | man)
+        };
+        for k in [1usize, 2, 7, 64] {
+            let a: Vec<Bf16> = (0..MR * k).map(|_| val()).collect();
+            let panel: Vec<u32> = (0..k.div_ceil(2) * NR).map(|_| pair(val(), val())).collect();
+            let panel: Vec<u32> = if k % 2 == 1 {
+                // the odd tail pair has a zero high half
+                panel.iter().enumerate().map(|(i, &w)| if i / NR == k / 2 { w & 0xFFFF } else { w }).collect()
+            } else {
+                panel
+            };
+            assert!(a.iter().all(|x| no_flush(x.0)));
+            let arows: [&[Bf16]; MR] = std::array::from_fn(|i| &a[i * k..(i + 1) * k]);
+            let (mut exact, mut plain, mut fused) = ([0f32; MR * NR], [0f32; MR * NR], [0f32; MR * NR]);
+            emulated(&arows, k, &panel, &mut exact);
+            plain_tile::<false>(&arows, k, &panel, &mut plain);
+            plain_tile::<true>(&arows, k, &panel, &mut fused);
+            let bits = |t: &[f32; MR * NR]| t.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&exact), bits(&plain), "k = {k}");
+            assert_eq!(bits(&exact), bits(&fused), "k = {k}");
+            if hw_available() {
+                let mut hw = [0f32; MR * NR];
+                run_tile(true, false, &arows, k, &panel, &mut hw);
+                assert_eq!(bits(&exact), bits(&hw), "k = {k}: the instruction");
+            }
+        }
+        assert!(!no_flush(Bf16::from_f32(1e-16).0) && !no_flush(0x0001) && no_flush(0x8000));
     }
 
     #[test]
