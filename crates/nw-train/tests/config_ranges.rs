@@ -156,6 +156,7 @@ const CASES: &[Case] = &[
     case("optim.ns_coefficients", "muon", "[3.4, -4.7]", &["optim.ns_coefficients"]),
     case("optim.ns_steps", "muon", "100", &["ns_steps", "less than 100"]),
     case("optim.use_addmm", "muon", "1", &["optim.use_addmm", "expected a boolean"]),
+    case("optim.ns_dtype", "muon", "\"float16\"", &["optim.ns_dtype", "unknown variant"]),
     case("optim.history_size", "lbfgs", "0", &["history_size"]),
     case("optim.max_iter", "lbfgs", "0", &["max_iter"]),
     case("optim.tolerance_change", "lbfgs", "-1.0", &["tolerance_change"]),
