@@ -36,8 +36,12 @@
 //!
 //! Speed: with AVX512-BF16 (AMD Zen 4 and 5, Intel Cooper Lake and Sapphire
 //! Rapids and later) a pair costs one instruction per 16 outputs, twice the
-//! f32 FMA rate; elsewhere the emulation costs about three f32 operations
-//! per product, slower than the f32 GEMM, so bfloat16 pays only on such CPUs.
+//! f32 FMA rate. Elsewhere the emulation runs: when every input is zero or at
+//! least 2^-50 in magnitude (checked once per call) nothing can be flushed and
+//! a pair is two f32 FMAs (the products are exact), about 1.5x the f32
+//! GEMM's time with its packing; otherwise every operation is followed by its
+//! flush, several times slower. So bfloat16 pays only on CPUs with the
+//! instruction.
 
 use rayon::prelude::*;
 
