@@ -22,8 +22,10 @@ pub const HARD_CAP: usize = 1 << 30;
 pub const SLOW: Duration = Duration::from_secs(2);
 
 /// The most bytes a reader may hold at once for `input`: 64 times the larger
-/// of its length and, for a gzip stream, its decompressed length, plus
-/// 1 MiB. A reader may keep the decoded file and a few copies and
+/// of its length and, for a gzip stream, its decompressed length (what the
+/// decoder produces before it ends or fails: a stream corrupt past a long
+/// valid prefix still decodes that prefix, which a reader may hold before it
+/// sees the error), plus 1 MiB. A reader may keep the decoded file and a few copies and
 /// conversions of it (f32 from bytes is 4x, a `Vec<i64>` from varints up to
 /// 8x, strings and tensors beside them), never what a length field claims.
 /// The TOML parser of the `config` and `checkpoint` targets has its own
@@ -32,7 +34,12 @@ pub fn alloc_bound(input: &[u8]) -> usize {
     let mut n = input.len();
     if input.len() >= 2 && input[0] == 0x1f && input[1] == 0x8b {
         let mut dec = flate2::read::MultiGzDecoder::new(input).take(HARD_CAP as u64);
-        let out = std::io::copy(&mut dec, &mut std::io::sink()).unwrap_or(0) as usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut out = 0usize;
+        // count every byte decoded, up to the end or the first error
+        while let Ok(k @ 1..) = dec.read(&mut buf) {
+            out += k;
+        }
         n = n.max(out);
     }
     n.saturating_mul(64).saturating_add(1 << 20)
