@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use crate::error::{OptimError, check_lr, check_min};
 use crate::group::WeightDecay;
-use crate::kernel::{lerp, simd_fn, simd_fn_ret};
+use crate::kernel::{lerp, simd_fn};
 use crate::optim::{GroupHyper, Rule, impl_build};
 use crate::reduce::{lanes_sum, norm2, sum_sq};
 use crate::state::ParamState;
@@ -266,7 +266,7 @@ fn u_elem(g: f32, cv: f32, rv: f32, mean: f32, k: UCoef) -> f32 {
     (1.0 / v.max(k.floor).sqrt()) * (k.sign * g)
 }
 
-simd_fn_ret! {
+simd_fn! {
     /// `Σ_j U[row, j]²` of one row in f64 ([`lanes_sum`]).
     fn u_sum_sq(g: &[f32], cv: &[f32], rv: f32, mean: f32, k: UCoef) -> f64 {
         lanes_sum(g, cv, |gv, c| {

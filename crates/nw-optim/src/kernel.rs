@@ -78,26 +78,26 @@ fn cap_isa(a: Isa, b: Isa) -> Isa {
 }
 
 /// Defines a chunk loop compiled three times (baseline, AVX2, AVX-512F) and
-/// dispatched on [`isa`] at each call. The body is an `#[inline(always)]`
+/// dispatched on [`isa`] at each call (a reduction returns its value). The body is an `#[inline(always)]`
 /// function taking everything by value (coefficients in a `Copy` struct,
 /// slices), so each variant gets the whole loop inlined and vectorised, and
 /// no coefficient is re-read from memory inside the loop. No FMA is enabled,
 /// and Rust never contracts `a * b + c` on its own, so every variant performs
 /// exactly the baseline's IEEE roundings.
 macro_rules! simd_fn {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
-        fn $name($($arg: $ty),*) {
+        fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn body($($arg: $ty),*) $body
+            fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
                 #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) {
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
                 match $crate::kernel::isa() {
@@ -113,38 +113,6 @@ macro_rules! simd_fn {
     };
 }
 pub(crate) use simd_fn;
-
-/// [`simd_fn`] for a loop that returns a value (a reduction): the same three
-/// variants, the same dispatch.
-macro_rules! simd_fn_ret {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
-        $(#[$m])*
-        fn $name($($arg: $ty),*) -> $ret {
-            #[inline(always)]
-            fn body($($arg: $ty),*) -> $ret $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) -> $ret {
-                    body($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) -> $ret {
-                    body($($arg),*)
-                }
-                match $crate::kernel::isa() {
-                    // SAFETY: `isa()` detected the feature on this CPU.
-                    $crate::kernel::Isa::Avx512 => return unsafe { avx512($($arg),*) },
-                    // SAFETY: as above.
-                    $crate::kernel::Isa::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::kernel::Isa::Baseline => {}
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
-pub(crate) use simd_fn_ret;
 
 /// Elements before `p` reaches a 64-byte boundary. Large allocations from the
 /// system allocator start 16 bytes past a page, so without this peel every

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernel::{CHUNK, simd_fn_ret};
+use crate::kernel::{CHUNK, simd_fn};
 
 /// Lanes of the f64 accumulators in [`lanes_sum`]: enough independent
 /// add chains to hide the add latency at any vector width (two 512-bit
@@ -17,7 +17,7 @@ pub(crate) const LANES: usize = 16;
 /// (`((l0 + l1) + (l2 + l3)) + ...`, then `+ tail`). The order depends only
 /// on the length, so the result is the same for any thread count and any
 /// instruction set. `#[inline(always)]`: it is meant to be inlined into a
-/// [`simd_fn_ret`] body, where the lanes become vector registers.
+/// [`simd_fn`] body, where the lanes become vector registers.
 #[inline(always)]
 pub(crate) fn lanes_sum<F: Fn(f32, f32) -> f64>(a: &[f32], b: &[f32], f: F) -> f64 {
     debug_assert_eq!(a.len(), b.len());
@@ -43,7 +43,7 @@ pub(crate) fn lanes_sum<F: Fn(f32, f32) -> f64>(a: &[f32], b: &[f32], f: F) -> f
     acc[0] + tail
 }
 
-simd_fn_ret! {
+simd_fn! {
     /// `Σ xᵢ²` of one chunk in f64 ([`lanes_sum`]).
     fn chunk_sum_sq(x: &[f32]) -> f64 {
         lanes_sum(x, x, |v, _| (v as f64) * (v as f64))

@@ -316,7 +316,7 @@ fn store(out: &mut [Bf16], acc: &[f32], c0: Option<&[Bf16]>, alpha: f32, beta: f
     }
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx512f,avx512bw")]
+        #[target_feature(enable = "avx512f")]
         fn wide(out: &mut [Bf16], acc: &[f32], c0: Option<&[Bf16]>, alpha: f32, beta: f32) {
             body(out, acc, c0, alpha, beta)
         }
@@ -324,17 +324,7 @@ fn store(out: &mut [Bf16], acc: &[f32], c0: Option<&[Bf16]>, alpha: f32, beta: f
         fn avx2(out: &mut [Bf16], acc: &[f32], c0: Option<&[Bf16]>, alpha: f32, beta: f32) {
             body(out, acc, c0, alpha, beta)
         }
-        static ISA: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
-        let isa = *ISA.get_or_init(|| {
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
-                2
-            } else if is_x86_feature_detected!("avx2") {
-                1
-            } else {
-                0
-            }
-        });
-        match isa {
+        match emul_isa() {
             // SAFETY: the features were detected on this CPU.
             2 => return unsafe { wide(out, acc, c0, alpha, beta) },
             // SAFETY: as above.
